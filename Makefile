@@ -1,0 +1,40 @@
+# The README's commands. Each target creates the virtualenv it needs on first use.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: demo up test test-unit bench lint format clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)  ## ingest AV-digit demo clips end to end (SQLite, SQLAlchemy broker, local disk)
+	$(VENV)/bin/tagloop demo
+
+up: $(STAMP)  ## API, worker, beat and UI on this machine
+	$(VENV)/bin/tagloop up
+
+test: $(STAMP)  ## unit + integration + e2e (needs PostgreSQL and Redis on 127.0.0.1)
+	$(PY) -m pytest -q -rfE $(PYTEST_ARGS) tests
+
+test-unit: $(STAMP)
+	$(PY) -m pytest -q tests/unit
+
+bench: $(STAMP)  ## benchmarks -> benchmarks/results.json
+	$(PY) -m tests.benchmarks.run
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check tagloop services workers ui tests
+	$(VENV)/bin/ruff format --check tagloop services workers ui tests
+	$(VENV)/bin/mypy
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format tagloop services workers ui tests
+	$(VENV)/bin/ruff check --fix tagloop services workers ui tests
+
+clean:
+	rm -rf tagloop-data .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,29 @@
+"""The FastAPI application factory: ``uvicorn --factory services.api.app:create_app``."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from services.api.deps import TaskSender
+from services.api.errors import install_error_handlers
+from services.api.routes import clips, health, jobs, videos
+from tagloop import __version__
+from tagloop.config import Settings, get_settings
+from tagloop.storage import BlobStore
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="tagloop",
+        version=__version__,
+        description="Tag short videos with active learning. Every route but /healthz needs "
+        "`Authorization: Bearer <token>` (`tagloop token create`).",
+    )
+    app.state.settings = settings
+    app.state.store = BlobStore(settings.blob_url)
+    app.state.sender = TaskSender(settings.broker_url)
+    install_error_handlers(app)
+    for module in (health, videos, clips, jobs):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,101 @@
+"""FastAPI dependencies: settings, a session per request, the blob store, auth, the task sender."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from celery import Celery
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from tagloop.auth import authenticate
+from tagloop.config import Settings
+from tagloop.db.engine import make_session_factory
+from tagloop.errors import Forbidden, TagloopError, TransientError
+from tagloop.storage import BlobStore
+from tagloop.task_names import TASK_QUEUES
+
+
+class Unauthorized(TagloopError):
+    code = "unauthorized"
+    http_status = 401
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """The request owns the transaction: commit when the route returns, roll back on error."""
+    session = make_session_factory(request.app.state.settings.database_url)()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def get_store(request: Request) -> BlobStore:
+    store: BlobStore = request.app.state.store
+    return store
+
+
+@dataclass(frozen=True)
+class Caller:
+    name: str
+    role: str
+
+
+def get_caller(request: Request, session: Annotated[Session, Depends(get_session)]) -> Caller:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthorized("send 'Authorization: Bearer <token>' (tagloop token create)")
+    row = authenticate(session, token.strip())
+    if row is None:
+        raise Unauthorized("unknown or revoked token", code="invalid_token")
+    return Caller(name=row.name, role=row.role)
+
+
+def require_admin(caller: Annotated[Caller, Depends(get_caller)]) -> Caller:
+    if caller.role != "admin":
+        raise Forbidden("this needs an admin token", code="admin_required")
+    return caller
+
+
+class TaskSender:
+    """Enqueues tasks by name so the API never imports worker code or torch."""
+
+    def __init__(self, broker_url: str) -> None:
+        self._app = Celery("tagloop-api", broker=broker_url, set_as_current=False)
+        self._app.conf.update(task_serializer="json", broker_connection_retry_on_startup=True)
+        if broker_url.startswith("sqla+sqlite"):
+            self._app.conf.broker_transport_options = {"connect_args": {"timeout": 30}}
+
+    def send(self, name: str, *args: Any) -> str:
+        try:
+            result = self._app.send_task(name, args=list(args), queue=TASK_QUEUES[name])
+        except Exception as exc:  # kombu raises many connection error types
+            raise TransientError(
+                f"could not reach the task broker: {exc}", code="broker_unavailable"
+            ) from exc
+        return str(result.id)
+
+
+def get_sender(request: Request) -> TaskSender:
+    sender: TaskSender = request.app.state.sender
+    return sender
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+StoreDep = Annotated[BlobStore, Depends(get_store)]
+CallerDep = Annotated[Caller, Depends(get_caller)]
+AdminDep = Annotated[Caller, Depends(require_admin)]
+SenderDep = Annotated[TaskSender, Depends(get_sender)]

@@ -1,0 +1,94 @@
+"""Clips: list, detail, and the browser preview with HTTP Range."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import StreamingResponse
+
+from services.api.deps import CallerDep, SessionDep, StoreDep
+from services.api.http_range import parse_range
+from services.api.schemas import ClipDetail, ClipOut, LabelOut, Page, decode_cursor, encode_cursor
+from tagloop.db import videos as video_repo
+from tagloop.errors import NotFound
+from tagloop.storage import BlobStore
+
+router = APIRouter(prefix="/api/v1/clips", tags=["clips"])
+CHUNK = 256 * 1024
+
+
+@router.get("", response_model=Page[ClipOut])
+def list_clips(
+    _: CallerDep,
+    session: SessionDep,
+    video_id: Annotated[int | None, Query()] = None,
+    labeled: Annotated[bool | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    cursor: Annotated[str | None, Query()] = None,
+) -> Page[ClipOut]:
+    clips = video_repo.list_clips(
+        session, video_id=video_id, labeled=labeled, limit=limit, after_id=decode_cursor(cursor)
+    )
+    next_cursor = encode_cursor(clips[-1].id) if len(clips) == limit else None
+    return Page[ClipOut](items=[ClipOut.model_validate(c) for c in clips], next_cursor=next_cursor)
+
+
+@router.get("/{clip_id}", response_model=ClipDetail)
+def get_clip(clip_id: int, _: CallerDep, session: SessionDep) -> ClipDetail:
+    clip = video_repo.get_clip(session, clip_id)
+    out = ClipDetail.model_validate(clip)
+    out.labels = [LabelOut.model_validate(lb) for lb in video_repo.labels_of_clip(session, clip_id)]
+    return out
+
+
+def _iter_range(store: BlobStore, key: str, start: int, length: int) -> Iterator[bytes]:
+    with store.open(key) as f:
+        f.seek(start)
+        left = length
+        while left > 0:
+            chunk = f.read(min(CHUNK, left))
+            if not chunk:
+                break
+            left -= len(chunk)
+            yield chunk
+
+
+def _serve_blob(request: Request, store: BlobStore, key: str | None, media_type: str) -> Response:
+    if not key or not store.exists(key):
+        raise NotFound("this clip has no media yet", code="media_not_found")
+    size = store.size(key)
+    rng = parse_range(request.headers.get("range"), size)
+    headers = {"Accept-Ranges": "bytes", "Cache-Control": "private, max-age=3600"}
+    if rng is None:
+        headers["Content-Length"] = str(size)
+        return StreamingResponse(
+            _iter_range(store, key, 0, size), media_type=media_type, headers=headers
+        )
+    start, end = rng
+    headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+    headers["Content-Length"] = str(end - start + 1)
+    return StreamingResponse(
+        _iter_range(store, key, start, end - start + 1),
+        status_code=206,
+        media_type=media_type,
+        headers=headers,
+    )
+
+
+@router.get("/{clip_id}/media")
+def clip_media(
+    clip_id: int, request: Request, _: CallerDep, session: SessionDep, store: StoreDep
+) -> Response:
+    """The clip's H.264/AAC mp4 preview; supports ``Range`` (206) for seeking in browsers."""
+    clip = video_repo.get_clip(session, clip_id)
+    return _serve_blob(request, store, clip.preview_uri, "video/mp4")
+
+
+@router.get("/{clip_id}/thumbnail")
+def clip_thumbnail(
+    clip_id: int, request: Request, _: CallerDep, session: SessionDep, store: StoreDep
+) -> Response:
+    clip = video_repo.get_clip(session, clip_id)
+    return _serve_blob(request, store, clip.thumbnail_uri, "image/jpeg")

@@ -1,0 +1,102 @@
+"""Response and request bodies of the v1 REST contract (DESIGN section 4)."""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tagloop.errors import InvalidInput
+
+T = TypeVar("T")
+
+
+class VideoOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    sha256: str
+    filename: str
+    size_bytes: int
+    status: str
+    error_code: str | None
+    error_message: str | None
+    duration_s: float | None
+    width: int | None
+    height: int | None
+    fps: float | None
+    has_audio: bool | None
+    created_at: datetime
+    n_clips: int = 0
+    duplicate: bool = False
+    job_id: int | None = None
+
+
+class ClipOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    video_id: int
+    index: int
+    start_s: float
+    end_s: float
+    has_audio: bool
+    status: str
+    created_at: datetime
+
+
+class LabelOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    annotator: str
+    tags: list[str]
+    seconds_spent: float | None
+    created_at: datetime
+
+
+class ClipDetail(ClipOut):
+    labels: list[LabelOut] = Field(default_factory=list)
+    prediction: dict[str, Any] | None = None
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    next_cursor: str | None
+
+
+class ImportRequest(BaseModel):
+    path: str
+
+
+class JobOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    kind: str
+    status: str
+    progress: float
+    message: str
+    attempts: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+def encode_cursor(last_id: int) -> str:
+    return base64.urlsafe_b64encode(f"id:{last_id}".encode()).decode()
+
+
+def decode_cursor(cursor: str | None) -> int | None:
+    """Cursors are opaque to clients; a tampered one is a clear 422, not a 500."""
+    if not cursor:
+        return None
+    try:
+        kind, _, value = base64.urlsafe_b64decode(cursor.encode()).decode().partition(":")
+        if kind != "id":
+            raise ValueError(kind)
+        return int(value)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidInput("invalid cursor", code="invalid_cursor") from exc

@@ -1,0 +1,193 @@
+"""The `tagloop` command line: up, demo, db, token, ingest."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tagloop.config import Settings, get_settings
+from tagloop.db.engine import session_scope
+from tagloop.errors import TagloopError
+
+app = typer.Typer(help="tagloop: tag short videos with active learning.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema (Alembic).", no_args_is_help=True)
+token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(token_app, name="token")
+
+
+def _fail(exc: TagloopError) -> None:
+    typer.secho(f"error [{exc.code}]: {exc.message}", fg="red", err=True)
+    raise typer.Exit(code=1)
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = "head") -> None:
+    """Apply migrations to the configured database (TAGLOOP_DATABASE_URL)."""
+    from tagloop.db.migrate import upgrade_database
+
+    settings = get_settings()
+    upgrade_database(settings.database_url, revision=revision)
+    typer.echo(f"database at {revision}: {settings.database_url}")
+
+
+@token_app.command("create")
+def token_create(
+    name: Annotated[str, typer.Option(help="who uses the token; labels carry this name")],
+    role: Annotated[str, typer.Option(help="admin or annotator")] = "annotator",
+) -> None:
+    """Print a new API token (shown once; only its hash is stored)."""
+    from tagloop.auth import create_token
+
+    try:
+        with session_scope(get_settings().database_url) as session:
+            token = create_token(session, name=name, role=role)
+    except TagloopError as exc:
+        _fail(exc)
+    typer.echo(token)
+
+
+@token_app.command("revoke")
+def token_revoke(name: Annotated[str, typer.Option()]) -> None:
+    from tagloop.auth import revoke_token
+
+    try:
+        with session_scope(get_settings().database_url) as session:
+            n = revoke_token(session, name=name)
+    except TagloopError as exc:
+        _fail(exc)
+    typer.echo(f"revoked {n} token(s) named {name}")
+
+
+def ensure_admin_token(settings: Settings) -> str:
+    """The first admin token, written once to <data dir>/admin.token (mode 600)."""
+    from tagloop.auth import authenticate, create_token
+
+    path = settings.admin_token_path
+    if path.exists():
+        token = path.read_text().strip()
+        with session_scope(settings.database_url) as session:
+            if authenticate(session, token) is not None:
+                return token
+    with session_scope(settings.database_url) as session:
+        token = create_token(session, name="admin", role="admin")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(token + "\n")
+    path.chmod(0o600)
+    return token
+
+
+def prepare(settings: Settings) -> str:
+    from tagloop.db.migrate import upgrade_database
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade_database(settings.database_url)
+    return ensure_admin_token(settings)
+
+
+@app.command()
+def up(
+    ui: Annotated[bool, typer.Option(help="also serve the Streamlit UI")] = True,
+    concurrency: Annotated[int, typer.Option(help="worker processes")] = 1,
+) -> None:
+    """Run API, worker, beat and UI on this machine until Ctrl-C."""
+    from tagloop.launcher import Stack, child_specs
+
+    settings = get_settings()
+    prepare(settings)
+    components = ["api", "worker", "beat"] + (["ui"] if ui else [])
+    stack = Stack(
+        settings,
+        child_specs(settings, components=components, worker_concurrency=concurrency),
+        log_dir=settings.data_dir / "logs",
+    )
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        stack.wait_for_api()
+        typer.echo(f"API      {settings.api_url}  (docs: {settings.api_url}/docs)")
+        if ui:
+            typer.echo(f"UI       http://{settings.api_host}:{settings.ui_port}")
+        typer.echo(f"token    {settings.admin_token_path}")
+        typer.echo(f"logs     {stack.log_dir}")
+        typer.echo("Ctrl-C stops everything.")
+        while not (dead := stack.dead()):
+            time.sleep(1)
+        typer.secho(f"{', '.join(dead)} exited; stopping (see {stack.log_dir})", fg="red", err=True)
+        raise typer.Exit(code=1)
+    except TagloopError as exc:
+        _fail(exc)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stack.stop()
+
+
+@app.command()
+def demo(
+    n: Annotated[int, typer.Option(help="number of demo clips")] = 60,
+    seed: int = 0,
+    timeout: Annotated[float, typer.Option(help="seconds to wait for the workers")] = 900,
+) -> None:
+    """Build AV-digit demo clips, ingest them through the REST API and real workers, report."""
+    from tagloop.client import TagloopClient
+    from tagloop.demo import build_demo_set, format_report, ingest_demo_set
+    from tagloop.launcher import Stack, child_specs
+
+    settings = get_settings()
+    token = prepare(settings)
+    typer.echo(f"building {n} demo clips (scikit-learn digits + DTMF tones)...")
+    labels = build_demo_set(settings.data_dir / "demo-set", n=n, seed=seed)
+    stack = Stack(
+        settings,
+        child_specs(settings, components=["api", "worker", "beat"]),
+        log_dir=settings.data_dir / "logs",
+    )
+    try:
+        stack.wait_for_api()
+        typer.echo(f"stack up: API {settings.api_url}, worker and beat (logs in {stack.log_dir})")
+        with TagloopClient(settings.api_url, token) as client:
+            summary = ingest_demo_set(client, labels, timeout_s=timeout, echo=typer.echo)
+        typer.echo(format_report(summary, settings))
+        if summary["statuses"].get("ready", 0) == 0:
+            raise typer.Exit(code=1)
+    except TagloopError as exc:
+        _fail(exc)
+    finally:
+        stack.stop()
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="video files to upload")],
+    wait: Annotated[bool, typer.Option(help="wait until the workers are done")] = True,
+    api_url: Annotated[str | None, typer.Option(help="default: TAGLOOP_API_URL")] = None,
+    token: Annotated[str | None, typer.Option(help="default: the admin token file")] = None,
+) -> None:
+    """Upload video files to a running tagloop API."""
+    from tagloop.client import TagloopClient
+
+    settings = get_settings()
+    token = token or settings.admin_token_path.read_text().strip()
+    try:
+        with TagloopClient(api_url or settings.api_url, token) as client:
+            videos = [client.upload_video(p) for p in paths]
+            for v in videos:
+                typer.echo(
+                    f"{v['id']:>6}  {v['status']:<10} "
+                    f"{'duplicate ' if v['duplicate'] else ''}{v['filename']}"
+                )
+            if wait:
+                for v in client.wait_for_videos([v["id"] for v in videos]):
+                    err = f"  {v['error_code']}: {v['error_message']}" if v["error_code"] else ""
+                    typer.echo(f"{v['id']:>6}  {v['status']:<10} {v['n_clips']} clips{err}")
+    except TagloopError as exc:
+        _fail(exc)
+
+
+if __name__ == "__main__":
+    app()

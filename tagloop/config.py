@@ -1,0 +1,76 @@
+"""The one Settings object. Nothing else in tagloop reads the environment.
+
+Every field can be set as ``TAGLOOP_<NAME>`` (nested models with ``__``), e.g.
+``TAGLOOP_DATA_DIR=/srv/tagloop`` or ``TAGLOOP_DATABASE_URL=postgresql+psycopg://...``.
+URLs left empty are derived from ``data_dir`` so a laptop needs no configuration at all.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="TAGLOOP_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    # Where the embedded default keeps everything: SQLite, the broker, blobs, the admin token.
+    data_dir: Path = Field(default=Path("tagloop-data"))
+    database_url: str = ""  # default: sqlite:///<data_dir>/tagloop.db
+    broker_url: str = ""  # default: sqla+sqlite:///<data_dir>/broker.sqlite
+    blob_url: str = ""  # default: <data_dir>/blobs; any fsspec URL (s3://bucket/prefix, ...)
+
+    # Folders that POST /videos/import may read from; anything else is refused with 403.
+    import_roots: list[Path] = Field(default_factory=list)
+    upload_max_bytes: int = 2 * 1024**3
+
+    # Clip tensors (DESIGN section 5).
+    clip_seconds: float = 10.0
+    frames_per_clip: int = 8
+    frame_size: int = 32
+    n_mels: int = 64
+    sample_rate: int = 16_000
+    preview_height: int = 240
+
+    # Reliability: a running job whose heartbeat is older than this is considered lost.
+    stale_job_seconds: float = 300.0
+    max_job_attempts: int = 3
+    recover_every_seconds: float = 60.0
+    # Redis redelivers an unacked task after this many seconds (a killed worker's task).
+    broker_visibility_timeout: int = 3600
+
+    # How the CLI, the UI and `tagloop up` reach the API.
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    ui_port: int = 8501
+    api_url: str = ""  # default: http://<api_host>:<api_port>
+
+    @model_validator(mode="after")
+    def _derive_defaults(self) -> Settings:
+        data = self.data_dir.resolve()
+        self.data_dir = data
+        if not self.database_url:
+            self.database_url = f"sqlite:///{data / 'tagloop.db'}"
+        if not self.broker_url:
+            self.broker_url = f"sqla+sqlite:///{data / 'broker.sqlite'}"
+        if not self.blob_url:
+            self.blob_url = str(data / "blobs")
+        if not self.api_url:
+            self.api_url = f"http://{self.api_host}:{self.api_port}"
+        self.import_roots = [p.resolve() for p in self.import_roots]
+        return self
+
+    @property
+    def admin_token_path(self) -> Path:
+        return self.data_dir / "admin.token"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """Settings read once per process; tests call ``get_settings.cache_clear()``."""
+    return Settings()

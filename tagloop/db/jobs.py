@@ -1,0 +1,69 @@
+"""Job repository: progress and heartbeats of long work (ingest, train, score)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from tagloop.db.models import Job, utcnow
+from tagloop.errors import NotFound
+
+ACTIVE = ("queued", "running")
+
+
+def create_job(session: Session, *, kind: str, params: dict[str, Any]) -> Job:
+    job = Job(kind=kind, params=params, status="queued", progress=0.0, updated_at=utcnow())
+    session.add(job)
+    session.flush()
+    return job
+
+
+def get_job(session: Session, job_id: int) -> Job:
+    job = session.get(Job, job_id)
+    if job is None:
+        raise NotFound(f"job {job_id} does not exist", code="job_not_found")
+    return job
+
+
+def start_job(session: Session, job: Job, *, celery_task_id: str | None) -> None:
+    now = utcnow()
+    job.status = "running"
+    job.attempts += 1
+    job.celery_task_id = celery_task_id
+    job.started_at = job.started_at or now
+    job.updated_at = now
+
+
+def report_progress(session: Session, job: Job, *, progress: float, message: str) -> None:
+    job.progress = max(0.0, min(1.0, progress))
+    job.message = message
+    job.updated_at = utcnow()
+
+
+def finish_job(session: Session, job: Job, *, status: str, message: str = "") -> None:
+    job.status = status
+    if status == "succeeded":
+        job.progress = 1.0
+    job.message = message or job.message
+    job.finished_at = job.updated_at = utcnow()
+
+
+def find_stale_jobs(
+    session: Session, *, older_than: timedelta, now: datetime | None = None
+) -> list[Job]:
+    """Running jobs whose heartbeat stopped: their worker died or lost the task."""
+    cutoff = (now or utcnow()) - older_than
+    q = select(Job).where(Job.status == "running", Job.updated_at < cutoff).order_by(Job.id)
+    return list(session.scalars(q))
+
+
+def active_job_for(session: Session, *, kind: str, key: str, value: int) -> Job | None:
+    """The queued/running job of ``kind`` whose params[key] == value, if any."""
+    q = select(Job).where(Job.kind == kind, Job.status.in_(ACTIVE)).order_by(Job.id.desc())
+    for job in session.scalars(q):
+        if job.params.get(key) == value:
+            return job
+    return None

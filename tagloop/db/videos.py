@@ -1,0 +1,82 @@
+"""Video and clip repository functions. They never commit: the caller owns the transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from tagloop.db.models import Clip, Label, Video
+from tagloop.errors import NotFound
+
+VIDEO_STATUSES = ("queued", "processing", "ready", "failed")
+
+
+def get_video(session: Session, video_id: int) -> Video:
+    video = session.get(Video, video_id)
+    if video is None:
+        raise NotFound(f"video {video_id} does not exist", code="video_not_found")
+    return video
+
+
+def find_video_by_sha(session: Session, sha256: str) -> Video | None:
+    return session.scalar(select(Video).where(Video.sha256 == sha256))
+
+
+def list_videos(
+    session: Session, *, status: str | None = None, limit: int = 50, after_id: int | None = None
+) -> list[Video]:
+    """Newest first; ``after_id`` is the last id of the previous page (keyset pagination)."""
+    q = select(Video).order_by(Video.id.desc()).limit(limit)
+    if status:
+        q = q.where(Video.status == status)
+    if after_id is not None:
+        q = q.where(Video.id < after_id)
+    return list(session.scalars(q))
+
+
+def count_clips(session: Session, video_ids: Sequence[int]) -> dict[int, int]:
+    if not video_ids:
+        return {}
+    rows = session.execute(
+        select(Clip.video_id, func.count(Clip.id))
+        .where(Clip.video_id.in_(video_ids))
+        .group_by(Clip.video_id)
+    )
+    return {vid: n for vid, n in rows}
+
+
+def get_clip(session: Session, clip_id: int) -> Clip:
+    clip = session.get(Clip, clip_id)
+    if clip is None:
+        raise NotFound(f"clip {clip_id} does not exist", code="clip_not_found")
+    return clip
+
+
+def list_clips(
+    session: Session,
+    *,
+    video_id: int | None = None,
+    labeled: bool | None = None,
+    limit: int = 50,
+    after_id: int | None = None,
+) -> list[Clip]:
+    """Oldest first within a video, so a video's clips read in order."""
+    q = select(Clip).order_by(Clip.id).limit(limit)
+    if video_id is not None:
+        q = q.where(Clip.video_id == video_id)
+    if after_id is not None:
+        q = q.where(Clip.id > after_id)
+    if labeled is not None:
+        has_label = select(Label.id).where(Label.clip_id == Clip.id).exists()
+        q = q.where(has_label if labeled else ~has_label)
+    return list(session.scalars(q))
+
+
+def clips_of_video(session: Session, video_id: int) -> list[Clip]:
+    return list(session.scalars(select(Clip).where(Clip.video_id == video_id).order_by(Clip.index)))
+
+
+def labels_of_clip(session: Session, clip_id: int) -> list[Label]:
+    return list(session.scalars(select(Label).where(Label.clip_id == clip_id).order_by(Label.id)))

@@ -1,0 +1,159 @@
+"""`tagloop up`: run API, worker, beat and UI as child processes of one command.
+
+Children are started by module name (``python -m uvicorn ...``), never imported, so this
+process stays light and each child gets the same TAGLOOP_* settings through its environment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from tagloop.config import Settings
+from tagloop.errors import TagloopError
+
+UI_APP = Path(__file__).resolve().parent.parent / "ui" / "app.py"
+
+
+@dataclass(frozen=True)
+class ChildSpec:
+    name: str
+    argv: list[str]
+
+
+def child_specs(
+    settings: Settings, *, components: Iterable[str], worker_concurrency: int = 1
+) -> list[ChildSpec]:
+    py = sys.executable
+    specs = {
+        "api": ChildSpec(
+            "api",
+            [
+                py,
+                "-m",
+                "uvicorn",
+                "--factory",
+                "services.api.app:create_app",
+                "--host",
+                settings.api_host,
+                "--port",
+                str(settings.api_port),
+                "--log-level",
+                "warning",
+            ],
+        ),
+        "worker": ChildSpec(
+            "worker",
+            [
+                py,
+                "-m",
+                "celery",
+                "-A",
+                "workers.celery_app",
+                "worker",
+                "-Q",
+                "media,ml",
+                "--concurrency",
+                str(worker_concurrency),
+                "--loglevel",
+                "INFO",
+                "-n",
+                f"tagloop-{os.getpid()}@%h",
+            ],
+        ),
+        "beat": ChildSpec(
+            "beat",
+            [py, "-m", "celery", "-A", "workers.celery_app", "beat", "--loglevel", "WARNING"],
+        ),
+        "ui": ChildSpec(
+            "ui",
+            [
+                py,
+                "-m",
+                "streamlit",
+                "run",
+                str(UI_APP),
+                "--server.headless",
+                "true",
+                "--server.port",
+                str(settings.ui_port),
+                "--browser.gatherUsageStats",
+                "false",
+            ],
+        ),
+    }
+    return [specs[c] for c in components]
+
+
+def child_env(settings: Settings) -> dict[str, str]:
+    """The parent's environment plus every resolved setting, so all children agree."""
+    env = dict(os.environ)
+    for name, value in settings.model_dump(mode="json").items():
+        text = json.dumps(value) if isinstance(value, list | dict) else str(value)
+        env[f"TAGLOOP_{name.upper()}"] = text
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+class Stack:
+    """The running children; stop() ends them all (process groups, so grandchildren too)."""
+
+    def __init__(self, settings: Settings, specs: Sequence[ChildSpec], *, log_dir: Path) -> None:
+        self.settings = settings
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir = log_dir
+        env = child_env(settings)
+        root = Path(__file__).resolve().parent.parent
+        for spec in specs:
+            log = (log_dir / f"{spec.name}.log").open("ab")
+            self.procs[spec.name] = subprocess.Popen(
+                spec.argv,
+                env=env,
+                cwd=root,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def dead(self) -> list[str]:
+        return [n for n, p in self.procs.items() if p.poll() is not None]
+
+    def wait_for_api(self, *, timeout_s: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if dead := self.dead():
+                raise TagloopError(
+                    f"{', '.join(dead)} exited at start; see {self.log_dir}", code="child_exited"
+                )
+            try:
+                if httpx.get(f"{self.settings.api_url}/healthz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        raise TagloopError(
+            f"the API did not answer within {timeout_s:.0f} s; see {self.log_dir}",
+            code="api_timeout",
+        )
+
+    def stop(self, *, timeout_s: float = 15.0) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()

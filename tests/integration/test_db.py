@@ -1,0 +1,87 @@
+"""Migrations and repositories on both SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import inspect
+from sqlalchemy.exc import IntegrityError
+
+from tagloop.auth import authenticate, create_token, revoke_token
+from tagloop.db import jobs as job_repo
+from tagloop.db.engine import get_engine, session_scope
+from tagloop.db.migrate import downgrade_database, upgrade_database
+from tagloop.db.models import Base, Clip, Video, utcnow
+from tagloop.errors import InvalidInput
+
+
+def test_migrations_match_models_and_roundtrip(db_url: str) -> None:
+    upgrade_database(db_url)
+    engine = get_engine(db_url)
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert diff == [], f"models and migrations disagree: {diff}"
+    tables = set(inspect(engine).get_table_names())
+    assert {
+        "video",
+        "clip",
+        "tag",
+        "label",
+        "model_version",
+        "prediction",
+        "queue_item",
+        "job",
+        "api_token",
+    } <= tables
+    downgrade_database(db_url, revision="base")
+    assert "video" not in set(inspect(engine).get_table_names())
+    upgrade_database(db_url)
+    assert "video" in set(inspect(engine).get_table_names())
+
+
+def test_clip_index_unique_per_video(db_url: str) -> None:
+    upgrade_database(db_url)
+    with session_scope(db_url) as s:
+        v = Video(sha256="a" * 64, filename="f.mp4", blob_uri="videos/x")
+        s.add(v)
+        s.flush()
+        s.add(Clip(video_id=v.id, index=0, start_s=0, end_s=1))
+        vid = v.id
+    with pytest.raises(IntegrityError), session_scope(db_url) as s:
+        s.add(Clip(video_id=vid, index=0, start_s=0, end_s=1))
+
+
+def test_tokens_hashed_roles_and_revocation(db_url: str) -> None:
+    upgrade_database(db_url)
+    with session_scope(db_url) as s:
+        token = create_token(s, name="ann", role="annotator")
+    with session_scope(db_url) as s:
+        row = authenticate(s, token)
+        assert row is not None and row.role == "annotator" and row.name == "ann"
+        assert row.token_hash != token and token not in row.token_hash
+        assert authenticate(s, token + "x") is None
+        with pytest.raises(InvalidInput):
+            create_token(s, name="x", role="root")
+        revoke_token(s, name="ann")
+    with session_scope(db_url) as s:
+        assert authenticate(s, token) is None
+
+
+def test_stale_jobs_found_by_heartbeat(db_url: str) -> None:
+    upgrade_database(db_url)
+    with session_scope(db_url) as s:
+        job = job_repo.create_job(s, kind="process_video", params={"video_id": 1})
+        job_repo.start_job(s, job, celery_task_id="t1")
+        fresh = job_repo.create_job(s, kind="process_video", params={"video_id": 2})
+        job_repo.start_job(s, fresh, celery_task_id="t2")
+        job_id = job.id
+    with session_scope(db_url) as s:
+        later = utcnow() + timedelta(seconds=100)
+        assert [
+            j.id for j in job_repo.find_stale_jobs(s, older_than=timedelta(seconds=50), now=later)
+        ] == [job_id, job_id + 1]
+        assert job_repo.find_stale_jobs(s, older_than=timedelta(seconds=500), now=later) == []
+        assert job_repo.active_job_for(s, kind="process_video", key="video_id", value=2) is not None

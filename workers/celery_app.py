@@ -1,0 +1,61 @@
+"""The Celery app: queues ``media`` (decode) and ``ml`` (train, score), beat schedule.
+
+Run a worker with ``celery -A workers.celery_app worker -Q media,ml``. Scaling out is more of
+these processes on more machines against the same broker, database and blob store.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from kombu import Queue
+
+from tagloop.config import Settings, get_settings
+from tagloop.task_names import QUEUE_MEDIA, QUEUE_ML, RECOVER_STALE
+
+
+def broker_options(settings: Settings) -> dict[str, Any]:
+    """Transport options per broker. The SQLAlchemy transport hands its options to
+    ``create_engine``, so Redis-only options (visibility_timeout...) must not reach it."""
+    if settings.broker_url.startswith("sqla+"):
+        return {"connect_args": {"timeout": 30}} if "sqlite" in settings.broker_url else {}
+    if settings.broker_url.startswith(("redis", "rediss")):
+        # An unacked task of a killed worker comes back after this many seconds.
+        return {"visibility_timeout": settings.broker_visibility_timeout}
+    return {}
+
+
+def create_celery(settings: Settings | None = None) -> Celery:
+    settings = settings or get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    app = Celery("tagloop", broker=settings.broker_url, include=["workers.tasks"])
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,  # results live in the job table, not a result backend
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,  # a killed child's task goes back to the queue
+        worker_prefetch_multiplier=1,  # long tasks: don't hoard messages on one worker
+        task_queues=[Queue(QUEUE_MEDIA), Queue(QUEUE_ML)],
+        task_default_queue=QUEUE_MEDIA,
+        task_routes={
+            "tagloop.media.*": {"queue": QUEUE_MEDIA},
+            "tagloop.ml.*": {"queue": QUEUE_ML},
+        },
+        broker_transport_options=broker_options(settings),
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+        beat_schedule_filename=str(settings.data_dir / "celerybeat-schedule"),
+        beat_schedule={
+            "recover-stale-jobs": {
+                "task": RECOVER_STALE,
+                "schedule": settings.recover_every_seconds,
+                "options": {"queue": QUEUE_MEDIA},
+            },
+        },
+    )
+    return app
+
+
+app = create_celery()

@@ -1,0 +1,60 @@
+"""Thin task wrappers: parse ids, call one tagloop.pipeline function, map errors.
+
+InvalidMedia never reaches here (the pipeline ends such a video ``failed`` with its code);
+TransientError is retried with backoff; anything else fails the video with a code after the
+last retry, so no video is left in ``processing``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from celery import Task
+
+from tagloop import pipeline
+from tagloop.config import get_settings
+from tagloop.errors import TransientError
+from tagloop.task_names import PROCESS_VIDEO, QUEUE_MEDIA, RECOVER_STALE
+from workers.celery_app import app
+
+log = logging.getLogger(__name__)
+
+
+@app.task(
+    name=PROCESS_VIDEO,
+    bind=True,
+    acks_late=True,
+    autoretry_for=(TransientError,),
+    retry_backoff=True,
+    max_retries=5,
+)
+def process_video(self: Task, video_id: int, job_id: int) -> str:
+    try:
+        return pipeline.process_video(
+            settings=get_settings(),
+            video_id=int(video_id),
+            job_id=int(job_id),
+            task_id=self.request.id,
+        )
+    except TransientError:
+        raise
+    except Exception as exc:
+        code, message = pipeline.describe_error(exc)
+        log.exception("video %s failed", video_id)
+        pipeline.mark_failed(
+            settings=get_settings(),
+            video_id=int(video_id),
+            job_id=int(job_id),
+            code=code,
+            message=message,
+        )
+        return "failed"
+
+
+@app.task(name=RECOVER_STALE)
+def recover_stale() -> int:
+    """Re-enqueue video jobs whose worker died (run by beat every few seconds/minutes)."""
+    requeue = pipeline.recover_stale_jobs(settings=get_settings())
+    for video_id, job_id in requeue:
+        process_video.apply_async(args=[video_id, job_id], queue=QUEUE_MEDIA)
+    return len(requeue)
