@@ -1,0 +1,115 @@
+"""Score a pool of clips with a named strategy, tag groups respected.
+
+A clip's units are its vocabulary's mutually exclusive groups (each scored over its own softmax
+columns) and its independent tags (each scored as a Bernoulli pair). The clip's score combines
+its unit scores: the mean by default, or the max (the clip is as interesting as its least sure
+unit). A group of one tag carries no uncertainty and is left out.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tagloop.errors import InvalidInput
+from tagloop.selection.registry import COMBINE_RULES, Combine, UnitInputs, get_strategy
+from tagloop.selection.strategy import score_random, to_bernoulli
+from tagloop.selection.validate import check_group_sums, check_ids, check_probabilities
+from tagloop.vocabulary import TagVocabulary
+
+
+def _check_stack(
+    x: np.ndarray | None, *, name: str, n: int, k: int, min_depth: int, strategy: str
+) -> np.ndarray:
+    if x is None:
+        raise InvalidInput(f"strategy {strategy!r} needs {name}", code="missing_input")
+    stack = check_probabilities(x, name=name, shape=(None, n, k))
+    if stack.shape[0] < min_depth:
+        raise InvalidInput(
+            f"{name} needs at least {min_depth} stacked predictions, got {stack.shape[0]}",
+            code="invalid_probabilities",
+        )
+    return stack
+
+
+def score_pool(
+    probs: np.ndarray,
+    *,
+    vocab: TagVocabulary,
+    strategy: str,
+    combine: Combine | None = None,
+    mc_probs: np.ndarray | None = None,
+    modality_probs: np.ndarray | None = None,
+    clip_ids: np.ndarray | None = None,
+    rng: np.random.Generator | int | None = None,
+) -> np.ndarray:
+    """Scores ``(N,)`` float64 in [0, 1] for N clips; higher = more worth labeling.
+
+    probs: ``(N, K)`` the fused model's probabilities, column ``j`` is ``vocab.tags[j]``; the
+        columns of each group sum to 1 (one softmax), the other columns are sigmoids.
+    strategy: a registered name (see ``list_strategies()``).
+    combine: ``"mean"`` or ``"max"`` over a clip's units; None takes the strategy's own rule
+        (``"mean"`` for all but ``min_margin``, which is ``"max"``).
+    mc_probs: ``(P, N, K)`` probabilities of P stochastic MC-dropout passes (``bald``).
+    modality_probs: ``(M, N, K)`` probabilities of M >= 2 single-modality heads, e.g. visual
+        and audio (``disagreement``).
+    clip_ids: ``(N,)`` int ids; with them ``random`` scores a clip by a hash of (seed, id), so
+        they do not depend on row order or chunking.
+    rng: a seed or Generator, used by ``random`` only.
+
+    Every other strategy treats rows independently: permuting the rows permutes the scores.
+    """
+    spec = get_strategy(strategy)
+    rule = spec.combine if combine is None else combine
+    if rule not in COMBINE_RULES:
+        raise InvalidInput(
+            f"combine must be one of {', '.join(COMBINE_RULES)}, got {combine!r}",
+            code="invalid_argument",
+        )
+    k = len(vocab)
+    p = check_probabilities(probs, name="probs", shape=(None, k))
+    n = p.shape[0]
+    ids = None if clip_ids is None else check_ids(clip_ids, n=n, unique=False)
+    if spec.score_unit is None:
+        return score_random(n, clip_ids=ids, rng=rng)
+
+    mc = (
+        _check_stack(mc_probs, name="mc_probs", n=n, k=k, min_depth=1, strategy=spec.name)
+        if "mc_probs" in spec.requires
+        else None
+    )
+    heads = (
+        _check_stack(
+            modality_probs, name="modality_probs", n=n, k=k, min_depth=2, strategy=spec.name
+        )
+        if "modality_probs" in spec.requires
+        else None
+    )
+
+    blocks: list[np.ndarray] = []  # each (N, units in block)
+    for group, cols in vocab.group_indices.items():
+        if cols.size < 2:
+            continue
+        check_group_sums(p[:, cols], name="probs", group=group)
+        if mc is not None:
+            check_group_sums(mc[:, :, cols], name="mc_probs", group=group)
+        if heads is not None:
+            check_group_sums(heads[:, :, cols], name="modality_probs", group=group)
+        units = UnitInputs(
+            probs=p[:, cols],
+            mc_probs=None if mc is None else mc[:, :, cols],
+            modality_probs=None if heads is None else heads[:, :, cols],
+        )
+        blocks.append(spec.score_unit(units).reshape(n, 1))
+    free = vocab.ungrouped_indices
+    if free.size:
+        units = UnitInputs(
+            probs=to_bernoulli(p[:, free]),
+            mc_probs=None if mc is None else to_bernoulli(mc[:, :, free]),
+            modality_probs=None if heads is None else to_bernoulli(heads[:, :, free]),
+        )
+        blocks.append(spec.score_unit(units).reshape(n, free.size))
+    if not blocks:
+        return np.zeros(n)
+    unit_scores = np.concatenate(blocks, axis=1)
+    combined = unit_scores.mean(axis=1) if rule == "mean" else unit_scores.max(axis=1)
+    return combined.astype(np.float64, copy=False)
