@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     sample_rate: int = 16_000
     preview_height: int = 240
 
+    # Labeling queue: a lease not closed by a label or a skip returns to the queue after this.
+    lease_seconds: float = 600.0
+
     # Reliability: a running job whose heartbeat is older than this is considered lost.
     stale_job_seconds: float = 300.0
     max_job_attempts: int = 3

@@ -52,7 +52,12 @@ class Caller:
     role: str
 
 
-def get_caller(request: Request, session: Annotated[Session, Depends(get_session)]) -> Caller:
+# scope="function": commit (or roll back) before the response is sent, so a client never
+# sees 2xx for a write that then failed to commit.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+
+
+def get_caller(request: Request, session: SessionDep) -> Caller:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
@@ -93,7 +98,6 @@ def get_sender(request: Request) -> TaskSender:
     return sender
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StoreDep = Annotated[BlobStore, Depends(get_store)]
 CallerDep = Annotated[Caller, Depends(get_caller)]

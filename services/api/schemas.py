@@ -100,3 +100,55 @@ def decode_cursor(cursor: str | None) -> int | None:
         return int(value)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidInput("invalid cursor", code="invalid_cursor") from exc
+
+
+# --- Tags, labels and the labeling queue -------------------------------------------------
+
+
+class TagOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    description: str
+    group: str | None
+    created_at: datetime
+
+
+class TagCreate(BaseModel):
+    name: str
+    description: str = ""
+    group: str | None = None
+
+
+class LabelCreate(BaseModel):
+    tags: list[str]
+    seconds_spent: float | None = Field(default=None, ge=0)
+    lease_id: str | None = Field(default=None, max_length=64)
+
+
+class LabelCreated(LabelOut):
+    clip_id: int
+    lease_closed: bool = False
+
+
+class QueueReason(BaseModel):
+    """Why this clip is offered: the selection strategy, its score and the clip's rank."""
+
+    strategy: str
+    score: float
+    rank: int
+
+
+class QueueNext(BaseModel):
+    clip: ClipOut
+    lease_id: str
+    lease_expires_at: datetime
+    suggestions: list[Any]
+    reason: QueueReason
+
+
+class LeaseOut(BaseModel):
+    lease_id: str
+    clip_id: int
+    status: str

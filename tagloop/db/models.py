@@ -153,6 +153,8 @@ class QueueItem(Base):
     status: Mapped[str] = mapped_column(String(16), default="queued")
     annotator: Mapped[str | None] = mapped_column(String(128))
     lease_expires_at: Mapped[datetime | None] = mapped_column(TS)
+    # The unguessable handle a client holds for its lease (never the row id); new per lease.
+    lease_id: Mapped[str | None] = mapped_column(String(64), index=True, unique=True)
     created_at: Mapped[datetime] = mapped_column(TS, default=utcnow)
 
 

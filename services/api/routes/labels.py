@@ -1,0 +1,41 @@
+"""Labels: an annotator's tags for a clip (annotator = the token's name)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+from fastapi.responses import JSONResponse
+
+from services.api.deps import CallerDep, SessionDep
+from services.api.errors import error_response
+from services.api.schemas import LabelCreate, LabelCreated
+from tagloop.db import labels as label_repo
+from tagloop.db import queue as queue_repo
+
+router = APIRouter(prefix="/api/v1/clips", tags=["labels"])
+
+
+@router.post("/{clip_id}/labels", status_code=status.HTTP_201_CREATED, response_model=LabelCreated)
+def create_label(
+    clip_id: int, body: LabelCreate, caller: CallerDep, session: SessionDep
+) -> LabelCreated | JSONResponse:
+    """Store a label and close the caller's lease on the clip. 422 ``unknown_tag`` (with
+    ``tags`` listing them) or ``conflicting_tags``; 404 ``clip_not_found``."""
+    try:
+        label = label_repo.create_label(
+            session,
+            clip_id=clip_id,
+            annotator=caller.name,
+            tags=body.tags,
+            seconds_spent=body.seconds_spent,
+        )
+    except label_repo.UnknownTags as exc:
+        session.rollback()
+        return error_response(422, exc.code, exc.message, tags=exc.names)
+    closed = queue_repo.complete(
+        session, clip_id=clip_id, annotator=caller.name, lease_id=body.lease_id
+    )
+    out = LabelCreated.model_validate(label)
+    out.clip_id, out.lease_closed = clip_id, closed
+    # Commit before answering: the session dependency's own commit runs after the response.
+    session.commit()
+    return out

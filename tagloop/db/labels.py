@@ -1,0 +1,77 @@
+"""Label repository: an annotator's tag set for one clip. Never commits.
+
+Several labels per clip are allowed (several annotators, or the same one again). A label is
+validated against the tag table before anything is written, so a bad submit stores nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy.orm import Session
+
+from tagloop.db import tags as tag_repo
+from tagloop.db.models import Label
+from tagloop.db.videos import get_clip
+from tagloop.errors import InvalidInput
+
+
+class UnknownTags(InvalidInput):
+    """Some submitted tag names are not in the vocabulary; ``names`` lists them."""
+
+    code = "unknown_tag"
+
+    def __init__(self, names: Sequence[str]) -> None:
+        super().__init__(
+            f"unknown tags: {', '.join(names)} (create them first with POST /api/v1/tags)"
+        )
+        self.names = list(names)
+
+
+def validate_tag_set(session: Session, names: Sequence[str]) -> list[str]:
+    """Trimmed, de-duplicated names in submit order.
+
+    Raises ``UnknownTags`` (unknown_tag) or ``conflicting_tags`` when two tags of one
+    mutually-exclusive group are both present.
+    """
+    clean: list[str] = []
+    for raw in names:
+        name = tag_repo.normalize_name(raw)
+        if name not in clean:
+            clean.append(name)
+    known = tag_repo.find_tags(session, clean)
+    unknown = [n for n in clean if n not in known]
+    if unknown:
+        raise UnknownTags(unknown)
+    by_group: dict[str, list[str]] = {}
+    for name in clean:
+        group = known[name].group
+        if group is not None:
+            by_group.setdefault(group, []).append(name)
+    clashes = {g: ns for g, ns in by_group.items() if len(ns) > 1}
+    if clashes:
+        detail = "; ".join(f"{g}: {', '.join(ns)}" for g, ns in sorted(clashes.items()))
+        raise InvalidInput(
+            f"tags of one group are mutually exclusive, pick one per group ({detail})",
+            code="conflicting_tags",
+        )
+    return clean
+
+
+def create_label(
+    session: Session,
+    *,
+    clip_id: int,
+    annotator: str,
+    tags: Sequence[str],
+    seconds_spent: float | None = None,
+) -> Label:
+    """Validate and store a label; ``clip_not_found`` (404) for an unknown clip."""
+    get_clip(session, clip_id)
+    if seconds_spent is not None and seconds_spent < 0:
+        raise InvalidInput("seconds_spent must not be negative", code="invalid_seconds_spent")
+    clean = validate_tag_set(session, tags)
+    label = Label(clip_id=clip_id, annotator=annotator, tags=clean, seconds_spent=seconds_spent)
+    session.add(label)
+    session.flush()
+    return label

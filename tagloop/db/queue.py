@@ -1,0 +1,306 @@
+"""The labeling queue: ranked clips leased to one annotator at a time. Never commits.
+
+A row moves queued -> leased -> done (labeled) or skipped; a lease that runs out becomes
+``expired`` and a fresh ``queued`` copy of the row takes its place, so the clip returns to the
+queue while the history keeps who let it lapse. A clip is never leased to two annotators at
+once: at most one queued-or-leased row exists per clip, and taking a row is atomic:
+
+- PostgreSQL: ``SELECT ... FOR UPDATE SKIP LOCKED`` on the queued rows, so concurrent
+  requests take different rows without waiting on each other; a per-annotator advisory lock
+  stops two concurrent requests of one annotator from taking two rows.
+- SQLite: the first statement of ``lease_next`` is a write, which takes the database's single
+  write lock, so the rest of the transaction runs alone.
+
+Either way the row is taken by one ``UPDATE ... WHERE id = (best free row) AND
+status = 'queued' RETURNING``, which cannot take a row another transaction already took.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, delete, func, insert, or_, select, text, update
+from sqlalchemy.orm import Session
+
+from tagloop.db.models import Prediction, QueueItem, utcnow
+from tagloop.errors import Conflict, InvalidInput, NotFound
+
+QUEUE_STATUSES = ("queued", "leased", "done", "skipped", "expired")
+# Rows a refill replaces; leased rows survive a refill so nobody loses the clip in front of them.
+_REFILL_LOCK = "tagloop.queue.refill"
+_TAKE_ATTEMPTS = 3
+
+
+def new_lease_id() -> str:
+    """192 random bits, URL-safe: a lease handle nobody can guess from another."""
+    return secrets.token_urlsafe(24)
+
+
+def _is_postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def _advisory_lock(session: Session, key: str) -> None:
+    """PostgreSQL: a transaction-scoped lock on ``key``; SQLite serialises writers already."""
+    if not _is_postgres(session):
+        return
+    digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
+    session.execute(
+        text("SELECT pg_advisory_xact_lock(:k)"),
+        {"k": int.from_bytes(digest, "big", signed=True)},
+    )
+
+
+def replace_queue(
+    session: Session,
+    *,
+    items: Sequence[tuple[int, str, float]],
+    now: datetime | None = None,
+) -> int:
+    """Refill the queue with ``items`` = (clip_id, strategy, score), best first.
+
+    The rank is the position in ``items`` (0 = offered first). Queued rows of the previous
+    refill are dropped; leased rows are kept and their clips are not queued again, so no clip
+    can be leased twice. Returns the number of rows queued.
+    """
+    seen: set[int] = set()
+    for clip_id, strategy, _score in items:
+        if clip_id in seen:
+            raise InvalidInput(f"clip {clip_id} is listed twice", code="duplicate_clip")
+        if not strategy:
+            raise InvalidInput("every queue item needs a strategy name", code="invalid_strategy")
+        seen.add(clip_id)
+    _advisory_lock(session, _REFILL_LOCK)
+    expire_leases(session, now=now)
+    session.execute(delete(QueueItem).where(QueueItem.status == "queued"))
+    leased = set(session.scalars(select(QueueItem.clip_id).where(QueueItem.status == "leased")))
+    created = utcnow()
+    rows = [
+        {
+            "clip_id": clip_id,
+            "strategy": strategy,
+            "score": float(score),
+            "rank": rank,
+            "status": "queued",
+            "created_at": created,
+        }
+        for rank, (clip_id, strategy, score) in enumerate(items)
+        if clip_id not in leased
+    ]
+    if rows:
+        session.execute(insert(QueueItem), rows)
+    session.expire_all()
+    return len(rows)
+
+
+def expire_leases(session: Session, *, now: datetime | None = None) -> int:
+    """Leases past their end become ``expired``; a queued copy returns each clip to the queue.
+
+    Rows another transaction is working on are skipped (PostgreSQL ``SKIP LOCKED``), so a
+    sweep never waits; the next sweep catches them. Returns the number of leases expired.
+    """
+    now = now or utcnow()
+    due = list(
+        session.scalars(
+            select(QueueItem)
+            .where(QueueItem.status == "leased", QueueItem.lease_expires_at <= now)
+            .order_by(QueueItem.id)
+            .with_for_update(skip_locked=True)
+        )
+    )
+    for row in due:
+        row.status = "expired"
+        session.add(
+            QueueItem(
+                clip_id=row.clip_id,
+                strategy=row.strategy,
+                score=row.score,
+                rank=row.rank,
+                status="queued",
+            )
+        )
+    if due:
+        session.flush()
+    return len(due)
+
+
+def current_lease(
+    session: Session, *, annotator: str, now: datetime | None = None
+) -> QueueItem | None:
+    """The annotator's unexpired lease, if any (the oldest one)."""
+    now = now or utcnow()
+    return session.scalar(
+        select(QueueItem)
+        .where(
+            QueueItem.annotator == annotator,
+            QueueItem.status == "leased",
+            QueueItem.lease_expires_at > now,
+        )
+        .order_by(QueueItem.id)
+        .limit(1)
+    )
+
+
+def _take_write_lock(session: Session, *, now: datetime) -> None:
+    """SQLite only: begin with a write so this transaction holds the write lock from here on.
+
+    pysqlite opens a transaction at the first write; until then reads see no lock at all.
+    Touching no row is enough: an UPDATE takes the lock before it looks for rows.
+    """
+    session.execute(
+        update(QueueItem)
+        .where(QueueItem.id == -1)
+        .values(lease_expires_at=now)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def lease_next(
+    session: Session,
+    *,
+    annotator: str,
+    lease_seconds: float,
+    now: datetime | None = None,
+) -> QueueItem | None:
+    """Lease the best free item (lowest rank) to ``annotator``; None when nothing is queued.
+
+    An annotator who already holds an unexpired lease gets that same item back, so a page
+    reload never burns queue items. Expired leases are returned to the queue first.
+    """
+    if lease_seconds <= 0:
+        raise InvalidInput("lease_seconds must be positive", code="invalid_lease_seconds")
+    now = now or utcnow()
+    if _is_postgres(session):
+        _advisory_lock(session, f"tagloop.queue.annotator:{annotator}")
+    else:
+        _take_write_lock(session, now=now)
+    expire_leases(session, now=now)
+    held = current_lease(session, annotator=annotator, now=now)
+    if held is not None:
+        return held
+    # One statement picks and takes the row. On PostgreSQL the subquery locks the best row
+    # nobody else holds (SKIP LOCKED); the status check makes a lost race take nothing.
+    best_free = (
+        select(QueueItem.id)
+        .where(QueueItem.status == "queued")
+        .order_by(QueueItem.rank, QueueItem.id)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    for _ in range(_TAKE_ATTEMPTS):
+        taken = session.scalar(
+            update(QueueItem)
+            .where(QueueItem.id == best_free, QueueItem.status == "queued")
+            .values(
+                status="leased",
+                annotator=annotator,
+                lease_expires_at=now + timedelta(seconds=lease_seconds),
+                lease_id=new_lease_id(),
+            )
+            .returning(QueueItem),
+            execution_options={"synchronize_session": False, "populate_existing": True},
+        )
+        if taken is not None:
+            return taken
+        # Nothing taken: the queue is empty, or every queued row was locked by requests
+        # that are taking them right now (then one may be left once they finish).
+        if (
+            session.scalar(select(QueueItem.id).where(QueueItem.status == "queued").limit(1))
+            is None
+        ):
+            return None
+    return None
+
+
+def _own_lease(session: Session, *, lease_id: str, annotator: str) -> QueueItem:
+    row = session.scalar(select(QueueItem).where(QueueItem.lease_id == lease_id))
+    # Someone else's lease reads as unknown: lease ids are secrets of their holder.
+    if row is None or row.annotator != annotator:
+        raise NotFound("no such lease", code="lease_not_found")
+    return row
+
+
+def skip(
+    session: Session, *, lease_id: str, annotator: str, now: datetime | None = None
+) -> QueueItem:
+    """Give a leased clip back unlabeled: the row becomes ``skipped`` and is not offered again
+    until the next refill. ``lease_expired`` / ``lease_closed`` (409) when it is no longer
+    held."""
+    now = now or utcnow()
+    taken = session.execute(
+        update(QueueItem)
+        .where(
+            QueueItem.lease_id == lease_id,
+            QueueItem.annotator == annotator,
+            QueueItem.status == "leased",
+            QueueItem.lease_expires_at > now,
+        )
+        .values(status="skipped")
+        .execution_options(synchronize_session=False)
+    )
+    row = _own_lease(session, lease_id=lease_id, annotator=annotator)
+    if taken.rowcount == 1:  # type: ignore[attr-defined]
+        session.refresh(row)
+        return row
+    if row.status in ("leased", "expired"):
+        raise Conflict("this lease has expired; ask for the next clip", code="lease_expired")
+    raise Conflict(f"this lease is already closed ({row.status})", code="lease_closed")
+
+
+def complete(
+    session: Session, *, clip_id: int, annotator: str, lease_id: str | None = None
+) -> bool:
+    """A label for ``clip_id`` arrived: close the annotator's lease on it (-> done).
+
+    Queued rows of the clip are closed too, since the clip is labeled now. A ``lease_id``
+    that belongs to another clip is a client error (``lease_mismatch``). Returns whether the
+    annotator's lease was closed.
+    """
+    if lease_id is not None:
+        row = _own_lease(session, lease_id=lease_id, annotator=annotator)
+        if row.clip_id != clip_id:
+            raise InvalidInput(
+                f"lease {lease_id} is for clip {row.clip_id}, not clip {clip_id}",
+                code="lease_mismatch",
+            )
+    # One UPDATE closes the caller's lease and any queued row of the clip; the returned
+    # annotators tell whether the caller's lease was among them (queued rows have none).
+    closed = session.scalars(
+        update(QueueItem)
+        .where(
+            QueueItem.clip_id == clip_id,
+            or_(
+                QueueItem.status == "queued",
+                and_(QueueItem.status == "leased", QueueItem.annotator == annotator),
+            ),
+        )
+        .values(status="done")
+        .returning(QueueItem.annotator),
+        execution_options={"synchronize_session": False},
+    )
+    return annotator in set(closed)
+
+
+def latest_suggestions(session: Session, *, clip_id: int) -> list[object]:
+    """The clip's latest prediction's top tags (as the scorer stored them), else []."""
+    top = session.scalar(
+        select(Prediction.top_tags)
+        .where(Prediction.clip_id == clip_id)
+        .order_by(Prediction.created_at.desc(), Prediction.id.desc())
+        .limit(1)
+    )
+    return list(top or [])
+
+
+def count_by_status(session: Session) -> dict[str, int]:
+    """Status -> number of rows, every status present (0 when none)."""
+    rows = session.execute(
+        select(QueueItem.status, func.count(QueueItem.id)).group_by(QueueItem.status)
+    )
+    counts = dict.fromkeys(QUEUE_STATUSES, 0)
+    counts.update({status: n for status, n in rows})
+    return counts
