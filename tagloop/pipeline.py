@@ -7,7 +7,8 @@ piece of work. Tasks stay thin wrappers around them (DESIGN section 5).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -299,22 +300,14 @@ def _upsert_clip(
     clip.status = "ready"
 
 
-class _open_source:
+@contextmanager
+def _open_source(store: BlobStore, key: str, local: str | None) -> Iterator[str | BinaryIO]:
     """PyAV opens a local path directly; a remote blob is opened as a file object."""
-
-    def __init__(self, store: BlobStore, key: str, local: str | None) -> None:
-        self._store, self._key, self._local = store, key, local
-        self._cm: object | None = None
-
-    def __enter__(self) -> object:
-        if self._local is not None:
-            return self._local
-        self._cm = self._store.open(self._key)
-        return self._cm.__enter__()  # type: ignore[attr-defined]
-
-    def __exit__(self, *exc: object) -> None:
-        if self._cm is not None:
-            self._cm.__exit__(*exc)  # type: ignore[attr-defined]
+    if local is not None:
+        yield local
+        return
+    with store.open(key) as f:
+        yield f
 
 
 def recover_stale_jobs(*, settings: Settings) -> list[tuple[int, int]]:
