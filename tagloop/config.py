@@ -37,6 +37,16 @@ class Settings(BaseSettings):
     sample_rate: int = 16_000
     preview_height: int = 240
 
+    # Training rounds (DESIGN section 6): the model kind, how long to train, how to promote.
+    model_kind: str = "centralnet"
+    train_epochs: int = 40
+    train_patience: int = 6
+    val_fraction: float = 0.2
+    # A new version is promoted unless its validation score is worse than the promoted
+    # version's, on the same validation clips, by more than this.
+    promote_tolerance: float = 0.01
+    torch_threads: int = 2
+
     # Labeling queue: a lease not closed by a label or a skip returns to the queue after this.
     lease_seconds: float = 600.0
 

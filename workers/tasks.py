@@ -14,7 +14,7 @@ from celery import Task
 from tagloop import pipeline
 from tagloop.config import get_settings
 from tagloop.errors import TransientError
-from tagloop.task_names import PROCESS_VIDEO, QUEUE_MEDIA, RECOVER_STALE
+from tagloop.task_names import PROCESS_VIDEO, QUEUE_MEDIA, RECOVER_STALE, TRAIN
 from workers.celery_app import app
 
 log = logging.getLogger(__name__)
@@ -58,3 +58,20 @@ def recover_stale() -> int:
     for video_id, job_id in requeue:
         process_video.apply_async(args=[video_id, job_id], queue=QUEUE_MEDIA)
     return len(requeue)
+
+
+@app.task(name=TRAIN, bind=True, acks_late=True)
+def train(self: Task, job_id: int) -> int | None:
+    """One training round; a failure ends the job ``failed`` with a code (no retry)."""
+    from tagloop.pipeline.training import train_round
+
+    settings = get_settings()
+    try:
+        return train_round(
+            settings=settings, job_id=int(job_id), task_id=self.request.id
+        ).version_id
+    except Exception as exc:
+        code, message = pipeline.describe_error(exc)
+        log.exception("training job %s failed", job_id)
+        pipeline.fail_job(settings=settings, job_id=int(job_id), code=code, message=message)
+        return None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from tagloop.db import tags as tag_repo
@@ -75,3 +76,15 @@ def create_label(
     session.add(label)
     session.flush()
     return label
+
+
+def latest_labels(session: Session) -> dict[int, list[str]]:
+    """Clip id -> the tag set of its most recent label (the one training believes)."""
+    out: dict[int, list[str]] = {}
+    for clip_id, tags in session.execute(select(Label.clip_id, Label.tags).order_by(Label.id)):
+        out[int(clip_id)] = [str(t) for t in tags]
+    return out
+
+
+def count_labels(session: Session) -> int:
+    return int(session.scalar(select(func.count()).select_from(Label)) or 0)

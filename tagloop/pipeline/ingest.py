@@ -1,4 +1,4 @@
-"""Use cases that the API, the tasks and the CLI call: one function each.
+"""Ingestion use cases: upload, import, process_video (decode into clips), recovery, delete.
 
 Functions here own no framework: they take settings, a blob store and sessions, and do one
 piece of work. Tasks stay thin wrappers around them (DESIGN section 5).
@@ -324,6 +324,11 @@ def recover_stale_jobs(*, settings: Settings) -> list[tuple[int, int]]:
         )
         for job in stale:
             if job.kind != PROCESS_VIDEO_JOB:
+                # Training and scoring are rerun by the next schedule; just don't leave
+                # them "running" forever.
+                job_repo.finish_job(
+                    session, job, status="failed", message="worker_lost: its worker stopped beating"
+                )
                 continue
             video_id = int(job.params["video_id"])
             video = session.get(Video, video_id)
@@ -359,6 +364,17 @@ def delete_video(session: Session, *, video_id: int) -> list[str]:
     session.delete(video)
     session.flush()
     return keys
+
+
+def fail_job(*, settings: Settings, job_id: int, code: str, message: str) -> None:
+    """End any job ``failed`` with a code a person can act on."""
+    with session_scope(settings.database_url) as session:
+        job_repo.finish_job(
+            session,
+            job_repo.get_job(session, job_id),
+            status="failed",
+            message=f"{code}: {message}",
+        )
 
 
 def describe_error(exc: BaseException) -> tuple[str, str]:

@@ -1,0 +1,62 @@
+"""Model registry rows: versions, their status and which one is promoted. Never commits.
+
+Statuses: training -> ready (trained, not serving) -> promoted (serving) -> retired; failed.
+Exactly one version is promoted at a time.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from tagloop.db.models import ModelVersion
+from tagloop.errors import Conflict, NotFound
+
+PROMOTABLE = ("ready", "retired", "promoted")
+
+
+def create_version(
+    session: Session, *, vocabulary: list[dict[str, Any]], config: dict[str, Any], n_train: int
+) -> ModelVersion:
+    version = ModelVersion(
+        status="training", vocabulary=vocabulary, config=config, metrics={}, n_train=n_train
+    )
+    session.add(version)
+    session.flush()
+    return version
+
+
+def get_version(session: Session, version_id: int) -> ModelVersion:
+    version = session.get(ModelVersion, version_id)
+    if version is None:
+        raise NotFound(f"model version {version_id} does not exist", code="model_not_found")
+    return version
+
+
+def list_versions(session: Session) -> list[ModelVersion]:
+    return list(session.scalars(select(ModelVersion).order_by(ModelVersion.id)))
+
+
+def promoted_version(session: Session) -> ModelVersion | None:
+    return session.scalar(
+        select(ModelVersion).where(ModelVersion.status == "promoted").order_by(ModelVersion.id.desc())
+    )
+
+
+def promote(session: Session, version_id: int) -> ModelVersion:
+    """Serve ``version_id``; the previously promoted version is retired (roll back by
+    promoting it again)."""
+    version = get_version(session, version_id)
+    if version.status not in PROMOTABLE or not version.artifact_uri:
+        raise Conflict(
+            f"model version {version_id} is {version.status} and cannot be promoted",
+            code="not_promotable",
+        )
+    for current in session.scalars(select(ModelVersion).where(ModelVersion.status == "promoted")):
+        if current.id != version.id:
+            current.status = "retired"
+    version.status = "promoted"
+    session.flush()
+    return version

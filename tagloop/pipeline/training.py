@@ -1,0 +1,214 @@
+"""Training rounds and the model registry: train_round, promote_version.
+
+A round trains on every label so far (the latest label of each clip), warm-started from the
+promoted version, and is promoted only when it is not worse than the promoted version on the
+same validation clips (by more than ``promote_tolerance``).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from tagloop.config import Settings
+from tagloop.db import jobs as job_repo
+from tagloop.db import labels as label_repo
+from tagloop.db import model_versions as version_repo
+from tagloop.db import tags as tag_repo
+from tagloop.db.engine import session_scope
+from tagloop.db.models import Clip
+from tagloop.errors import InvalidInput
+from tagloop.storage import BlobStore
+from tagloop.vocabulary import TagVocabulary
+
+log = logging.getLogger(__name__)
+
+TRAIN_JOB = "train"
+
+
+@dataclass(frozen=True)
+class RoundOutcome:
+    version_id: int
+    promoted: bool
+    score: float
+    baseline_score: float | None
+
+
+def model_key(version_id: int) -> str:
+    return f"models/{version_id:06d}/model.pt"
+
+
+def _progress(settings: Settings, job_id: int, fraction: float, message: str) -> None:
+    with session_scope(settings.database_url) as session:
+        job_repo.report_progress(
+            session, job_repo.get_job(session, job_id), progress=fraction, message=message
+        )
+
+
+def train_round(*, settings: Settings, job_id: int, task_id: str | None = None) -> RoundOutcome:
+    """Train a new model version on all labels; register it; promote it when not worse."""
+    import torch
+
+    from tagloop.features.clip_tensor import load_clip_tensors
+    from tagloop.fusion.config import FusionConfig
+    from tagloop.training.artifact import load_artifact, save_artifact
+    from tagloop.training.dataset import LabeledClip
+    from tagloop.training.loop import TrainOptions, train_model
+    from tagloop.training.split import assign_split
+    from tagloop.training.targets import build_targets
+
+    torch.set_num_threads(settings.torch_threads)
+    store = BlobStore(settings.blob_url)
+    with session_scope(settings.database_url) as session:
+        job_repo.start_job(session, job_repo.get_job(session, job_id), celery_task_id=task_id)
+        vocab = tag_repo.load_vocabulary(session)
+        labels = label_repo.latest_labels(session)
+        uris = dict(session.query(Clip.id, Clip.tensor_uri).filter(Clip.id.in_(list(labels))).all())
+        promoted = version_repo.promoted_version(session)
+        baseline = (promoted.id, promoted.artifact_uri) if promoted else None
+    if not labels or len(vocab) == 0:
+        raise InvalidInput("there are no labels to train on yet", code="no_labels")
+
+    samples: list[LabeledClip] = []
+    for i, (clip_id, tags) in enumerate(sorted(labels.items())):
+        uri = uris.get(clip_id)
+        if not uri:
+            continue  # the clip was deleted since it was labeled
+        targets, known = build_targets(tags, vocab=vocab)
+        samples.append(
+            LabeledClip(
+                clip_id=clip_id,
+                tensors=load_clip_tensors(store.get_bytes(uri)),
+                targets=targets,
+                known=known,
+            )
+        )
+        if i % 200 == 0:
+            _progress(settings, job_id, 0.05 * i / len(labels), f"loading clips {i}/{len(labels)}")
+    split = {
+        s.clip_id: assign_split(s.clip_id, val_fraction=settings.val_fraction) for s in samples
+    }
+    train = [s for s in samples if split[s.clip_id] == "train"]
+    val = [s for s in samples if split[s.clip_id] == "val"]
+    if not val or not train:
+        # Too few labels for a held-out split: validate on the training clips (said in metrics).
+        train = val = samples
+
+    config = FusionConfig(
+        frames_per_clip=settings.frames_per_clip,
+        frame_size=settings.frame_size,
+        n_mels=settings.n_mels,
+    )
+    options = TrainOptions(
+        epochs=settings.train_epochs,
+        patience=settings.train_patience,
+        num_threads=settings.torch_threads,
+    )
+    init_state, init_vocab, old = None, None, None
+    if baseline is not None and baseline[1]:
+        old = load_artifact(store.get_bytes(baseline[1]))
+        if old.kind == settings.model_kind and old.config == config:
+            init_state, init_vocab = old.model.state_dict(), old.vocab
+
+    with session_scope(settings.database_url) as session:
+        version = version_repo.create_version(
+            session,
+            vocabulary=vocab.to_json(),
+            config={
+                "kind": settings.model_kind,
+                "fusion": config.to_dict(),
+                "train": options.to_dict(),
+                "warm_start_from": baseline[0] if init_state else None,
+            },
+            n_train=len(train),
+        )
+        version_id = version.id
+
+    def on_epoch(epoch: int, total: int, info: dict[str, Any]) -> None:
+        score = info.get("score")
+        _progress(
+            settings,
+            job_id,
+            0.05 + 0.9 * epoch / max(total, 1),
+            f"epoch {epoch}/{total}" + (f", val score {score:.3f}" if score is not None else ""),
+        )
+
+    try:
+        result = train_model(
+            kind=settings.model_kind,
+            vocab=vocab,
+            config=config,
+            train=train,
+            val=val,
+            options=options,
+            init_state=init_state,
+            init_vocab=init_vocab,
+            progress=on_epoch,
+        )
+        baseline_score = _score_on(old, val, vocab) if old is not None else None
+        metrics = dict(result.metrics)
+        metrics.update(
+            n_val=len(val),
+            val_is_train=val is train,
+            epochs_run=result.epochs_run,
+            seconds=round(result.seconds, 2),
+            baseline_score=baseline_score,
+            fusion_weights=result.model.fusion_weights(),
+        )
+        artifact = save_artifact(
+            model=result.model,
+            kind=settings.model_kind,
+            vocab=vocab,
+            config=config,
+            options=options,
+            metrics=metrics,
+        )
+        store.put_bytes(model_key(version_id), artifact)
+    except BaseException:
+        with session_scope(settings.database_url) as session:
+            version_repo.get_version(session, version_id).status = "failed"
+        raise
+
+    score = float(result.metrics["score"])
+    promote = baseline_score is None or score >= baseline_score - settings.promote_tolerance
+    with session_scope(settings.database_url) as session:
+        version = version_repo.get_version(session, version_id)
+        version.metrics, version.artifact_uri, version.status = (
+            metrics,
+            model_key(version_id),
+            "ready",
+        )
+        if promote:
+            version_repo.promote(session, version_id)
+        verdict = "promoted" if promote else f"kept v{baseline[0] if baseline else '-'}"
+        job_repo.finish_job(
+            session,
+            job_repo.get_job(session, job_id),
+            status="succeeded",
+            message=f"v{version_id}: score {score:.3f} ({verdict})",
+        )
+    return RoundOutcome(version_id, promote, score, baseline_score)
+
+
+def _score_on(old: Any, val: list[Any], vocab: TagVocabulary) -> float | None:
+    """The promoted model's score on this round's validation clips (old tags only)."""
+    from tagloop.training.metrics import evaluate_predictions
+    from tagloop.training.predict import predict_clips
+
+    if list(old.vocab.tags) != list(vocab.tags[: len(old.vocab)]):
+        return None  # the vocabulary was reordered: no fair comparison
+    preds = predict_clips(old.model, [s.tensors for s in val], vocab=old.vocab)
+    k = len(old.vocab)
+    targets = np.stack([s.targets[:k] for s in val])
+    known = np.stack([s.known[:k] for s in val])
+    metrics = evaluate_predictions(preds.probs, targets, known, vocab=old.vocab)
+    return float(metrics["score"]) if metrics.get("score") is not None else None
+
+
+def promote_version(*, settings: Settings, version_id: int) -> None:
+    """Manual promote or roll back (admin, over the API)."""
+    with session_scope(settings.database_url) as session:
+        version_repo.promote(session, version_id)
