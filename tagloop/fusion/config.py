@@ -1,0 +1,94 @@
+"""FusionConfig: every size a fusion model is built from, JSON round-trippable.
+
+A model version stores ``config.to_dict()`` next to its weights; ``FusionConfig.from_dict`` plus
+``build_model(kind, vocab_size=..., config=...)`` rebuilds the same architecture. The defaults
+are sized for 2 CPU cores: 8 frames of 32x32, a 64-band log-mel, 16-32-64 channel CNNs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from tagloop.errors import InvalidInput
+
+MODALITIES: tuple[str, ...] = ("visual", "audio")
+MODEL_KINDS: tuple[str, ...] = ("centralnet", "visual", "audio", "concat", "late")
+
+
+@dataclass(frozen=True)
+class FusionConfig:
+    """Architecture and input sizes of a fusion model.
+
+    frames_per_clip, frame_size and n_mels describe the clip tensors the model was trained on
+    (frames ``(B, T, 3, frame_size, frame_size)``, log-mel ``(B, n_mels, S)``); frame_size and
+    n_mels are checked on every forward, T and S may vary (both are pooled away).
+    """
+
+    frames_per_clip: int = 8
+    frame_size: int = 32
+    n_mels: int = 64
+    visual_channels: tuple[int, ...] = (16, 32, 64)
+    audio_channels: tuple[int, ...] = (16, 32, 64)
+    hidden_dim: int = 128
+    dropout: float = 0.2
+    # Visual maps are average-pooled to a grid x grid layout (not to 1x1) so where a stroke
+    # sits in the frame survives pooling.
+    visual_grid: int = 2
+    # Per-clip log-mel standardisation divides by max(std, floor) so a silent clip stays flat
+    # instead of having its noise floor blown up to unit variance.
+    audio_std_floor: float = 1.0
+
+    def __post_init__(self) -> None:
+        positive = {
+            "frames_per_clip": self.frames_per_clip,
+            "frame_size": self.frame_size,
+            "n_mels": self.n_mels,
+            "hidden_dim": self.hidden_dim,
+            "visual_grid": self.visual_grid,
+        }
+        for name, value in positive.items():
+            if int(value) < 1:
+                raise InvalidInput(f"{name} must be >= 1, got {value}", code="bad_fusion_config")
+        if not self.visual_channels or not self.audio_channels:
+            raise InvalidInput("channel lists must not be empty", code="bad_fusion_config")
+        if len(self.visual_channels) != len(self.audio_channels):
+            # CentralNet fuses after every block, so both branches need the same depth.
+            raise InvalidInput(
+                "visual_channels and audio_channels need the same length", code="bad_fusion_config"
+            )
+        if any(c < 1 for c in (*self.visual_channels, *self.audio_channels)):
+            raise InvalidInput("channel counts must be >= 1", code="bad_fusion_config")
+        if not 0.0 <= self.dropout < 1.0:
+            raise InvalidInput(
+                f"dropout must be in [0, 1), got {self.dropout}", code="bad_fusion_config"
+            )
+        if self.audio_std_floor <= 0.0:
+            raise InvalidInput("audio_std_floor must be > 0", code="bad_fusion_config")
+
+    @property
+    def depth(self) -> int:
+        """Number of conv blocks per branch, i.e. of CentralNet fusion points."""
+        return len(self.visual_channels)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (tuples become lists)."""
+        out = asdict(self)
+        out["visual_channels"] = list(self.visual_channels)
+        out["audio_channels"] = list(self.audio_channels)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FusionConfig:
+        """Inverse of ``to_dict``; missing keys take their defaults, unknown keys are refused."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise InvalidInput(
+                f"unknown FusionConfig keys: {', '.join(unknown)}", code="bad_fusion_config"
+            )
+        values = dict(data)
+        for key in ("visual_channels", "audio_channels"):
+            if key in values:
+                values[key] = tuple(int(c) for c in values[key])
+        return cls(**values)

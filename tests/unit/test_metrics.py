@@ -1,0 +1,165 @@
+"""Evaluation metrics (tagloop.training.metrics) against hand-computed values and sklearn."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from sklearn.metrics import average_precision_score
+
+from tagloop.errors import InvalidInput
+from tagloop.training.metrics import (
+    average_precision,
+    evaluate_predictions,
+    expected_calibration_error,
+    f1_scores,
+    global_average_precision,
+    group_accuracy,
+)
+from tagloop.vocabulary import TagVocabulary
+
+VOCAB = TagVocabulary.from_pairs(
+    [
+        ("cat", "animal"),
+        ("dog", "animal"),
+        ("indoor", "scene"),
+        ("outdoor", "scene"),
+        ("music", None),
+        ("speech", None),
+        ("crowd", None),
+    ]
+)
+
+
+def test_average_precision_hand_value() -> None:
+    # Hits at ranks 1 and 3: (1/2) * 1 + (1/2) * (2/3).
+    ap = average_precision(np.array([0.9, 0.8, 0.7, 0.6]), np.array([1, 0, 1, 0]))
+    assert ap is not None and math.isclose(ap, 5 / 6)
+    assert average_precision(np.array([0.2, 0.1]), np.array([0, 0])) is None
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_average_precision_matches_sklearn(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    labels = rng.random(40) < 0.3
+    labels[0] = True
+    scores = np.round(rng.random(40), 1)  # rounding makes ties, which sklearn groups
+    ap = average_precision(scores, labels)
+    assert ap is not None
+    assert math.isclose(ap, average_precision_score(labels, scores), rel_tol=1e-12)
+
+
+def test_group_accuracy_skips_unlabeled_clips() -> None:
+    probs = np.array(
+        [
+            [0.8, 0.2, 0.3, 0.7, 0, 0, 0],
+            [0.4, 0.6, 0.9, 0.1, 0, 0, 0],
+            [0.1, 0.9, 0.5, 0.5, 0, 0, 0],
+        ]
+    )
+    targets = np.array(
+        [
+            [1, 0, 1, 0, 0, 0, 0],
+            [1, 0, 1, 0, 0, 0, 0],
+            [0, 0, 0, 0, 0, 0, 0],  # clip 2: no positive in either group
+        ],
+        dtype=float,
+    )
+    known = np.ones_like(targets, dtype=bool)
+    known[1, 2] = False  # clip 1's scene positive is not known -> scene skipped there
+    accuracy = group_accuracy(probs, targets, known, vocab=VOCAB)
+    assert accuracy == {"animal": 0.5, "scene": 0.0}
+
+
+def test_f1_hand_values() -> None:
+    columns = np.array([4, 5])
+    probs = np.zeros((3, 7))
+    targets = np.zeros((3, 7))
+    probs[:, 4] = [0.9, 0.8, 0.1]  # music: predicted on clips 0, 1
+    targets[:, 4] = [1, 0, 1]  # -> tp 1, fp 1, fn 1: F1 = 0.5
+    probs[:, 5] = [0.7, 0.2, 0.6]  # speech: predicted on 0, 2
+    targets[:, 5] = [1, 0, 1]  # -> tp 2: F1 = 1
+    known = np.ones((3, 7), dtype=bool)
+    micro, macro = f1_scores(probs, targets, known, columns=columns)
+    assert micro is not None and math.isclose(micro, 2 * 3 / (2 * 3 + 1 + 1))
+    assert macro is not None and math.isclose(macro, 0.75)
+    known[2, 4] = False  # the missed music clip is unlabeled: music F1 = 2/3
+    micro, macro = f1_scores(probs, targets, known, columns=columns)
+    assert macro is not None and math.isclose(macro, (2 / 3 + 1) / 2)
+
+
+def test_gap_hand_value() -> None:
+    columns = np.array([4, 5, 6])
+    probs = np.zeros((2, 7))
+    targets = np.zeros((2, 7))
+    probs[0, 4:] = [0.9, 0.5, 0.1]
+    targets[0, 4:] = [1, 0, 1]
+    probs[1, 4:] = [0.3, 0.8, 0.2]
+    targets[1, 4:] = [0, 1, 0]
+    known = np.ones((2, 7), dtype=bool)
+    # top-2 per clip: (0.9, hit), (0.5, miss), (0.8, hit), (0.3, miss); 3 positives in all.
+    # Ranked: 0.9 hit, 0.8 hit, 0.5 miss, 0.3 miss -> (1 + 1) / 3.
+    gap = global_average_precision(probs, targets, known, columns=columns, top_k=2)
+    assert gap is not None and math.isclose(gap, 2 / 3)
+    # With k covering every tag GAP equals AP over the pooled entries.
+    full = global_average_precision(probs, targets, known, columns=columns, top_k=20)
+    flat = average_precision(probs[:, 4:].ravel(), targets[:, 4:].ravel())
+    assert full is not None and flat is not None and math.isclose(full, flat)
+
+
+def test_ece_hand_value() -> None:
+    confidence = np.array([0.95, 0.95, 0.6, 0.6])
+    correct = np.array([True, False, True, True])
+    # Bin (0.9, 1]: accuracy 0.5 vs 0.95; bin (0.5, 0.6]: accuracy 1 vs 0.6; each half.
+    ece = expected_calibration_error(confidence, correct, n_bins=10)
+    assert ece is not None and math.isclose(ece, 0.5 * 0.45 + 0.5 * 0.4)
+    assert expected_calibration_error(np.array([]), np.array([], dtype=bool)) is None
+
+
+def test_evaluate_predictions_is_json_and_consistent() -> None:
+    rng = np.random.default_rng(0)
+    n = 30
+    targets = np.zeros((n, len(VOCAB)))
+    targets[np.arange(n), rng.integers(0, 2, n)] = 1  # animal
+    targets[np.arange(n), 2 + rng.integers(0, 2, n)] = 1  # scene
+    targets[:, 4:] = rng.random((n, 3)) < 0.4
+    targets[0, 4:] = [1, 0, 0]  # every ungrouped tag has a positive somewhere
+    targets[1, 4:] = [0, 1, 1]
+    probs = np.clip(targets * 0.6 + rng.random(targets.shape) * 0.4, 0, 1)
+    probs[:, :2] /= probs[:, :2].sum(axis=1, keepdims=True)
+    probs[:, 2:4] /= probs[:, 2:4].sum(axis=1, keepdims=True)
+    known = np.ones_like(targets, dtype=bool)
+    result = evaluate_predictions(probs, targets, known, vocab=VOCAB)
+    json.dumps(result, allow_nan=False)
+    assert set(result) >= {"accuracy", "map", "micro_f1", "macro_f1", "gap", "ap_per_tag", "ece"}
+    assert result["n_clips"] == n
+    assert set(result["accuracy"]) == {"animal", "scene"}
+    assert set(result["ap_per_tag"]) == set(VOCAB.tags)
+    ungrouped_ap = [result["ap_per_tag"][t] for t in ("music", "speech", "crowd")]
+    assert math.isclose(result["map"], float(np.mean(ungrouped_ap)))
+    for j in (4, 5, 6):
+        expected = average_precision_score(targets[:, j], probs[:, j])
+        assert math.isclose(result["ap_per_tag"][VOCAB.tags[j]], expected)
+    assert 0.0 <= result["ece"] <= 1.0
+    # Perfect, confident predictions score perfectly.
+    perfect = evaluate_predictions(targets, targets, known, vocab=VOCAB)
+    assert perfect["mean_accuracy"] == 1.0 and perfect["map"] == 1.0
+    assert perfect["micro_f1"] == 1.0 and perfect["gap"] == 1.0 and perfect["ece"] == 0.0
+
+
+def test_evaluate_predictions_without_ungrouped_tags() -> None:
+    vocab = TagVocabulary.from_pairs([("a", "g"), ("b", "g")])
+    probs = np.array([[0.7, 0.3], [0.6, 0.4]])
+    targets = np.array([[1.0, 0.0], [0.0, 1.0]])
+    result = evaluate_predictions(probs, targets, np.ones((2, 2), dtype=bool), vocab=vocab)
+    assert result["accuracy"] == {"g": 0.5}
+    assert result["map"] is None and result["gap"] is None and result["micro_f1"] is None
+    json.dumps(result, allow_nan=False)
+
+
+def test_evaluate_predictions_rejects_mismatched_shapes() -> None:
+    with pytest.raises(InvalidInput) as err:
+        evaluate_predictions(np.zeros((2, 3)), np.zeros((2, 3)), np.ones((2, 3)), vocab=VOCAB)
+    assert err.value.code == "bad_metric_input"
