@@ -47,6 +47,14 @@ class Settings(BaseSettings):
     promote_tolerance: float = 0.01
     torch_threads: int = 2
 
+    # Selection (DESIGN section 7): which strategy scores the pool, how the batch is built.
+    selection_strategy: str = "entropy"
+    queue_size: int = 100
+    per_video_cap: int = 3
+    score_batch_size: int = 256
+    mc_passes: int = 8
+    seed_candidates: int = 5000
+
     # Labeling queue: a lease not closed by a label or a skip returns to the queue after this.
     lease_seconds: float = 600.0
 

@@ -10,5 +10,13 @@ PROCESS_VIDEO = "tagloop.media.process_video"
 RECOVER_STALE = "tagloop.media.recover_stale"
 
 TRAIN = "tagloop.ml.train"
+SCORE = "tagloop.ml.score"
+REFILL_QUEUE = "tagloop.ml.refill_queue"
 
-TASK_QUEUES = {PROCESS_VIDEO: QUEUE_MEDIA, RECOVER_STALE: QUEUE_MEDIA, TRAIN: QUEUE_ML}
+TASK_QUEUES = {
+    PROCESS_VIDEO: QUEUE_MEDIA,
+    RECOVER_STALE: QUEUE_MEDIA,
+    TRAIN: QUEUE_ML,
+    SCORE: QUEUE_ML,
+    REFILL_QUEUE: QUEUE_ML,
+}

@@ -12,9 +12,17 @@ import logging
 from celery import Task
 
 from tagloop import pipeline
-from tagloop.config import get_settings
+from tagloop.config import Settings, get_settings
 from tagloop.errors import TransientError
-from tagloop.task_names import PROCESS_VIDEO, QUEUE_MEDIA, RECOVER_STALE, TRAIN
+from tagloop.pipeline.scoring import SCORE_JOB
+from tagloop.task_names import (
+    PROCESS_VIDEO,
+    QUEUE_MEDIA,
+    RECOVER_STALE,
+    REFILL_QUEUE,
+    SCORE,
+    TRAIN,
+)
 from workers.celery_app import app
 
 log = logging.getLogger(__name__)
@@ -62,16 +70,43 @@ def recover_stale() -> int:
 
 @app.task(name=TRAIN, bind=True, acks_late=True)
 def train(self: Task, job_id: int) -> int | None:
-    """One training round; a failure ends the job ``failed`` with a code (no retry)."""
+    """One training round; when it is promoted, score the pool and refill the queue next.
+
+    A failure ends the job ``failed`` with a code (no retry: the next round tries again)."""
     from tagloop.pipeline.training import train_round
 
     settings = get_settings()
     try:
-        return train_round(
-            settings=settings, job_id=int(job_id), task_id=self.request.id
-        ).version_id
+        outcome = train_round(settings=settings, job_id=int(job_id), task_id=self.request.id)
     except Exception as exc:
-        code, message = pipeline.describe_error(exc)
-        log.exception("training job %s failed", job_id)
-        pipeline.fail_job(settings=settings, job_id=int(job_id), code=code, message=message)
+        _fail(settings, job_id, exc, what="training")
         return None
+    if outcome.promoted:
+        score_job = pipeline.create_job(settings=settings, kind=SCORE_JOB)
+        (score.si(score_job) | refill_queue.si()).apply_async()
+    return outcome.version_id
+
+
+@app.task(name=SCORE, bind=True, acks_late=True)
+def score(self: Task, job_id: int) -> int:
+    from tagloop.pipeline.scoring import score_pool
+
+    settings = get_settings()
+    try:
+        return score_pool(settings=settings, job_id=int(job_id), task_id=self.request.id)
+    except Exception as exc:
+        _fail(settings, job_id, exc, what="scoring")
+        raise
+
+
+@app.task(name=REFILL_QUEUE, acks_late=True)
+def refill_queue() -> int:
+    from tagloop.pipeline.scoring import refill_queue as refill
+
+    return refill(settings=get_settings())
+
+
+def _fail(settings: Settings, job_id: int, exc: Exception, *, what: str) -> None:
+    code, message = pipeline.describe_error(exc)
+    log.exception("%s job %s failed", what, job_id)
+    pipeline.fail_job(settings=settings, job_id=int(job_id), code=code, message=message)

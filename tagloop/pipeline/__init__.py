@@ -8,6 +8,7 @@ process_video, recovery, delete), ``training`` (train_round, promotion), ``scori
 from tagloop.pipeline.ingest import (
     PROCESS_VIDEO_JOB,
     IngestResult,
+    create_job,
     delete_video,
     describe_error,
     fail_job,
@@ -22,6 +23,7 @@ from tagloop.pipeline.ingest import (
 __all__ = [
     "PROCESS_VIDEO_JOB",
     "IngestResult",
+    "create_job",
     "delete_video",
     "describe_error",
     "fail_job",

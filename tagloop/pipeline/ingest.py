@@ -366,6 +366,11 @@ def delete_video(session: Session, *, video_id: int) -> list[str]:
     return keys
 
 
+def create_job(*, settings: Settings, kind: str, params: dict[str, object] | None = None) -> int:
+    with session_scope(settings.database_url) as session:
+        return job_repo.create_job(session, kind=kind, params=dict(params or {})).id
+
+
 def fail_job(*, settings: Settings, job_id: int, code: str, message: str) -> None:
     """End any job ``failed`` with a code a person can act on."""
     with session_scope(settings.database_url) as session:

@@ -173,7 +173,7 @@ def train_round(*, settings: Settings, job_id: int, task_id: str | None = None) 
         raise
 
     score = float(result.metrics["score"])
-    promote = baseline_score is None or score >= baseline_score - settings.promote_tolerance
+    promote = should_promote(score, baseline_score, tolerance=settings.promote_tolerance)
     with session_scope(settings.database_url) as session:
         version = version_repo.get_version(session, version_id)
         version.metrics, version.artifact_uri, version.status = (
@@ -191,6 +191,11 @@ def train_round(*, settings: Settings, job_id: int, task_id: str | None = None) 
             message=f"v{version_id}: score {score:.3f} ({verdict})",
         )
     return RoundOutcome(version_id, promote, score, baseline_score)
+
+
+def should_promote(score: float, baseline: float | None, *, tolerance: float) -> bool:
+    """Promote unless the promoted version does better on the same clips by > tolerance."""
+    return baseline is None or score >= baseline - tolerance
 
 
 def _score_on(old: Any, val: list[Any], vocab: TagVocabulary) -> float | None:
