@@ -46,6 +46,12 @@ class Settings(BaseSettings):
     # version's, on the same validation clips, by more than this.
     promote_tolerance: float = 0.01
     torch_threads: int = 2
+    # Log-mel columns (10 ms each) the model sees, from the start of the clip; None = all.
+    audio_frames: int | None = None
+    # Scheduled retraining (beat): check every N minutes, train when M labels arrived since
+    # the promoted version was trained.
+    retrain_every_minutes: float = 10.0
+    retrain_min_labels: int = 20
 
     # Selection (DESIGN section 7): which strategy scores the pool, how the batch is built.
     selection_strategy: str = "entropy"

@@ -98,8 +98,11 @@ def child_env(settings: Settings) -> dict[str, str]:
     """The parent's environment plus every resolved setting, so all children agree."""
     env = dict(os.environ)
     for name, value in settings.model_dump(mode="json").items():
-        text = json.dumps(value) if isinstance(value, list | dict) else str(value)
-        env[f"TAGLOOP_{name.upper()}"] = text
+        key = f"TAGLOOP_{name.upper()}"
+        if value is None:  # unset: the child falls back to the field's default (None)
+            env.pop(key, None)
+            continue
+        env[key] = json.dumps(value) if isinstance(value, list | dict) else str(value)
     env["PYTHONUNBUFFERED"] = "1"
     return env
 

@@ -12,6 +12,7 @@ RECOVER_STALE = "tagloop.media.recover_stale"
 TRAIN = "tagloop.ml.train"
 SCORE = "tagloop.ml.score"
 REFILL_QUEUE = "tagloop.ml.refill_queue"
+RETRAIN_IF_DUE = "tagloop.ml.retrain_if_due"
 
 TASK_QUEUES = {
     PROCESS_VIDEO: QUEUE_MEDIA,
@@ -19,4 +20,5 @@ TASK_QUEUES = {
     TRAIN: QUEUE_ML,
     SCORE: QUEUE_ML,
     REFILL_QUEUE: QUEUE_ML,
+    RETRAIN_IF_DUE: QUEUE_ML,
 }

@@ -12,7 +12,7 @@ from celery import Celery
 from kombu import Queue
 
 from tagloop.config import Settings, get_settings
-from tagloop.task_names import QUEUE_MEDIA, QUEUE_ML, RECOVER_STALE
+from tagloop.task_names import QUEUE_MEDIA, QUEUE_ML, RECOVER_STALE, RETRAIN_IF_DUE
 
 
 def broker_options(settings: Settings) -> dict[str, Any]:
@@ -48,6 +48,11 @@ def create_celery(settings: Settings | None = None) -> Celery:
         worker_hijack_root_logger=False,
         beat_schedule_filename=str(settings.data_dir / "celerybeat-schedule"),
         beat_schedule={
+            "retrain-if-due": {
+                "task": RETRAIN_IF_DUE,
+                "schedule": settings.retrain_every_minutes * 60.0,
+                "options": {"queue": QUEUE_ML},
+            },
             "recover-stale-jobs": {
                 "task": RECOVER_STALE,
                 "schedule": settings.recover_every_seconds,

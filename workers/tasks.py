@@ -20,6 +20,7 @@ from tagloop.task_names import (
     QUEUE_MEDIA,
     RECOVER_STALE,
     REFILL_QUEUE,
+    RETRAIN_IF_DUE,
     SCORE,
     TRAIN,
 )
@@ -104,6 +105,20 @@ def refill_queue() -> int:
     from tagloop.pipeline.scoring import refill_queue as refill
 
     return refill(settings=get_settings())
+
+
+@app.task(name=RETRAIN_IF_DUE)
+def retrain_if_due() -> int | None:
+    """Beat's entry to the loop: train (-> guarded promote -> score -> refill) when enough
+    labels arrived; before the first model, keep a seed batch in the queue."""
+    from tagloop.pipeline.training import check_retrain
+
+    job_id, needs_seed = check_retrain(settings=get_settings())
+    if job_id is not None:
+        train.delay(job_id)
+    elif needs_seed:
+        refill_queue.delay()
+    return job_id
 
 
 def _fail(settings: Settings, job_id: int, exc: Exception, *, what: str) -> None:

@@ -67,3 +67,10 @@ def active_job_for(session: Session, *, kind: str, key: str, value: int) -> Job 
         if job.params.get(key) == value:
             return job
     return None
+
+
+def active_job_for_kind(session: Session, *, kind: str) -> Job | None:
+    """A queued or running job of this kind, if any (one training round at a time)."""
+    return session.scalar(
+        select(Job).where(Job.kind == kind, Job.status.in_(ACTIVE)).order_by(Job.id.desc()).limit(1)
+    )

@@ -41,7 +41,9 @@ def list_versions(session: Session) -> list[ModelVersion]:
 
 def promoted_version(session: Session) -> ModelVersion | None:
     return session.scalar(
-        select(ModelVersion).where(ModelVersion.status == "promoted").order_by(ModelVersion.id.desc())
+        select(ModelVersion)
+        .where(ModelVersion.status == "promoted")
+        .order_by(ModelVersion.id.desc())
     )
 
 

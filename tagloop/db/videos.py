@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from tagloop.db.models import Clip, Label, Video
+from tagloop.db.models import Clip, Label, Prediction, Video
 from tagloop.errors import NotFound
 
 VIDEO_STATUSES = ("queued", "processing", "ready", "failed")
@@ -80,3 +80,13 @@ def clips_of_video(session: Session, video_id: int) -> list[Clip]:
 
 def labels_of_clip(session: Session, clip_id: int) -> list[Label]:
     return list(session.scalars(select(Label).where(Label.clip_id == clip_id).order_by(Label.id)))
+
+
+def latest_prediction(session: Session, clip_id: int) -> Prediction | None:
+    """The clip's prediction from the newest model version that scored it."""
+    return session.scalar(
+        select(Prediction)
+        .where(Prediction.clip_id == clip_id)
+        .order_by(Prediction.model_version_id.desc())
+        .limit(1)
+    )

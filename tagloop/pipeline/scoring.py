@@ -32,7 +32,7 @@ SEED_STRATEGY = "seed_kcenter"
 TOP_TAGS = 5
 
 
-def _unlabeled_clips() -> Select[tuple[int, int, str | None]]:
+def _unlabeled_clips() -> Select[int, int, str | None]:
     """(clip id, video id, tensor uri) of every processed clip nobody has labeled yet."""
     labeled = select(Label.id).where(Label.clip_id == Clip.id).exists()
     return select(Clip.id, Clip.video_id, Clip.tensor_uri).where(
@@ -45,6 +45,7 @@ def score_pool(*, settings: Settings, job_id: int | None = None, task_id: str | 
     import torch
 
     from tagloop.features.clip_tensor import load_clip_tensors
+    from tagloop.pipeline.training import audio_frames_of
     from tagloop.selection import get_strategy
     from tagloop.selection import score_pool as score_strategy
     from tagloop.training.artifact import load_artifact
@@ -75,7 +76,13 @@ def score_pool(*, settings: Settings, job_id: int | None = None, task_id: str | 
     for start in range(0, len(todo), settings.score_batch_size):
         batch = todo[start : start + settings.score_batch_size]
         tensors = [load_clip_tensors(store.get_bytes(uri)) for _, uri in batch]
-        preds = predict_clips(model.model, tensors, vocab=model.vocab, mc_passes=mc_passes)
+        preds = predict_clips(
+            model.model,
+            tensors,
+            vocab=model.vocab,
+            mc_passes=mc_passes,
+            audio_frames=audio_frames_of(model),
+        )
         ids = np.asarray([c for c, _ in batch], dtype=np.int64)
         modality = (
             np.stack([preds.modality_probs[m] for m in sorted(preds.modality_probs)])
@@ -199,7 +206,9 @@ def _refill_seed(settings: Settings, session: Session, store: BlobStore) -> int:
     if len(rows) > limit:
         step = len(rows) / limit
         rows = [rows[int(i * step)] for i in range(limit)]
-    descriptors = np.stack([describe_clip(load_clip_tensors(store.get_bytes(r[2]))) for r in rows])
+    descriptors = np.stack(
+        [describe_clip(load_clip_tensors(store.get_bytes(str(r[2])))) for r in rows]
+    )
     picked = seed_batch(
         clip_ids=np.asarray([r[0] for r in rows], dtype=np.int64),
         descriptors=descriptors,

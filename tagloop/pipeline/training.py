@@ -103,6 +103,7 @@ def train_round(*, settings: Settings, job_id: int, task_id: str | None = None) 
         n_mels=settings.n_mels,
     )
     options = TrainOptions(
+        audio_frames=settings.audio_frames,
         epochs=settings.train_epochs,
         patience=settings.train_patience,
         num_threads=settings.torch_threads,
@@ -121,7 +122,7 @@ def train_round(*, settings: Settings, job_id: int, task_id: str | None = None) 
                 "kind": settings.model_kind,
                 "fusion": config.to_dict(),
                 "train": options.to_dict(),
-                "warm_start_from": baseline[0] if init_state else None,
+                "warm_start_from": baseline[0] if baseline and init_state else None,
             },
             n_train=len(train),
         )
@@ -198,19 +199,63 @@ def should_promote(score: float, baseline: float | None, *, tolerance: float) ->
     return baseline is None or score >= baseline - tolerance
 
 
+def audio_frames_of(model: Any) -> int | None:
+    """The log-mel window a stored model was trained with (scoring must use the same)."""
+    value = model.metadata.get("options", {}).get("audio_frames")
+    return int(value) if value is not None else None
+
+
 def _score_on(old: Any, val: list[Any], vocab: TagVocabulary) -> float | None:
     """The promoted model's score on this round's validation clips (old tags only)."""
+    from tagloop.training.loop import selection_score
     from tagloop.training.metrics import evaluate_predictions
     from tagloop.training.predict import predict_clips
 
     if list(old.vocab.tags) != list(vocab.tags[: len(old.vocab)]):
         return None  # the vocabulary was reordered: no fair comparison
-    preds = predict_clips(old.model, [s.tensors for s in val], vocab=old.vocab)
+    preds = predict_clips(
+        old.model, [s.tensors for s in val], vocab=old.vocab, audio_frames=audio_frames_of(old)
+    )
     k = len(old.vocab)
     targets = np.stack([s.targets[:k] for s in val])
     known = np.stack([s.known[:k] for s in val])
-    metrics = evaluate_predictions(preds.probs, targets, known, vocab=old.vocab)
-    return float(metrics["score"]) if metrics.get("score") is not None else None
+    score = selection_score(evaluate_predictions(preds.probs, targets, known, vocab=old.vocab))
+    return float(score) if score is not None else None
+
+
+def retrain_due(*, new_labels: int, min_labels: int, training_running: bool) -> bool:
+    """Train when enough labels arrived since the promoted version and no round is running."""
+    return not training_running and new_labels >= max(1, min_labels)
+
+
+def check_retrain(*, settings: Settings) -> tuple[int | None, bool]:
+    """What the schedule should do now: (the train job created, or None; whether the queue
+    needs a seed refill because no model exists and nothing is queued)."""
+    from sqlalchemy import func, select
+
+    from tagloop.db.models import Label, QueueItem
+
+    with session_scope(settings.database_url) as session:
+        promoted = version_repo.promoted_version(session)
+        since = select(func.count()).select_from(Label)
+        if promoted is not None:
+            since = since.where(Label.created_at > promoted.created_at)
+        new_labels = int(session.scalar(since) or 0)
+        running = job_repo.active_job_for_kind(session, kind=TRAIN_JOB) is not None
+        job_id = None
+        if retrain_due(
+            new_labels=new_labels, min_labels=settings.retrain_min_labels, training_running=running
+        ):
+            job_id = job_repo.create_job(
+                session, kind=TRAIN_JOB, params={"trigger": "schedule", "new_labels": new_labels}
+            ).id
+        queued = session.scalar(
+            select(func.count())
+            .select_from(QueueItem)
+            .where(QueueItem.status.in_(("queued", "leased")))
+        )
+        needs_seed = promoted is None and job_id is None and not queued
+    return job_id, needs_seed
 
 
 def promote_version(*, settings: Settings, version_id: int) -> None:

@@ -40,6 +40,14 @@ def get_clip(clip_id: int, _: CallerDep, session: SessionDep) -> ClipDetail:
     clip = video_repo.get_clip(session, clip_id)
     out = ClipDetail.model_validate(clip)
     out.labels = [LabelOut.model_validate(lb) for lb in video_repo.labels_of_clip(session, clip_id)]
+    pred = video_repo.latest_prediction(session, clip_id)
+    if pred is not None:
+        out.prediction = {
+            "model_version_id": pred.model_version_id,
+            "top_tags": pred.top_tags,
+            "uncertainty": pred.uncertainty,
+            "created_at": pred.created_at.isoformat(),
+        }
     return out
 
 

@@ -1,0 +1,149 @@
+"""Read-only aggregates: dashboard counts, the current round, the learning curve, and the rows
+of an export. Never commits; never writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from sqlalchemy import exists, func, or_, select
+from sqlalchemy.orm import Session
+
+from tagloop.db import model_versions as version_repo
+from tagloop.db import queue as queue_repo
+from tagloop.db.jobs import ACTIVE
+from tagloop.db.models import Clip, Job, Label, ModelVersion, Prediction, Tag, Video
+from tagloop.export import ExportLabel, ExportPrediction, ExportRow
+
+VIDEO_STATUSES = ("queued", "processing", "ready", "failed")
+
+
+def _count(session: Session, model: type[Any]) -> int:
+    return int(session.scalar(select(func.count()).select_from(model)) or 0)
+
+
+def collect_counts(session: Session) -> dict[str, Any]:
+    """Videos by status, clips, labeled clips, labels, queue rows by status, tags."""
+    videos = dict.fromkeys(VIDEO_STATUSES, 0)
+    videos.update(
+        {
+            s: int(n)
+            for s, n in session.execute(
+                select(Video.status, func.count(Video.id)).group_by(Video.status)
+            )
+        }
+    )
+    labeled = session.scalar(select(func.count(func.distinct(Label.clip_id))))
+    return {
+        "videos": videos,
+        "clips": _count(session, Clip),
+        "labeled_clips": int(labeled or 0),
+        "labels": _count(session, Label),
+        "queue": queue_repo.count_by_status(session),
+        "tags": _count(session, Tag),
+    }
+
+
+def _score(version: ModelVersion) -> float | None:
+    score = (version.metrics or {}).get("score")
+    return float(score) if isinstance(score, int | float) else None
+
+
+def describe_round(session: Session) -> dict[str, Any]:
+    """The promoted version (id, n_train, score), labels added since it was trained, and the
+    queued or running jobs with their progress."""
+    promoted = version_repo.promoted_version(session)
+    if promoted is None:
+        since = _count(session, Label)
+    else:
+        # Compared in SQL so SQLite's naive and PostgreSQL's aware timestamps both work.
+        trained_at = select(ModelVersion.created_at).where(ModelVersion.id == promoted.id)
+        since = int(
+            session.scalar(
+                select(func.count(Label.id)).where(Label.created_at > trained_at.scalar_subquery())
+            )
+            or 0
+        )
+    jobs = session.scalars(select(Job).where(Job.status.in_(ACTIVE)).order_by(Job.id))
+    return {
+        "promoted_version_id": None if promoted is None else promoted.id,
+        "n_train": None if promoted is None else promoted.n_train,
+        "score": None if promoted is None else _score(promoted),
+        "labels_since_trained": since,
+        "jobs": [
+            {
+                "id": j.id,
+                "kind": j.kind,
+                "status": j.status,
+                "progress": j.progress,
+                "message": j.message,
+            }
+            for j in jobs
+        ],
+    }
+
+
+def learning_curve(session: Session) -> list[dict[str, Any]]:
+    """Every model version, oldest first: its training-set size against its score."""
+    return [
+        {
+            "version_id": v.id,
+            "n_labels": v.n_train,
+            "score": _score(v),
+            "status": v.status,
+            "created_at": v.created_at,
+        }
+        for v in version_repo.list_versions(session)
+    ]
+
+
+def iter_export_rows(session: Session, *, batch_size: int = 500) -> Iterator[ExportRow]:
+    """Every clip that has a label or a prediction, by id, in batches of ``batch_size`` clips
+    (keyset pagination: memory stays bounded however many clips there are)."""
+    has_label = exists().where(Label.clip_id == Clip.id)
+    has_pred = exists().where(Prediction.clip_id == Clip.id)
+    after = 0
+    while True:
+        batch = session.execute(
+            select(Clip.id, Clip.video_id, Video.filename, Clip.start_s, Clip.end_s)
+            .join(Video, Video.id == Clip.video_id)
+            .where(Clip.id > after, or_(has_label, has_pred))
+            .order_by(Clip.id)
+            .limit(batch_size)
+        ).all()
+        if not batch:
+            return
+        ids = [int(r[0]) for r in batch]
+        labels: dict[int, list[ExportLabel]] = {}
+        for lb in session.scalars(select(Label).where(Label.clip_id.in_(ids)).order_by(Label.id)):
+            labels.setdefault(lb.clip_id, []).append(
+                ExportLabel(
+                    id=lb.id,
+                    annotator=lb.annotator,
+                    tags=[str(t) for t in lb.tags],
+                    seconds_spent=lb.seconds_spent,
+                    created_at=lb.created_at,
+                )
+            )
+        latest: dict[int, ExportPrediction] = {}
+        preds = select(Prediction).where(Prediction.clip_id.in_(ids))
+        # Ascending, so the last one seen per clip is the latest.
+        for p in session.scalars(preds.order_by(Prediction.created_at, Prediction.id)):
+            latest[p.clip_id] = ExportPrediction(
+                model_version_id=p.model_version_id,
+                top_tags=list(p.top_tags or []),
+                uncertainty=p.uncertainty,
+                created_at=p.created_at,
+            )
+        for clip_id, video_id, filename, start_s, end_s in batch:
+            yield ExportRow(
+                clip_id=int(clip_id),
+                video_id=int(video_id),
+                video_filename=str(filename),
+                start_s=float(start_s),
+                end_s=float(end_s),
+                labels=labels.get(int(clip_id), []),
+                prediction=latest.get(int(clip_id)),
+            )
+        after = ids[-1]
