@@ -11,15 +11,16 @@ __all__ = ["ApiError", "get_client"]
 
 
 def get_client() -> TagloopClient | None:
-    """A client for the token the user entered in the sidebar, or None before they do."""
+    """A client for the token the user entered in the sidebar, or None before they do.
+
+    On the machine that runs ``tagloop up`` the first admin token is offered as the default.
+    """
     settings = get_settings()
-    default = ""
-    if settings.admin_token_path.exists() and "token" not in st.session_state:
-        default = settings.admin_token_path.read_text().strip()
-    token = st.sidebar.text_input(
-        "API token", value=st.session_state.get("token", default), type="password"
-    )
-    st.session_state["token"] = token
+    if "token" not in st.session_state:
+        path = settings.admin_token_path
+        st.session_state["token"] = path.read_text().strip() if path.exists() else ""
+    # Keyed, so st.session_state["token"] is always what the box shows.
+    token = st.sidebar.text_input("API token", key="token", type="password").strip()
     if not token:
         st.sidebar.info("Enter a token (`tagloop token create --name you`).")
         return None

@@ -1,4 +1,10 @@
-"""Streamlit entry point (``streamlit run ui/app.py``); pages live in ui/pages/."""
+"""Streamlit entry point (``streamlit run ui/app.py``); the pages live in ui/views/.
+
+Not ui/pages/: Streamlit still treats a ``pages/`` folder beside the main script as a v1
+multipage app until some session has called ``st.navigation``, so the first visitor of a
+deep link (``/dashboard``) would get the page without this entry point (no layout, raw file
+names in the sidebar).
+"""
 
 from __future__ import annotations
 
@@ -11,5 +17,12 @@ import streamlit as st
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 st.set_page_config(page_title="tagloop", layout="wide")
-pages = [st.Page("pages/videos.py", title="Videos", icon=":material/movie:")]
+pages = [
+    st.Page("views/label.py", title="Label", icon=":material/label:", default=True),
+    st.Page("views/dashboard.py", title="Dashboard", icon=":material/monitoring:"),
+    st.Page("views/clips.py", title="Clips", icon=":material/grid_view:"),
+    st.Page("views/models.py", title="Models", icon=":material/model_training:"),
+    st.Page("views/tags.py", title="Tags", icon=":material/sell:"),
+    st.Page("views/videos.py", title="Ingest", icon=":material/movie:"),
+]
 st.navigation(pages).run()

@@ -6,7 +6,18 @@ from fastapi import FastAPI
 
 from services.api.deps import TaskSender
 from services.api.errors import install_error_handlers
-from services.api.routes import clips, health, jobs, labels, models, queue, tags, videos
+from services.api.routes import (
+    clips,
+    export,
+    health,
+    jobs,
+    labels,
+    models,
+    queue,
+    stats,
+    tags,
+    videos,
+)
 from tagloop import __version__
 from tagloop.config import Settings, get_settings
 from tagloop.storage import BlobStore
@@ -24,6 +35,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.store = BlobStore(settings.blob_url)
     app.state.sender = TaskSender(settings.broker_url)
     install_error_handlers(app)
-    for module in (health, videos, clips, jobs, tags, labels, queue, models):
+    for module in (health, videos, clips, jobs, tags, labels, queue, models, stats, export):
         app.include_router(module.router)
     return app

@@ -1,4 +1,4 @@
-"""Videos: upload (admin) and follow ingestion."""
+"""Ingest: upload videos (admin) and follow their processing."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import streamlit as st
 
 from ui.api_client import ApiError, get_client
 
-st.title("Videos")
+st.title("Ingest")
 client = get_client()
 if client is None:
     st.stop()
@@ -50,7 +50,7 @@ st.dataframe(
         for v in videos
     ],
     hide_index=True,
-    use_container_width=True,
+    width="stretch",
 )
 if counts["queued"] or counts["processing"]:
     st.button("Refresh")

@@ -1,0 +1,314 @@
+"""Export labels and predictions (JSONL, CSV, Label Studio tasks) and read Label Studio exports.
+
+Pure formatting: rows come in as ``ExportRow`` (built by ``tagloop.db.stats``), text goes out
+in chunks so a route can stream millions of clips without holding them in memory.
+
+Label Studio tasks follow its documented JSON task format: ``data`` names the media,
+``annotations`` and ``predictions`` hold ``choices`` results whose ``from_name`` is ``"tags"``
+and ``to_name`` ``"video"``, matching this labeling config::
+
+    <View>
+      <Video name="video" value="$video"/>
+      <Choices name="tags" toName="video" choice="multiple">...</Choices>
+    </View>
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from tagloop.errors import InvalidInput
+
+FROM_NAME = "tags"
+TO_NAME = "video"
+CSV_COLUMNS = (
+    "clip_id",
+    "video_id",
+    "video_filename",
+    "start_s",
+    "end_s",
+    "n_labels",
+    "label_tags",
+    "annotators",
+    "model_version",
+    "predicted_tags",
+    "uncertainty",
+)
+
+
+@dataclass(frozen=True)
+class ExportLabel:
+    id: int
+    annotator: str
+    tags: list[str]
+    seconds_spent: float | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ExportPrediction:
+    model_version_id: int
+    top_tags: list[dict[str, Any]]  # [{"tag", "p"}] best first, as the scorer stored them
+    uncertainty: float | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ExportRow:
+    """One clip with its labels (oldest first) and its latest prediction."""
+
+    clip_id: int
+    video_id: int
+    video_filename: str
+    start_s: float
+    end_s: float
+    labels: list[ExportLabel] = field(default_factory=list)
+    prediction: ExportPrediction | None = None
+
+
+@dataclass(frozen=True)
+class ImportedLabel:
+    """A label read from a Label Studio export, ready for ``labels.create_label``."""
+
+    clip_id: int
+    annotator: str
+    tags: list[str]
+    seconds_spent: float | None
+
+
+def _iso(ts: datetime) -> str:
+    return ts.isoformat()
+
+
+def to_record(row: ExportRow) -> dict[str, Any]:
+    """The JSON-ready record of one clip (a JSONL line)."""
+    pred = row.prediction
+    return {
+        "clip_id": row.clip_id,
+        "video_id": row.video_id,
+        "video_filename": row.video_filename,
+        "start_s": row.start_s,
+        "end_s": row.end_s,
+        "labels": [
+            {
+                "id": lb.id,
+                "annotator": lb.annotator,
+                "tags": list(lb.tags),
+                "seconds_spent": lb.seconds_spent,
+                "created_at": _iso(lb.created_at),
+            }
+            for lb in row.labels
+        ],
+        "prediction": None
+        if pred is None
+        else {
+            "model_version": pred.model_version_id,
+            "top_tags": list(pred.top_tags),
+            "uncertainty": pred.uncertainty,
+            "created_at": _iso(pred.created_at),
+        },
+    }
+
+
+def format_jsonl(rows: Iterable[ExportRow]) -> Iterator[str]:
+    """One JSON object per line, per clip."""
+    for row in rows:
+        yield json.dumps(to_record(row), ensure_ascii=False) + "\n"
+
+
+def _csv_line(values: Iterable[object]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerow(list(values))
+    return buffer.getvalue()
+
+
+def format_csv(rows: Iterable[ExportRow]) -> Iterator[str]:
+    """A header, then one line per clip: the latest label's tags joined by ``|``, every
+    annotator, and the prediction as ``tag:p`` pairs joined by ``|``."""
+    yield _csv_line(CSV_COLUMNS)
+    for row in rows:
+        latest = row.labels[-1].tags if row.labels else []
+        annotators = sorted({lb.annotator for lb in row.labels})
+        pred = row.prediction
+        yield _csv_line(
+            [
+                row.clip_id,
+                row.video_id,
+                row.video_filename,
+                row.start_s,
+                row.end_s,
+                len(row.labels),
+                "|".join(latest),
+                "|".join(annotators),
+                "" if pred is None else pred.model_version_id,
+                "" if pred is None else "|".join(f"{t['tag']}:{t['p']}" for t in pred.top_tags),
+                "" if pred is None or pred.uncertainty is None else pred.uncertainty,
+            ]
+        )
+
+
+def _choices_result(tags: list[str], *, result_id: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": result_id,
+            "from_name": FROM_NAME,
+            "to_name": TO_NAME,
+            "type": "choices",
+            "value": {"choices": list(tags)},
+        }
+    ]
+
+
+def predicted_choices(top_tags: list[dict[str, Any]], *, threshold: float = 0.5) -> list[str]:
+    """The tags a prediction would check: every tag with ``p >= threshold``, else the best."""
+    chosen = [str(t["tag"]) for t in top_tags if float(t["p"]) >= threshold]
+    if not chosen and top_tags:
+        chosen = [str(max(top_tags, key=lambda t: float(t["p"]))["tag"])]
+    return chosen
+
+
+def to_label_studio_task(
+    row: ExportRow, *, media_url: Callable[[int], str], threshold: float = 0.5
+) -> dict[str, Any]:
+    """One Label Studio task. The prediction's ``score`` is its top probability (Label Studio
+    sorts by it as a confidence; tagloop's uncertainty is strategy-specific and unbounded)."""
+    task: dict[str, Any] = {
+        "id": row.clip_id,
+        "data": {
+            TO_NAME: media_url(row.clip_id),
+            "clip_id": row.clip_id,
+            "video_id": row.video_id,
+            "video_filename": row.video_filename,
+            "start_s": row.start_s,
+            "end_s": row.end_s,
+        },
+        "annotations": [
+            {
+                "id": lb.id,
+                "completed_by": lb.annotator,
+                "created_at": _iso(lb.created_at),
+                "lead_time": lb.seconds_spent,
+                "was_cancelled": False,
+                "result": _choices_result(lb.tags, result_id=f"label-{lb.id}"),
+            }
+            for lb in row.labels
+        ],
+        "predictions": [],
+    }
+    pred = row.prediction
+    if pred is not None:
+        top = max((float(t["p"]) for t in pred.top_tags), default=0.0)
+        task["predictions"].append(
+            {
+                "model_version": f"v{pred.model_version_id}",
+                "score": top,
+                "result": _choices_result(
+                    predicted_choices(pred.top_tags, threshold=threshold),
+                    result_id=f"pred-{row.clip_id}-{pred.model_version_id}",
+                ),
+            }
+        )
+    return task
+
+
+def format_label_studio(
+    rows: Iterable[ExportRow], *, media_url: Callable[[int], str], threshold: float = 0.5
+) -> Iterator[str]:
+    """A JSON array of Label Studio tasks, streamed one task at a time."""
+    yield "["
+    for i, row in enumerate(rows):
+        task = to_label_studio_task(row, media_url=media_url, threshold=threshold)
+        yield ("," if i else "") + "\n" + json.dumps(task, ensure_ascii=False)
+    yield "\n]\n"
+
+
+def _bad(message: str) -> InvalidInput:
+    return InvalidInput(message, code="invalid_label_studio_export")
+
+
+def _clip_id(task: dict[str, Any], position: int) -> int:
+    data = task.get("data")
+    raw = data.get("clip_id") if isinstance(data, dict) else None
+    if isinstance(raw, bool) or raw is None:
+        raise _bad(f"task {position} has no data.clip_id (export tasks from tagloop first)")
+    try:
+        return int(raw)
+    except (TypeError, ValueError) as exc:
+        raise _bad(f"task {position}: data.clip_id {raw!r} is not a clip id") from exc
+
+
+def _annotator(annotation: dict[str, Any]) -> str:
+    """Label Studio's ``completed_by`` is a user id, a user object or (from tagloop) a name."""
+    who = annotation.get("completed_by")
+    if isinstance(who, dict):
+        who = who.get("email") or who.get("username") or who.get("id")
+        if isinstance(who, str) and who:
+            return who
+    if isinstance(who, str) and who.strip():
+        return who.strip()
+    if isinstance(who, int) and not isinstance(who, bool):
+        return f"label-studio:{who}"
+    return "label-studio"
+
+
+def _choices(annotation: dict[str, Any], where: str) -> list[str] | None:
+    """The union of the annotation's ``choices`` results, or None when it has none."""
+    result = annotation.get("result")
+    if not isinstance(result, list):
+        raise _bad(f"{where}: 'result' must be a list")
+    tags: list[str] | None = None
+    for item in result:
+        if not isinstance(item, dict) or item.get("type") != "choices":
+            continue
+        value = item.get("value")
+        choices = value.get("choices") if isinstance(value, dict) else None
+        if not isinstance(choices, list) or not all(isinstance(c, str) for c in choices):
+            raise _bad(f"{where}: a choices result needs value.choices as a list of names")
+        tags = tags or []
+        tags.extend(c for c in choices if c not in tags)
+    return tags
+
+
+def parse_label_studio(tasks: object) -> list[ImportedLabel]:
+    """Labels from a Label Studio JSON export (a list of tasks).
+
+    Every non-cancelled annotation with a ``choices`` result becomes one label of the clip
+    named by ``data.clip_id``; ``lead_time`` becomes ``seconds_spent``. Raises
+    ``invalid_label_studio_export`` for anything that is not such an export.
+    """
+    if not isinstance(tasks, list):
+        raise _bad("a Label Studio export is a JSON list of tasks")
+    labels: list[ImportedLabel] = []
+    for position, task in enumerate(tasks):
+        if not isinstance(task, dict):
+            raise _bad(f"task {position} is not an object")
+        clip_id = _clip_id(task, position)
+        annotations = task.get("annotations") or []
+        if not isinstance(annotations, list):
+            raise _bad(f"task {position}: 'annotations' must be a list")
+        for k, annotation in enumerate(annotations):
+            where = f"task {position} annotation {k}"
+            if not isinstance(annotation, dict):
+                raise _bad(f"{where} is not an object")
+            if annotation.get("was_cancelled"):
+                continue
+            tags = _choices(annotation, where)
+            if tags is None:
+                continue
+            lead = annotation.get("lead_time")
+            seconds = float(lead) if isinstance(lead, int | float) and lead >= 0 else None
+            labels.append(
+                ImportedLabel(
+                    clip_id=clip_id,
+                    annotator=_annotator(annotation),
+                    tags=tags,
+                    seconds_spent=seconds,
+                )
+            )
+    return labels

@@ -1,0 +1,345 @@
+"""Every UI page under Streamlit's AppTest, against the real API process on SQLite.
+
+A real file is ingested by a real worker (2 s clips, so one file gives several clips); the
+worker is then stopped so nothing changes underneath the tests except what they do. Model
+versions and predictions are seeded through the repositories; tags, labels and the queue
+through the REST API and ``tagloop.db.queue.replace_queue``. Every assertion is checked
+against the API, not just the page.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tagloop.auth import create_token
+from tagloop.client import TagloopClient
+from tagloop.config import Settings, get_settings
+from tagloop.db import queue as queue_repo
+from tagloop.db.engine import session_scope
+from tagloop.db.models import ModelVersion, Prediction
+from tests.conftest import REPO, VIDEOS
+from tests.integration.stack_helpers import running_stack, stack_settings
+
+pytestmark = pytest.mark.e2e
+
+VIDEO = VIDEOS / "ucf_style_mpeg4_mp3.avi"  # 6.6 s with audio: three 2 s clips
+TAGS = [("cat", None), ("dog", None), ("indoor", "scene"), ("outdoor", "scene")]
+FUSION = [{"visual": 0.7, "audio": 0.3}, {"visual": 0.4, "audio": 0.4, "central": 0.2}]
+TIMEOUT = 60
+
+
+@dataclass
+class Seeded:
+    settings: Settings
+    admin: TagloopClient
+    admin_token: str
+    annotator_token: str
+    clips: list[int]
+    versions: list[int]  # [retired, promoted]
+
+
+def ingest(client: TagloopClient, path: Path = VIDEO) -> list[int]:
+    """Upload ``path`` and wait for the worker; the ids of its clips."""
+    video = client.upload_video(path)
+    (done,) = client.wait_for_videos([video["id"]], timeout_s=180)
+    assert done["status"] == "ready", done
+    return [c["id"] for c in client.list_clips(video_id=done["id"])]
+
+
+def seed_model(settings: Settings, clips: list[int]) -> list[int]:
+    """A retired and a promoted version (with metrics the dashboard draws) and predictions of
+    the promoted one for every clip: ``cat`` likely, ``dog`` not."""
+    with session_scope(settings.database_url) as s:
+        versions = []
+        for status, n_train, score in [("retired", 4, 0.41), ("promoted", 9, 0.77)]:
+            v = ModelVersion(
+                status=status,
+                vocabulary=[{"name": n, "group": g} for n, g in TAGS],
+                config={"kind": "centralnet"},
+                metrics={
+                    "score": score,
+                    "mean_accuracy": score,
+                    "ap_per_tag": {"cat": 0.9, "dog": 0.6, "indoor": None, "outdoor": 0.5},
+                    "fusion_weights": FUSION,
+                },
+                n_train=n_train,
+                artifact_uri=f"models/{status}.pt",
+            )
+            s.add(v)
+            s.flush()
+            versions.append(v.id)
+        for clip_id in clips:
+            s.add(
+                Prediction(
+                    clip_id=clip_id,
+                    model_version_id=versions[1],
+                    top_tags=[{"tag": "cat", "p": 0.91}, {"tag": "dog", "p": 0.22}],
+                    uncertainty=0.35,
+                )
+            )
+    return versions
+
+
+def queue_clips(settings: Settings, clips: list[int]) -> None:
+    with session_scope(settings.database_url) as s:
+        queue_repo.replace_queue(
+            s, items=[(c, "entropy", 0.9 - 0.1 * i) for i, c in enumerate(clips)]
+        )
+
+
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seeded]:
+    tmp = tmp_path_factory.mktemp("ui")
+    settings = stack_settings(
+        tmp,
+        database_url=f"sqlite:///{tmp / 'data' / 'tagloop.db'}",
+        broker_url=f"sqla+sqlite:///{tmp / 'data' / 'broker.sqlite'}",
+        clip_seconds=2.0,
+    )
+    with running_stack(settings, ["api", "worker"]) as (_, client):
+        for name, group in TAGS:
+            client.request("POST", "/api/v1/tags", json={"name": name, "group": group})
+        clips = ingest(client)
+    assert len(clips) >= 3, clips
+    versions = seed_model(settings, clips)
+    with session_scope(settings.database_url) as s:
+        annotator = create_token(s, name="ann", role="annotator")
+    # The API alone from here on: no worker picks up what the tests enqueue.
+    with running_stack(settings, ["api"]) as (_, client):
+        admin_token = settings.admin_token_path.read_text().strip()
+        yield Seeded(settings, client, admin_token, annotator, clips, versions)
+
+
+@pytest.fixture(autouse=True)
+def ui_env(seeded: Seeded, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """The UI reads get_settings(): point it at the running API (and an empty data dir, so
+    no admin token is pre-filled)."""
+    monkeypatch.setenv("TAGLOOP_API_URL", seeded.settings.api_url)
+    monkeypatch.setenv("TAGLOOP_DATA_DIR", str(tmp_path / "ui-data"))
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+def open_page(page: str, token: str) -> AppTest:
+    at = AppTest.from_file(str(REPO / "ui" / page), default_timeout=TIMEOUT)
+    at.session_state["token"] = token
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def click(at: AppTest, label: str) -> AppTest:
+    (button,) = [b for b in at.button if b.label == label]
+    button.click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def texts(elements: Any) -> str:
+    return "\n".join(str(e.value) for e in elements)
+
+
+def labels_of(seeded: Seeded, clip_id: int) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = seeded.admin.request("GET", f"/api/v1/clips/{clip_id}").json()[
+        "labels"
+    ]
+    return out
+
+
+def test_app_opens_on_the_label_page(seeded: Seeded) -> None:
+    queue_clips(seeded.settings, [])
+    at = open_page("app.py", seeded.annotator_token)
+    assert at.title[0].value == "Label"
+
+
+def test_without_a_token_the_page_asks_for_one(seeded: Seeded) -> None:
+    at = open_page("views/label.py", "")
+    assert "Enter a token" in texts(at.sidebar.info)
+    at = open_page("views/dashboard.py", "not-a-token")
+    assert "token was not accepted" in texts(at.error)
+
+
+def test_label_page_shows_the_clip_submits_and_skips(seeded: Seeded) -> None:
+    first, second, third = seeded.clips[:3]
+    queue_clips(seeded.settings, [first, second, third])
+    at = open_page("views/label.py", seeded.annotator_token)
+    captions = texts(at.caption)
+    assert f"clip {first} " in captions
+    assert "picked by **entropy** with score 0.900 (rank 1" in captions
+    assert len(at.get("video")) == 1  # the preview's bytes, fetched with the token
+    # cat (91%) is above the default 0.5 threshold and pre-checked; dog (22%) is not.
+    assert at.multiselect[0].value == ["cat"]
+    assert {b.label for b in at.button} >= {"☑ cat · 91%", "☐ dog · 22%", "Submit", "Skip"}
+    click(at, "☐ dog · 22%")  # what shortcut "2" presses
+    assert at.multiselect[0].value == ["cat", "dog"]
+
+    click(at, "Submit")
+    (label,) = labels_of(seeded, first)
+    assert label["tags"] == ["cat", "dog"] and label["annotator"] == "ann"
+    assert label["seconds_spent"] is not None and label["seconds_spent"] > 0
+    assert f"Labeled clip {first}" in texts(at.success)
+    assert f"clip {second} " in texts(at.caption)
+    assert at.sidebar.metric[0].value == "1"
+
+    click(at, "Skip")
+    assert f"Skipped clip {second}" in texts(at.success)
+    assert f"clip {third} " in texts(at.caption)
+    assert labels_of(seeded, second) == []
+    queue = seeded.admin.request("GET", "/api/v1/stats").json()["counts"]["queue"]
+    assert (queue["done"], queue["skipped"], queue["leased"]) == (1, 1, 1)
+
+    # Lowering the threshold pre-checks dog too.
+    at.sidebar.slider[0].set_value(0.2).run()
+    assert at.multiselect[0].value == ["cat", "dog"]
+
+
+def shown_clip(at: AppTest) -> int:
+    """The id of the clip the label page shows (from its caption ``clip N · video M ...``)."""
+    (caption,) = [c for c in texts(at.caption).splitlines() if c.startswith("clip ")]
+    return int(caption.split()[1])
+
+
+def test_only_admins_create_tags_from_the_label_page(seeded: Seeded) -> None:
+    clip = seeded.clips[0]  # labeled before or not: a clip not leased to anyone
+    queue_clips(seeded.settings, [clip])
+    at = open_page("views/label.py", seeded.admin_token)
+    assert shown_clip(at) == clip
+    at.multiselect[0].set_value(["cat", "zebra"]).run()
+    click(at, "Submit")
+    assert labels_of(seeded, clip)[-1]["tags"] == ["cat", "zebra"]
+    assert labels_of(seeded, clip)[-1]["annotator"] == "admin"
+    names = [t["name"] for t in seeded.admin.request("GET", "/api/v1/tags").json()["items"]]
+    assert "zebra" in names
+
+    queue_clips(seeded.settings, seeded.clips)
+    at = open_page("views/label.py", seeded.annotator_token)
+    clip = shown_clip(at)
+    before = len(labels_of(seeded, clip))
+    at.multiselect[0].set_value(["okapi"]).run()
+    click(at, "Submit")
+    assert "only admins can create tags" in texts(at.error)
+    assert len(labels_of(seeded, clip)) == before
+    assert "okapi" not in texts(at.success)
+
+
+def test_empty_queue_says_so_and_checks_again(seeded: Seeded) -> None:
+    queue_clips(seeded.settings, [])
+    with session_scope(seeded.settings.database_url) as s:
+        other = create_token(s, name="late", role="annotator")
+    at = open_page("views/label.py", other)
+    assert "The queue is empty" in texts(at.info)
+    queue_clips(seeded.settings, [seeded.clips[1]])
+    click(at, "Check again")
+    assert f"clip {seeded.clips[1]} " in texts(at.caption)
+
+
+def test_dashboard_counts_curve_ap_alphas_and_retrain(seeded: Seeded) -> None:
+    stats = seeded.admin.request("GET", "/api/v1/stats").json()
+    at = open_page("views/dashboard.py", seeded.annotator_token)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Clips"] == str(len(seeded.clips))
+    assert metrics["Labels"] == str(stats["counts"]["labels"])
+    assert metrics["Tags"] == str(stats["counts"]["tags"])
+    promoted = seeded.versions[1]
+    body = texts(at.markdown)
+    assert f"Serving **v{promoted}** (trained on 9 clips, score 0.770)" in body
+    subheaders = texts(at.subheader)
+    assert f"AP per tag (v{promoted})" in subheaders and "Sight vs sound" in subheaders
+    (alphas,) = at.dataframe
+    assert alphas.value["visual"].tolist() == [0.7, 0.4]
+    assert "Retrain now" not in {b.label for b in at.button}  # annotators cannot retrain
+
+    at = open_page("views/dashboard.py", seeded.admin_token)
+    click(at, "Retrain now")
+    (message,) = at.success
+    job_id = int(str(message.value).split()[2])
+    job = seeded.admin.request("GET", f"/api/v1/jobs/{job_id}").json()
+    assert job["kind"] == "train" and job["status"] == "queued"
+    at.run()  # the queued job now shows as a progress bar
+    assert any(f"job {job_id} · train" in str(p.proto.text) for p in at.get("progress"))
+
+
+def test_clips_grid_filters_and_opens_a_clip(seeded: Seeded) -> None:
+    last = seeded.clips[-1]
+    seeded.admin.request("POST", f"/api/v1/clips/{last}/labels", json={"tags": ["outdoor"]})
+    labeled = {c for c in seeded.clips if labels_of(seeded, c)}
+    at = open_page("views/clips.py", seeded.annotator_token)
+    shown = {c for c in seeded.clips if f"**clip {c}**" in texts(at.markdown)}
+    assert shown == set(seeded.clips)
+    assert len(at.image) == len(seeded.clips)  # thumbnails
+    at.sidebar.radio[0].set_value("Unlabeled").run()
+    shown = {c for c in seeded.clips if f"**clip {c}**" in texts(at.markdown)}
+    assert shown == set(seeded.clips) - labeled
+    at.sidebar.radio[0].set_value("All").run()
+    (tag_filter,) = [t for t in at.sidebar.text_input if t.label.startswith("Label or predicted")]
+    tag_filter.set_value("outdoor").run()
+    shown = {c for c in seeded.clips if f"**clip {c}**" in texts(at.markdown)}
+    assert shown == {last}
+    tag_filter.set_value("").run()
+    assert "cat 91% · dog 22%" in texts(at.caption)  # each clip's latest prediction
+    (uncertain,) = [n for n in at.sidebar.number_input if n.label == "Min uncertainty"]
+    uncertain.set_value(0.5).run()  # every seeded prediction has uncertainty 0.35
+    assert not any(f"**clip {c}**" in texts(at.markdown) for c in seeded.clips)
+    uncertain.set_value(0.0).run()
+
+    target = seeded.clips[0]
+    (open_button,) = [b for b in at.button if b.key == f"open_{target}"]
+    open_button.click().run()
+    assert f"Clip {target}" in texts(at.subheader)
+    assert len(at.get("video")) == 1
+
+
+def test_models_page_lists_versions_and_admins_roll_back(seeded: Seeded) -> None:
+    retired, promoted = seeded.versions
+    at = open_page("views/models.py", seeded.annotator_token)
+    table = at.dataframe[0].value
+    assert table["version"].tolist()[:2] == [promoted, retired]
+    assert table["status"].tolist()[:2] == ["promoted", "retired"]
+    at.selectbox[0].set_value(retired).run()
+    click(at, f"Roll back to v{retired}")
+    assert "admin token" in texts(at.error)
+
+    at = open_page("views/models.py", seeded.admin_token)
+    at.selectbox[0].set_value(retired).run()
+    click(at, f"Roll back to v{retired}")
+    statuses = {v["id"]: v["status"] for v in seeded.admin.request("GET", "/api/v1/models").json()}
+    assert statuses[retired] == "promoted" and statuses[promoted] == "retired"
+    seeded.admin.request("POST", f"/api/v1/models/{promoted}/promote")  # as it was
+
+
+def test_tags_page_lists_and_admins_create(seeded: Seeded) -> None:
+    at = open_page("views/tags.py", seeded.annotator_token)
+    assert at.dataframe[0].value["name"].tolist()[:4] == [n for n, _ in TAGS]
+    names = [t.label for t in at.text_input]
+    at.text_input[names.index("Name")].set_value("yak")
+    at.form_submit_button[0].click().run()
+    assert "admin token" in texts(at.error)
+
+    at = open_page("views/tags.py", seeded.admin_token)
+    names = [t.label for t in at.text_input]
+    at.text_input[names.index("Name")].set_value("yak")
+    at.text_input[names.index("Group (optional: tags of one group exclude each other)")].set_value(
+        "animal"
+    )
+    at.form_submit_button[0].click().run()
+    assert "Created tag 'yak'" in texts(at.success)
+    tags = {
+        t["name"]: t["group"] for t in seeded.admin.request("GET", "/api/v1/tags").json()["items"]
+    }
+    assert tags["yak"] == "animal"
+
+
+def test_ingest_page_lists_the_video(seeded: Seeded) -> None:
+    at = open_page("views/videos.py", seeded.annotator_token)
+    assert at.title[0].value == "Ingest"
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["ready"] == "1" and metrics["failed"] == "0"
+    table = at.dataframe[0].value
+    assert table["file"].tolist() == [VIDEO.name] and table["clips"].tolist() == [len(seeded.clips)]

@@ -1,0 +1,180 @@
+"""Export formatting and Label Studio parsing: pure functions, no services."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from tagloop.errors import InvalidInput
+from tagloop.export import (
+    CSV_COLUMNS,
+    ExportLabel,
+    ExportPrediction,
+    ExportRow,
+    format_csv,
+    format_jsonl,
+    format_label_studio,
+    parse_label_studio,
+    predicted_choices,
+)
+
+T0 = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+
+def _rows() -> list[ExportRow]:
+    return [
+        ExportRow(
+            clip_id=7,
+            video_id=2,
+            video_filename='odd, "name".mp4',
+            start_s=10.0,
+            end_s=20.0,
+            labels=[
+                ExportLabel(id=1, annotator="ann", tags=["cat"], seconds_spent=3.5, created_at=T0),
+                ExportLabel(
+                    id=4, annotator="bob", tags=["cat", "indoor"], seconds_spent=None, created_at=T0
+                ),
+            ],
+            prediction=ExportPrediction(
+                model_version_id=3,
+                top_tags=[{"tag": "cat", "p": 0.9}, {"tag": "dog", "p": 0.2}],
+                uncertainty=0.31,
+                created_at=T0,
+            ),
+        ),
+        ExportRow(
+            clip_id=9,
+            video_id=2,
+            video_filename="b.mp4",
+            start_s=0.0,
+            end_s=4.0,
+            prediction=ExportPrediction(
+                model_version_id=3,
+                top_tags=[{"tag": "dog", "p": 0.4}, {"tag": "cat", "p": 0.35}],
+                uncertainty=None,
+                created_at=T0,
+            ),
+        ),
+    ]
+
+
+def _media(clip_id: int) -> str:
+    return f"http://api/api/v1/clips/{clip_id}/media"
+
+
+def test_jsonl_has_one_record_per_clip_with_labels_and_prediction() -> None:
+    lines = "".join(format_jsonl(_rows())).splitlines()
+    assert len(lines) == 2
+    first, second = (json.loads(line) for line in lines)
+    assert first["clip_id"] == 7 and first["video_filename"] == 'odd, "name".mp4'
+    assert [lb["tags"] for lb in first["labels"]] == [["cat"], ["cat", "indoor"]]
+    assert first["labels"][0]["annotator"] == "ann"
+    assert first["prediction"]["model_version"] == 3
+    assert first["prediction"]["top_tags"][0] == {"tag": "cat", "p": 0.9}
+    assert first["labels"][0]["created_at"] == T0.isoformat()
+    assert second["labels"] == [] and second["prediction"]["uncertainty"] is None
+
+
+def test_csv_quotes_odd_names_and_flattens_tags() -> None:
+    table = list(csv.reader(io.StringIO("".join(format_csv(_rows())))))
+    assert tuple(table[0]) == CSV_COLUMNS
+    row = dict(zip(CSV_COLUMNS, table[1], strict=True))
+    assert row["video_filename"] == 'odd, "name".mp4'
+    assert row["label_tags"] == "cat|indoor"  # the latest label
+    assert row["annotators"] == "ann|bob"
+    assert row["n_labels"] == "2"
+    assert row["predicted_tags"] == "cat:0.9|dog:0.2"
+    assert row["uncertainty"] == "0.31"
+    empty = dict(zip(CSV_COLUMNS, table[2], strict=True))
+    assert empty["label_tags"] == "" and empty["uncertainty"] == ""
+
+
+def test_predicted_choices_thresholds_and_falls_back_to_the_best() -> None:
+    assert predicted_choices([{"tag": "a", "p": 0.7}, {"tag": "b", "p": 0.6}]) == ["a", "b"]
+    assert predicted_choices([{"tag": "a", "p": 0.2}, {"tag": "b", "p": 0.3}]) == ["b"]
+    assert predicted_choices([{"tag": "a", "p": 0.7}], threshold=0.8) == ["a"]
+    assert predicted_choices([]) == []
+
+
+def test_label_studio_tasks_follow_the_task_format() -> None:
+    tasks = json.loads("".join(format_label_studio(_rows(), media_url=_media)))
+    assert [t["id"] for t in tasks] == [7, 9]
+    first = tasks[0]
+    assert first["data"]["video"] == _media(7) and first["data"]["clip_id"] == 7
+    ann = first["annotations"][1]
+    assert ann["completed_by"] == "bob"
+    (result,) = ann["result"]
+    assert result["type"] == "choices"
+    assert (result["from_name"], result["to_name"]) == ("tags", "video")
+    assert result["value"] == {"choices": ["cat", "indoor"]}
+    (pred,) = first["predictions"]
+    assert pred["model_version"] == "v3" and pred["score"] == pytest.approx(0.9)
+    assert pred["result"][0]["value"]["choices"] == ["cat"]
+    # Nothing above 0.5: the prediction still names its best tag.
+    assert tasks[1]["predictions"][0]["result"][0]["value"]["choices"] == ["dog"]
+    assert tasks[1]["annotations"] == []
+
+
+def test_empty_export_is_valid_json() -> None:
+    assert json.loads("".join(format_label_studio([], media_url=_media))) == []
+    assert "".join(format_jsonl([])) == ""
+
+
+def test_label_studio_round_trip_gives_back_the_labels() -> None:
+    tasks = json.loads("".join(format_label_studio(_rows(), media_url=_media)))
+    labels = parse_label_studio(tasks)
+    assert [(lb.clip_id, lb.annotator, lb.tags, lb.seconds_spent) for lb in labels] == [
+        (7, "ann", ["cat"], 3.5),
+        (7, "bob", ["cat", "indoor"], None),
+    ]
+
+
+def test_parse_reads_a_label_studio_export() -> None:
+    export = [
+        {
+            "id": 100,
+            "data": {"video": "s3://x.mp4", "clip_id": "12"},
+            "annotations": [
+                {
+                    "completed_by": 5,
+                    "lead_time": 4.2,
+                    "result": [
+                        {"type": "choices", "value": {"choices": ["dog"]}},
+                        {"type": "choices", "value": {"choices": ["outdoor", "dog"]}},
+                        {"type": "textarea", "value": {"text": ["ignored"]}},
+                    ],
+                },
+                {"completed_by": {"id": 6, "email": "a@b.c"}, "result": []},
+                {
+                    "was_cancelled": True,
+                    "result": [{"type": "choices", "value": {"choices": ["x"]}}],
+                },
+            ],
+            "predictions": [{"result": [{"type": "choices", "value": {"choices": ["cat"]}}]}],
+        }
+    ]
+    (label,) = parse_label_studio(export)
+    assert label.clip_id == 12 and label.tags == ["dog", "outdoor"]
+    assert label.annotator == "label-studio:5" and label.seconds_spent == pytest.approx(4.2)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"not": "a list"},
+        [1],
+        [{"data": {}}],
+        [{"data": {"clip_id": "abc"}}],
+        [{"data": {"clip_id": 1}, "annotations": {"x": 1}}],
+        [{"data": {"clip_id": 1}, "annotations": [{"result": "nope"}]}],
+        [{"data": {"clip_id": 1}, "annotations": [{"result": [{"type": "choices", "value": {}}]}]}],
+    ],
+)
+def test_parse_rejects_what_is_not_an_export(bad: object) -> None:
+    with pytest.raises(InvalidInput) as info:
+        parse_label_studio(bad)
+    assert info.value.code == "invalid_label_studio_export"

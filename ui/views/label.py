@@ -1,0 +1,173 @@
+"""Label: the next clip from the queue, the model's suggestions, submit or skip.
+
+Shortcuts: 1-9 toggle the suggestions, Enter submits, S skips (Streamlit button shortcuts).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import streamlit as st
+
+from tagloop.client import TagloopClient
+from ui.api_client import ApiError
+from ui.components import fetch_media, get_json, require_client, show_error
+
+state = st.session_state
+
+
+def _tags_key(lease_id: str) -> str:
+    return f"label_tags_{lease_id}"
+
+
+def _lease_next(client: TagloopClient) -> dict[str, Any] | None:
+    """Lease the next clip (the API gives back the lease this annotator already holds)."""
+    try:
+        resp = client.request("GET", "/api/v1/queue/next")
+    except ApiError as exc:
+        show_error(exc)
+        st.stop()
+    if resp.status_code == 204:
+        return None
+    item: dict[str, Any] = resp.json()
+    state["shown_at"] = time.monotonic()
+    return item
+
+
+def _toggle(key: str, tag: str) -> None:
+    chosen = list(state.get(key, []))
+    state[key] = [t for t in chosen if t != tag] if tag in chosen else [*chosen, tag]
+
+
+def _done(message: str) -> None:
+    state.pop("label_item", None)
+    state["flash"] = message
+
+
+def _create_missing_tags(client: TagloopClient, wanted: list[str], known: set[str]) -> bool:
+    """POST /tags for new names typed into the picker; annotators are told to ask an admin."""
+    for name in [t for t in wanted if t not in known]:
+        try:
+            client.request("POST", "/api/v1/tags", json={"name": name})
+        except ApiError as exc:
+            if exc.http_status == 403:
+                st.error(
+                    f"Tag '{name}' does not exist and only admins can create tags. "
+                    "Pick an existing tag, or ask an admin to add it on the Tags page."
+                )
+            else:
+                show_error(exc, what=f"creating tag '{name}'")
+            return False
+    return True
+
+
+def _show_session_stats() -> None:
+    seconds: list[float] = state.get("seconds_per_clip", [])
+    cols = st.sidebar.columns(2)
+    cols[0].metric("Labeled this session", len(seconds))
+    mean = sum(seconds) / len(seconds) if seconds else None
+    cols[1].metric("Seconds per clip", "-" if mean is None else f"{mean:.1f}")
+
+
+st.title("Label")
+client = require_client()
+threshold = st.sidebar.slider(
+    "Pre-check suggestions at or above", min_value=0.0, max_value=1.0, value=0.5, step=0.05
+)
+_show_session_stats()
+if flash := state.pop("flash", None):
+    st.success(flash)
+
+# A lease belongs to the token that took it: another token starts from its own lease.
+if state.get("label_token") != state["token"]:
+    state["label_token"], state["label_item"] = state["token"], None
+if state.get("label_item") is None:
+    state["label_item"] = _lease_next(client)
+item: dict[str, Any] | None = state.get("label_item")
+if item is None:
+    st.info("The queue is empty: every queued clip is labeled, skipped or leased to someone.")
+    if st.button("Check again", icon=":material/refresh:"):
+        st.rerun()
+    st.stop()
+
+clip, lease_id = item["clip"], item["lease_id"]
+vocabulary = [t["name"] for t in get_json(client, "/api/v1/tags")["items"]]
+suggestions = [s for s in item["suggestions"] if s["tag"] in vocabulary]
+key = _tags_key(lease_id)
+prechecked = [s["tag"] for s in suggestions if float(s["p"]) >= threshold]
+# Follow the threshold slider until the annotator changes the selection by hand.
+if key not in state or state.get(f"{key}_auto") == state[key]:
+    state[key] = prechecked
+    state[f"{key}_auto"] = prechecked
+
+left, right = st.columns([3, 2])
+with left:
+    media = fetch_media(client, clip["id"])
+    if media is None:
+        st.warning("This clip has no preview yet; label it from the suggestions or skip it.")
+    else:
+        st.video(media, format="video/mp4", autoplay=True, muted=True, loop=True)
+    st.caption(
+        f"clip {clip['id']} · video {clip['video_id']} · "
+        f"{clip['start_s']:.1f}-{clip['end_s']:.1f} s · audio: {clip['has_audio']}"
+    )
+    reason = item["reason"]
+    st.caption(
+        f"Why this clip: picked by **{reason['strategy']}** with score "
+        f"{float(reason['score']):.3f} (rank {int(reason['rank']) + 1} in the queue)."
+    )
+
+with right:
+    st.subheader("Suggestions")
+    if not suggestions:
+        st.caption("No model suggestions yet (no model has scored this clip).")
+    for i, s in enumerate(suggestions[:9]):
+        on = s["tag"] in state[key]
+        st.button(
+            f"{'☑' if on else '☐'} {s['tag']} · {float(s['p']):.0%}",
+            key=f"suggest_{lease_id}_{i}",
+            shortcut=str(i + 1),
+            on_click=_toggle,
+            args=(key, s["tag"]),
+            type="primary" if on else "secondary",
+            width="stretch",
+        )
+    st.multiselect(
+        "Tags",
+        options=sorted(set(vocabulary) | set(state[key])),
+        key=key,
+        accept_new_options=True,
+        placeholder="Pick tags, or type a new one (admins)",
+    )
+    submit_col, skip_col = st.columns(2)
+    submit = submit_col.button("Submit", type="primary", shortcut="Enter", width="stretch")
+    skip = skip_col.button("Skip", shortcut="S", width="stretch")
+
+if submit:
+    chosen = list(state[key])
+    if _create_missing_tags(client, chosen, set(vocabulary)):
+        seconds = round(time.monotonic() - state.get("shown_at", time.monotonic()), 2)
+        try:
+            client.request(
+                "POST",
+                f"/api/v1/clips/{clip['id']}/labels",
+                json={"tags": chosen, "seconds_spent": seconds, "lease_id": lease_id},
+            )
+        except ApiError as exc:
+            show_error(exc, what="submit")
+        else:
+            state.setdefault("seconds_per_clip", []).append(seconds)
+            _done(
+                f"Labeled clip {clip['id']} as {', '.join(chosen) or 'nothing'} in {seconds:.1f} s."
+            )
+            st.rerun()
+if skip:
+    try:
+        client.request("POST", f"/api/v1/queue/{lease_id}/skip")
+    except ApiError as exc:
+        if exc.code not in ("lease_closed", "lease_not_found"):
+            show_error(exc, what="skip")
+            st.stop()
+    _done(f"Skipped clip {clip['id']}.")
+    st.rerun()

@@ -1,0 +1,63 @@
+"""Models: every version with its metrics; promote or roll back (admin)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+from ui.api_client import ApiError
+from ui.components import get_json, require_client, show_error
+
+st.title("Models")
+client = require_client()
+versions: list[dict[str, Any]] = get_json(client, "/api/v1/models")
+if not versions:
+    st.info("No model versions yet. Label some clips, then train (Dashboard → Retrain now).")
+    st.stop()
+
+
+def _metric(v: dict[str, Any], name: str) -> float | None:
+    value = v["metrics"].get(name)
+    return round(float(value), 4) if isinstance(value, int | float) else None
+
+
+st.dataframe(
+    [
+        {
+            "version": v["id"],
+            "status": v["status"],
+            "kind": v["config"].get("kind", ""),
+            "n_train": v["n_train"],
+            "score": _metric(v, "score"),
+            "mean accuracy": _metric(v, "mean_accuracy"),
+            "mAP": _metric(v, "map"),
+            "ECE": _metric(v, "ece"),
+            "created": v["created_at"],
+        }
+        for v in reversed(versions)
+    ],
+    hide_index=True,
+    width="stretch",
+)
+
+promoted = next((v["id"] for v in versions if v["status"] == "promoted"), None)
+choice = st.selectbox(
+    "Version", [v["id"] for v in reversed(versions)], format_func=lambda i: f"v{i}"
+)
+chosen = next(v for v in versions if v["id"] == choice)
+with st.expander(f"v{choice} metrics", expanded=False):
+    st.json(chosen["metrics"])
+if chosen["status"] in ("ready", "retired"):
+    verb = "Roll back to" if promoted is not None and choice < promoted else "Promote"
+    if st.button(f"{verb} v{choice}", type="primary"):
+        try:
+            client.request("POST", f"/api/v1/models/{choice}/promote")
+            st.success(f"v{choice} is now serving.")
+            st.rerun()
+        except ApiError as exc:
+            show_error(exc, what="promote")
+elif chosen["status"] == "promoted":
+    st.caption(f"v{choice} is serving.")
+else:
+    st.caption(f"v{choice} is {chosen['status']} and cannot be promoted.")
