@@ -86,6 +86,9 @@ def child_specs(
                 "true",
                 "--server.port",
                 str(settings.ui_port),
+                # Same interface as the API: the UI pre-fills the local admin token.
+                "--server.address",
+                settings.api_host,
                 "--browser.gatherUsageStats",
                 "false",
             ],
