@@ -82,6 +82,11 @@ def ensure_admin_token(settings: Settings) -> str:
     return token
 
 
+def _stop_children_on_sigterm() -> None:
+    # SIGTERM would otherwise end this process without its `finally`, orphaning the children.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+
 def prepare(settings: Settings) -> str:
     from tagloop.db.migrate import upgrade_database
 
@@ -100,13 +105,13 @@ def up(
 
     settings = get_settings()
     prepare(settings)
+    _stop_children_on_sigterm()
     components = ["api", "worker", "beat"] + (["ui"] if ui else [])
     stack = Stack(
         settings,
         child_specs(settings, components=components, worker_concurrency=concurrency),
         log_dir=settings.data_dir / "logs",
     )
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         stack.wait_for_api()
         typer.echo(f"API      {settings.api_url}  (docs: {settings.api_url}/docs)")
@@ -127,19 +132,45 @@ def up(
         stack.stop()
 
 
+def demo_settings(settings: Settings, *, batch: int) -> Settings:
+    """The demo's loop settings: short clips, a fast schedule, a round per labeled batch."""
+    return settings.model_copy(
+        update={
+            "clip_seconds": 2.0,
+            "audio_frames": 128,
+            "retrain_every_minutes": 0.05,
+            "retrain_min_labels": batch,
+            "queue_size": batch * 2,
+            "per_video_cap": 1,
+            "train_epochs": 20,
+            "train_patience": 6,
+        }
+    )
+
+
 @app.command()
 def demo(
-    n: Annotated[int, typer.Option(help="number of demo clips")] = 60,
+    n: Annotated[int, typer.Option(help="number of demo clips")] = 300,
+    rounds: Annotated[int, typer.Option(help="labeling rounds, the seed round first")] = 7,
+    batch: Annotated[int, typer.Option(help="labels per round")] = 30,
     seed: int = 0,
-    timeout: Annotated[float, typer.Option(help="seconds to wait for the workers")] = 900,
+    timeout: Annotated[float, typer.Option(help="seconds to wait for each stage")] = 900,
 ) -> None:
-    """Build AV-digit demo clips, ingest them through the REST API and real workers, report."""
+    """Run the whole loop headless: build AV-digit clips, ingest them over REST, then label
+    rounds by an oracle while the workers retrain, rescore and refill; print the curve."""
     from tagloop.client import TagloopClient
-    from tagloop.demo import build_demo_set, format_report, ingest_demo_set
+    from tagloop.demo import (
+        build_demo_set,
+        format_ingest_report,
+        ingest_demo_set,
+        run_rounds,
+        write_curve,
+    )
     from tagloop.launcher import Stack, child_specs
 
-    settings = get_settings()
+    settings = demo_settings(get_settings(), batch=batch)
     token = prepare(settings)
+    _stop_children_on_sigterm()
     typer.echo(f"building {n} demo clips (scikit-learn digits + DTMF tones)...")
     labels = build_demo_set(settings.data_dir / "demo-set", n=n, seed=seed)
     stack = Stack(
@@ -151,10 +182,20 @@ def demo(
         stack.wait_for_api()
         typer.echo(f"stack up: API {settings.api_url}, worker and beat (logs in {stack.log_dir})")
         with TagloopClient(settings.api_url, token) as client:
-            summary = ingest_demo_set(client, labels, timeout_s=timeout, echo=typer.echo)
-        typer.echo(format_report(summary, settings))
-        if summary["statuses"].get("ready", 0) == 0:
-            raise typer.Exit(code=1)
+            summary, pool = ingest_demo_set(client, labels, timeout_s=timeout, echo=typer.echo)
+            typer.echo(format_ingest_report(summary))
+            if summary["statuses"].get("ready", 0) == 0:
+                raise typer.Exit(code=1)
+            typer.echo(
+                f"\nactive learning: {rounds} rounds of {batch} labels by an oracle; "
+                f"{len(pool.test_clips)} held-out clips are never labeled"
+            )
+            curve = run_rounds(
+                client, pool, rounds=rounds, batch=batch, round_timeout_s=timeout, echo=typer.echo
+            )
+        csv_path, png_path = write_curve(curve, settings.data_dir)
+        typer.echo(f"\nlearning curve: {png_path} and {csv_path}")
+        typer.echo(f"make up serves the UI on http://{settings.api_host}:{settings.ui_port}")
     except TagloopError as exc:
         _fail(exc)
     finally:

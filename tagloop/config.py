@@ -68,6 +68,8 @@ class Settings(BaseSettings):
     stale_job_seconds: float = 300.0
     max_job_attempts: int = 3
     recover_every_seconds: float = 60.0
+    # How often a worker polls the embedded SQLAlchemy broker for work.
+    broker_poll_seconds: float = 0.2
     # Redis redelivers an unacked task after this many seconds (a killed worker's task).
     broker_visibility_timeout: int = 3600
 

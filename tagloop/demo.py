@@ -1,7 +1,10 @@
-"""`tagloop demo`: build AV-digit clips, ingest them over REST, wait for the workers, report.
+"""`tagloop demo`: the whole loop, headless, on the embedded default.
 
-Everything goes through the public path a user would take: real mp4 files, multipart
-uploads to the API, real Celery workers on the embedded default (SQLite, SQLAlchemy broker).
+Builds AV-digit clips, ingests them over REST into real Celery workers, then runs rounds of
+active learning: an oracle client takes clips from the labeling queue (seed round first),
+answers from the demo labels, and the scheduled retraining trains, promotes (guarded),
+rescores and refills. Each round prints the promoted model's accuracy on held-out clips
+that nobody labels, and the learning curve is written as CSV and PNG.
 """
 
 from __future__ import annotations
@@ -9,11 +12,15 @@ from __future__ import annotations
 import csv
 import time
 from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tagloop.client import TagloopClient
-from tagloop.config import Settings
+from tagloop.errors import TagloopError
+
+Echo = Callable[[str], Any]
 
 
 def build_demo_set(out_dir: Path, *, n: int, seed: int) -> Path:
@@ -23,7 +30,7 @@ def build_demo_set(out_dir: Path, *, n: int, seed: int) -> Path:
     labels = out_dir / "labels.csv"
     if labels.exists() and sum(1 for _ in labels.open()) - 1 == n:
         return labels
-    return write_av_dataset(build_demo_samples(n=n, seed=seed), out_dir)
+    return write_av_dataset(build_demo_samples(n=n, seed=seed), out_dir, workers=2)
 
 
 def read_labels(labels: Path) -> list[dict[str, str]]:
@@ -31,49 +38,204 @@ def read_labels(labels: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+@dataclass
+class DemoPool:
+    truth: dict[int, str]  # clip id -> digit
+    test_clips: list[int]  # held out: never labeled, used to measure each promoted model
+
+
 def ingest_demo_set(
-    client: TagloopClient, labels: Path, *, timeout_s: float, echo: Any = print
-) -> dict[str, Any]:
+    client: TagloopClient, labels: Path, *, timeout_s: float, echo: Echo
+) -> tuple[dict[str, Any], DemoPool]:
     rows = read_labels(labels)
     started = time.monotonic()
     uploaded = [client.upload_video(labels.parent / row["file"]) for row in rows]
     n_dup = sum(1 for v in uploaded if v.get("duplicate"))
     echo(f"uploaded {len(uploaded)} videos over REST ({n_dup} already known)")
-
     last = [-1]
 
     def progress(done: int, total: int) -> None:
-        if done != last[0]:
+        if done != last[0] and (done == total or done - last[0] >= max(1, total // 10)):
             last[0] = done
             echo(f"  processed {done}/{total}")
 
     videos = client.wait_for_videos(
         [v["id"] for v in uploaded], timeout_s=timeout_s, on_progress=progress
     )
-    elapsed = time.monotonic() - started
-    statuses = Counter(v["status"] for v in videos)
-    failed = [v for v in videos if v["status"] == "failed"]
-    return {
+    summary = {
         "videos": len(videos),
-        "statuses": dict(statuses),
+        "statuses": dict(Counter(v["status"] for v in videos)),
         "clips": sum(v["n_clips"] for v in videos),
-        "seconds": elapsed,
-        "failed": [(v["filename"], v["error_code"], v["error_message"]) for v in failed],
+        "seconds": time.monotonic() - started,
         "video_seconds": sum(v["duration_s"] or 0.0 for v in videos),
+        "failed": [
+            (v["filename"], v["error_code"], v["error_message"])
+            for v in videos
+            if v["status"] == "failed"
+        ],
     }
+    truth: dict[int, str] = {}
+    test: list[int] = []
+    for video, row in zip(videos, rows, strict=True):
+        for clip in client.list_clips(video_id=video["id"]):
+            truth[clip["id"]] = row["digit"]
+            if row["split"] == "test":
+                test.append(clip["id"])
+    return summary, DemoPool(truth=truth, test_clips=test)
 
 
-def format_report(summary: dict[str, Any], settings: Settings) -> str:
+def ensure_digit_tags(client: TagloopClient) -> None:
+    existing = {t["name"] for t in client.request("GET", "/api/v1/tags").json()["items"]}
+    for d in range(10):
+        if str(d) not in existing:
+            client.request(
+                "POST",
+                "/api/v1/tags",
+                json={"name": str(d), "group": "digit", "description": f"the digit {d}"},
+            )
+
+
+def label_batch(client: TagloopClient, pool: DemoPool, *, batch: int, timeout_s: float) -> int:
+    """The oracle: take clips from the queue and label them until ``batch`` labels are in.
+    Held-out test clips are skipped so they stay unseen."""
+    labeled, deadline = 0, time.monotonic() + timeout_s
+    test = set(pool.test_clips)
+    while labeled < batch and time.monotonic() < deadline:
+        resp = client.request("GET", "/api/v1/queue/next")
+        if resp.status_code == 204:
+            time.sleep(1.0)  # the schedule refills an empty queue (seed batch or rescored)
+            continue
+        item = resp.json()
+        clip_id = item["clip"]["id"]
+        if clip_id in test:
+            client.request("POST", f"/api/v1/queue/{item['lease_id']}/skip")
+            continue
+        client.request(
+            "POST",
+            f"/api/v1/clips/{clip_id}/labels",
+            json={
+                "tags": [pool.truth[clip_id]],
+                "lease_id": item["lease_id"],
+                "seconds_spent": 0.0,
+            },
+        )
+        labeled += 1
+    return labeled
+
+
+def wait_for_round(
+    client: TagloopClient, pool: DemoPool, *, n_versions: int, timeout_s: float
+) -> dict[str, Any]:
+    """Block until a version newer than the ``n_versions`` known ones is trained, has scored
+    the pool if it was promoted, and the queue was refilled after it."""
+    deadline = time.monotonic() + timeout_s
+    probe = pool.test_clips[0] if pool.test_clips else None
+    while time.monotonic() < deadline:
+        versions = client.request("GET", "/api/v1/models").json()
+        done = [v for v in versions if v["status"] != "training"]
+        if len(done) > n_versions:
+            newest = max(done, key=lambda v: v["id"])
+            if newest["status"] == "failed":
+                raise TagloopError(f"training round v{newest['id']} failed", code="round_failed")
+            scored = True
+            if newest["status"] == "promoted" and probe is not None:
+                pred = client.request("GET", f"/api/v1/clips/{probe}").json().get("prediction")
+                scored = bool(pred) and pred["model_version_id"] == newest["id"]
+            if scored and client.request("GET", "/api/v1/queue/next").status_code == 200:
+                return newest
+        time.sleep(1.0)
+    raise TagloopError(f"no new model version within {timeout_s:.0f} s", code="round_timeout")
+
+
+def held_out_accuracy(client: TagloopClient, pool: DemoPool) -> tuple[float | None, int | None]:
+    """Accuracy of the newest predictions on the held-out clips, and their model version."""
+    hits, seen, version = 0, 0, None
+    for clip_id in pool.test_clips:
+        pred = client.request("GET", f"/api/v1/clips/{clip_id}").json().get("prediction")
+        if not pred or not pred["top_tags"]:
+            continue
+        version = pred["model_version_id"]
+        seen += 1
+        hits += pred["top_tags"][0]["tag"] == pool.truth[clip_id]
+    return (hits / seen if seen else None), version
+
+
+def run_rounds(
+    client: TagloopClient,
+    pool: DemoPool,
+    *,
+    rounds: int,
+    batch: int,
+    round_timeout_s: float,
+    echo: Echo,
+) -> list[dict[str, Any]]:
+    ensure_digit_tags(client)
+    curve: list[dict[str, Any]] = []
+    n_labels = 0
+    echo(
+        f"{'round':>5} {'labels':>6} {'version':>7} {'status':>9} {'val score':>9} {'test acc':>8}"
+    )
+    for r in range(rounds):
+        n_versions = len(client.request("GET", "/api/v1/models").json())
+        n_labels += label_batch(client, pool, batch=batch, timeout_s=round_timeout_s)
+        version = wait_for_round(client, pool, n_versions=n_versions, timeout_s=round_timeout_s)
+        acc, scored_by = held_out_accuracy(client, pool)
+        row = {
+            "round": r + 1,
+            "labels": n_labels,
+            "version": version["id"],
+            "status": version["status"],
+            "val_score": version["metrics"].get("score"),
+            "test_accuracy": acc,
+            "scored_by": scored_by,
+        }
+        curve.append(row)
+        val = f"{row['val_score']:.3f}" if row["val_score"] is not None else "-"
+        test = f"{acc:.3f}" if acc is not None else "-"
+        echo(
+            f"{r + 1:>5} {n_labels:>6} {'v' + str(version['id']):>7} "
+            f"{version['status']:>9} {val:>9} {test:>8}"
+        )
+    return curve
+
+
+def write_curve(curve: list[dict[str, Any]], out_dir: Path) -> tuple[Path, Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    csv_path, png_path = out_dir / "demo_learning_curve.csv", out_dir / "demo_learning_curve.png"
+    with csv_path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(curve[0]))
+        writer.writeheader()
+        writer.writerows(curve)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    xs = [c["labels"] for c in curve]
+    ax.plot(xs, [c["test_accuracy"] for c in curve], marker="o", label="held-out accuracy")
+    ax.plot(
+        xs, [c["val_score"] for c in curve], marker="s", linestyle="--", label="validation score"
+    )
+    ax.axhline(0.1, color="grey", linewidth=0.8, linestyle=":", label="chance")
+    ax.set_xlabel("labels")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(0, 1)
+    ax.set_title("tagloop demo: AV digits, CentralNet, entropy sampling")
+    ax.legend(loc="lower right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=120)
+    plt.close(fig)
+    return csv_path, png_path
+
+
+def format_ingest_report(summary: dict[str, Any]) -> str:
     lines = [
-        "",
-        "tagloop demo: ingestion through the REST API and Celery workers",
         f"  videos      {summary['videos']}  {summary['statuses']}",
         f"  clips       {summary['clips']}",
         f"  video time  {summary['video_seconds']:.1f} s processed in "
         f"{summary['seconds']:.1f} s wall",
-        f"  data dir    {settings.data_dir}",
-        f"  database    {settings.database_url}",
     ]
-    for name, code, message in summary["failed"]:
-        lines.append(f"  FAILED {name}: {code}: {message}")
+    lines += [f"  FAILED {name}: {code}: {message}" for name, code, message in summary["failed"]]
     return "\n".join(lines)

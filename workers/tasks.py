@@ -71,7 +71,8 @@ def recover_stale() -> int:
 
 @app.task(name=TRAIN, bind=True, acks_late=True)
 def train(self: Task, job_id: int) -> int | None:
-    """One training round; when it is promoted, score the pool and refill the queue next.
+    """One training round; then score the pool with the new version if it was promoted,
+    and refill the queue either way.
 
     A failure ends the job ``failed`` with a code (no retry: the next round tries again)."""
     from tagloop.pipeline.training import train_round
@@ -85,6 +86,9 @@ def train(self: Task, job_id: int) -> int | None:
     if outcome.promoted:
         score_job = pipeline.create_job(settings=settings, kind=SCORE_JOB)
         (score.si(score_job) | refill_queue.si()).apply_async()
+    else:
+        # The promoted model's scores still stand; the clips just labeled leave the queue.
+        refill_queue.delay()
     return outcome.version_id
 
 

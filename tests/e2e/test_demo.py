@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import subprocess
 import sys
@@ -23,19 +24,23 @@ def run_cli(*args: str, data_dir: Path, timeout: float = 600) -> subprocess.Comp
     )
 
 
-def test_demo_ingests_clips_through_rest_and_workers(tmp_path: Path) -> None:
+def test_demo_runs_the_closed_loop(tmp_path: Path) -> None:
+    """Ingest over REST, seed round, labeling rounds by the oracle, scheduled retraining."""
     data = tmp_path / "data"
-    proc = run_cli("demo", "--n", "12", data_dir=data)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "uploaded 12 videos over REST (0 already known)" in proc.stdout
-    assert "videos      12  {'ready': 12}" in proc.stdout
-    assert "clips       12" in proc.stdout
+    proc = run_cli(
+        "demo", "--n", "40", "--rounds", "2", "--batch", "10", data_dir=data, timeout=900
+    )
+    out = proc.stdout
+    assert proc.returncode == 0, out[-3000:] + proc.stderr[-3000:]
+    assert "uploaded 40 videos over REST (0 already known)" in out
+    assert "videos      40  {'ready': 40}" in out
     assert (data / "admin.token").read_text().startswith("tl_")
     assert oct((data / "admin.token").stat().st_mode)[-3:] == "600"
-    # A second run finds the same bytes already ingested and still ends cleanly.
-    again = run_cli("demo", "--n", "12", data_dir=data)
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert "(12 already known)" in again.stdout
+    with (data / "demo_learning_curve.csv").open() as f:
+        curve = list(csv.DictReader(f))
+    assert [int(r["labels"]) for r in curve] == [10, 20]
+    assert len({r["version"] for r in curve}) == 2  # a new model version each round
+    assert (data / "demo_learning_curve.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_token_cli_creates_usable_tokens(tmp_path: Path) -> None:
