@@ -9,8 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
+from celery.signals import worker_init
 from kombu import Queue
 
+from tagloop.broker import declare_queues
 from tagloop.config import Settings, get_settings
 from tagloop.task_names import QUEUE_MEDIA, QUEUE_ML, RECOVER_STALE, RETRAIN_IF_DUE
 
@@ -78,3 +80,8 @@ def create_celery(settings: Settings | None = None) -> Celery:
 
 
 app = create_celery()
+
+
+@worker_init.connect
+def _declare_queues(**_: Any) -> None:
+    declare_queues(app.conf.broker_url, [QUEUE_MEDIA, QUEUE_ML])

@@ -11,11 +11,12 @@ from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
 from tagloop.auth import authenticate
+from tagloop.broker import declare_queues
 from tagloop.config import Settings
 from tagloop.db.engine import make_session_factory
 from tagloop.errors import Forbidden, TagloopError, TransientError
 from tagloop.storage import BlobStore
-from tagloop.task_names import TASK_QUEUES
+from tagloop.task_names import QUEUE_MEDIA, QUEUE_ML, TASK_QUEUES
 
 
 class Unauthorized(TagloopError):
@@ -82,6 +83,7 @@ class TaskSender:
         self._app.conf.update(task_serializer="json", broker_connection_retry_on_startup=True)
         if broker_url.startswith("sqla+sqlite"):
             self._app.conf.broker_transport_options = {"connect_args": {"timeout": 30}}
+        declare_queues(broker_url, [QUEUE_MEDIA, QUEUE_ML])
 
     def send(self, name: str, *args: Any) -> str:
         try:
