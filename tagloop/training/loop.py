@@ -1,0 +1,291 @@
+"""One training round: a fusion model fit on labeled clips, early-stopped on a validation set.
+
+Pure ML: clips in, a trained model and its metrics out (the caller stores the artifact and the
+model version). Warm start: ``init_state`` (the promoted model's ``state_dict``) is loaded
+first; when the vocabulary grew since, the heads get new rows for the new tags
+(``resize_heads``) and everything else starts from the old weights, so a round after a few new
+labels converges in a few epochs instead of from scratch.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from tagloop.errors import InvalidInput
+from tagloop.fusion import FusionConfig, FusionModel, build_model, resize_heads
+from tagloop.training.augment import AugmentOptions, augment_batch
+from tagloop.training.dataset import ClipBatch, ClipDataset, LabeledClip, crop_logmel
+from tagloop.training.loss import fusion_loss, multitask_loss, probabilities
+from tagloop.training.metrics import evaluate_predictions
+from tagloop.vocabulary import TagVocabulary
+
+_EVAL_BATCH = 256  # no gradients: larger batches are cheaper per clip
+
+Progress = Callable[[int, int, dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """How a round trains; stored with each model version (``to_dict``).
+
+    alpha_lr: learning rate of the fusion weights (CentralNet alphas, late-fusion weights);
+        with the shared rate they barely move from their initial values.
+    patience: epochs without a better validation score before stopping; the best epoch's
+        weights are kept.
+    betas: weight of each unimodal head's loss (CentralNet); ignored by models without one.
+    audio_frames: log-mel columns the model sees (None: all); max_audio_shift: random start
+        offset of that window in training (columns).
+    """
+
+    epochs: int = 15
+    batch_size: int = 64
+    lr: float = 2e-3
+    alpha_lr: float = 5e-2
+    weight_decay: float = 1e-4
+    patience: int = 6
+    betas: dict[str, float] = field(default_factory=lambda: {"visual": 1.0, "audio": 1.0})
+    seed: int = 0
+    num_threads: int = 2
+    audio_frames: int | None = 128
+    max_audio_shift: int = 8
+    grad_clip: float = 5.0
+    augment: AugmentOptions = field(default_factory=AugmentOptions)
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1 or self.num_threads < 1 or self.patience < 1:
+            raise InvalidInput(
+                "epochs, batch_size, num_threads and patience must be >= 1",
+                code="bad_train_options",
+            )
+        if not (self.lr > 0 and self.alpha_lr > 0 and self.weight_decay >= 0):
+            raise InvalidInput("learning rates must be > 0", code="bad_train_options")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainOptions:
+        """Inverse of ``to_dict``; missing keys take their defaults, unknown ones are refused."""
+        unknown = sorted(set(data) - {f.name for f in fields(cls)})
+        if unknown:
+            raise InvalidInput(f"unknown TrainOptions keys: {unknown}", code="bad_train_options")
+        values = dict(data)
+        if isinstance(values.get("augment"), dict):
+            values["augment"] = AugmentOptions(**values["augment"])
+        if "betas" in values:
+            values["betas"] = {str(k): float(v) for k, v in values["betas"].items()}
+        return cls(**values)
+
+
+@dataclass
+class TrainResult:
+    """model: the best epoch's weights, in eval mode. metrics: validation metrics
+    (``evaluate_predictions``) plus ``val_loss`` and ``score`` (None without a validation
+    set). history: one dict per epoch."""
+
+    model: FusionModel
+    metrics: dict[str, Any]
+    history: list[dict[str, Any]]
+    epochs_run: int
+    seconds: float
+
+
+def is_prefix(old: TagVocabulary, new: TagVocabulary) -> bool:
+    """True when ``new`` is ``old`` with tags appended (same names and groups in order)."""
+    n = len(old)
+    return len(new) >= n and new.tags[:n] == old.tags and new.groups[:n] == old.groups
+
+
+def init_model(
+    *,
+    kind: str,
+    vocab: TagVocabulary,
+    config: FusionConfig,
+    init_state: dict[str, torch.Tensor] | None,
+    init_vocab: TagVocabulary | None,
+) -> FusionModel:
+    """A fresh model, or one warm-started from ``init_state`` (heads grown if needed)."""
+    if init_state is None:
+        return build_model(kind, vocab_size=len(vocab), config=config)
+    old_vocab = vocab if init_vocab is None else init_vocab
+    if not is_prefix(old_vocab, vocab):
+        raise InvalidInput(
+            "the warm-start vocabulary is not a prefix of the current one",
+            code="vocab_mismatch",
+        )
+    model = build_model(kind, vocab_size=len(old_vocab), config=config)
+    try:
+        model.load_state_dict(init_state)
+    except RuntimeError as exc:
+        raise InvalidInput(
+            f"init_state does not fit a {kind} model: {exc}", code="bad_init_state"
+        ) from exc
+    if len(old_vocab) < len(vocab):
+        model = resize_heads(model, old_vocab_size=len(old_vocab), new_vocab_size=len(vocab))
+    return model
+
+
+def build_optimizer(model: nn.Module, *, options: TrainOptions) -> torch.optim.Optimizer:
+    """AdamW; fusion weights get ``alpha_lr`` and no decay (decay would pull them to equal)."""
+    fusion: list[nn.Parameter] = []
+    rest: list[nn.Parameter] = []
+    for name, param in model.named_parameters():
+        (fusion if "alpha_scores" in name or "weight_scores" in name else rest).append(param)
+    groups: list[dict[str, Any]] = [
+        {"params": rest, "lr": options.lr, "weight_decay": options.weight_decay}
+    ]
+    if fusion:
+        groups.append({"params": fusion, "lr": options.alpha_lr, "weight_decay": 0.0})
+    return torch.optim.AdamW(groups)
+
+
+def selection_score(metrics: dict[str, Any]) -> float | None:
+    """The single promotion score: mean group accuracy when there are groups, else mAP."""
+    value = metrics.get("mean_accuracy")
+    return value if value is not None else metrics.get("map")
+
+
+def evaluate_model(
+    model: FusionModel,
+    data: ClipDataset,
+    *,
+    vocab: TagVocabulary,
+    options: TrainOptions,
+) -> dict[str, Any]:
+    """Validation metrics of ``model`` (eval mode, no augmentation, leading log-mel window)."""
+    model.eval()
+    logits, losses, weights = [], [], []
+    with torch.no_grad():
+        for start in range(0, len(data), _EVAL_BATCH):
+            batch = data.batch(torch.arange(start, min(start + _EVAL_BATCH, len(data))))
+            logmel = crop_logmel(batch.logmel, audio_frames=options.audio_frames)
+            out = model(batch.frames, logmel, batch.audio_mask)
+            logits.append(out.logits)
+            losses.append(
+                float(multitask_loss(out.logits, batch.targets, batch.known, vocab=vocab))
+            )
+            weights.append(len(batch.targets))
+    probs = probabilities(torch.cat(logits), vocab=vocab).numpy()
+    metrics = evaluate_predictions(probs, data.targets.numpy(), data.known.numpy(), vocab=vocab)
+    metrics["val_loss"] = float(np.average(losses, weights=weights))
+    metrics["score"] = selection_score(metrics)
+    return metrics
+
+
+def train_step(
+    model: FusionModel,
+    batch: ClipBatch,
+    *,
+    optimizer: torch.optim.Optimizer,
+    vocab: TagVocabulary,
+    options: TrainOptions,
+) -> float:
+    """One augmented optimisation step; returns the batch loss."""
+    logmel = crop_logmel(
+        batch.logmel, audio_frames=options.audio_frames, max_shift=options.max_audio_shift
+    )
+    frames, logmel = augment_batch(batch.frames, logmel, batch.audio_mask, options=options.augment)
+    out = model(frames, logmel, batch.audio_mask)
+    loss = fusion_loss(out, batch.targets, batch.known, vocab=vocab, betas=options.betas)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    nn.utils.clip_grad_norm_(model.parameters(), options.grad_clip)
+    optimizer.step()
+    return float(loss.detach())
+
+
+def train_model(
+    *,
+    kind: str,
+    vocab: TagVocabulary,
+    config: FusionConfig,
+    train: list[LabeledClip],
+    val: list[LabeledClip],
+    options: TrainOptions,
+    init_state: dict[str, torch.Tensor] | None = None,
+    init_vocab: TagVocabulary | None = None,
+    progress: Progress | None = None,
+) -> TrainResult:
+    """Train ``kind`` on ``train``, early-stop on ``val``'s score; see :class:`TrainResult`.
+
+    Deterministic for ``options.seed`` (and thread count). Without validation clips it runs
+    every epoch and keeps the last weights. ``progress(epoch, epochs, record)`` is called
+    after each epoch with that epoch's history record.
+    """
+    start_time = time.perf_counter()
+    torch.set_num_threads(options.num_threads)
+    torch.manual_seed(options.seed)
+    train_data = ClipDataset(train)
+    val_data = ClipDataset(val) if val else None
+    if train_data.targets.shape[1] != len(vocab):
+        raise InvalidInput(
+            f"targets have {train_data.targets.shape[1]} columns, vocabulary {len(vocab)}",
+            code="vocab_mismatch",
+        )
+    model = init_model(
+        kind=kind, vocab=vocab, config=config, init_state=init_state, init_vocab=init_vocab
+    )
+    optimizer = build_optimizer(model, options=options)
+    steps_per_epoch = math.ceil(len(train_data) / options.batch_size)
+    # Cosine decay over the planned epochs: large steps early, fine ones when it settles.
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda step: (
+            0.5 * (1 + math.cos(math.pi * min(step / (options.epochs * steps_per_epoch), 1)))
+        ),
+    )
+    shuffle = torch.Generator().manual_seed(options.seed)
+    history: list[dict[str, Any]] = []
+    best_state: dict[str, torch.Tensor] | None = None
+    best_key = (-math.inf, -math.inf)
+    best_metrics: dict[str, Any] = {"val_loss": None, "score": None}
+    stale = 0
+    for epoch in range(1, options.epochs + 1):
+        epoch_start = time.perf_counter()
+        model.train()
+        order = torch.randperm(len(train_data), generator=shuffle)
+        losses = []
+        for first in range(0, len(order), options.batch_size):
+            batch = train_data.batch(order[first : first + options.batch_size])
+            losses.append(
+                train_step(model, batch, optimizer=optimizer, vocab=vocab, options=options)
+            )
+            scheduler.step()
+        record: dict[str, Any] = {"epoch": epoch, "train_loss": float(np.mean(losses))}
+        if val_data is not None:
+            metrics = evaluate_model(model, val_data, vocab=vocab, options=options)
+            record.update(val_loss=metrics["val_loss"], score=metrics["score"])
+            # Ties on the score (it saturates on easy validation sets) go to the lower loss.
+            score = metrics["score"] if metrics["score"] is not None else -math.inf
+            key = (score, -metrics["val_loss"])
+            if key > best_key:
+                best_key, best_metrics, stale = key, metrics, 0
+                best_state = copy.deepcopy(model.state_dict())
+            else:
+                stale += 1
+        record["fusion_weights"] = model.fusion_weights()
+        record["seconds"] = time.perf_counter() - epoch_start
+        history.append(record)
+        if progress is not None:
+            progress(epoch, options.epochs, record)
+        if stale >= options.patience:
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    return TrainResult(
+        model=model,
+        metrics=best_metrics,
+        history=history,
+        epochs_run=len(history),
+        seconds=time.perf_counter() - start_time,
+    )
