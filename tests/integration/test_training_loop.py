@@ -10,6 +10,8 @@ import pytest
 
 from tagloop.client import TagloopClient
 from tagloop.datasets.av_digits import build_demo_samples, write_av_dataset
+from tagloop.db.engine import session_scope
+from tagloop.db.models import QueueItem
 from tests.integration.stack_helpers import running_stack, stack_settings, wait_until
 
 
@@ -17,6 +19,12 @@ from tests.integration.stack_helpers import running_stack, stack_settings, wait_
 def demo_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("demo")
     return write_av_dataset(build_demo_samples(n=60, seed=3), out)
+
+
+def queued_clips(database_url: str) -> set[int]:
+    with session_scope(database_url) as s:
+        rows = s.query(QueueItem.clip_id).filter(QueueItem.status.in_(("queued", "leased")))
+        return {int(c) for (c,) in rows}
 
 
 def wait_job(client: TagloopClient, job_id: int, *, timeout_s: float = 300) -> dict:
@@ -71,6 +79,9 @@ def test_label_train_promote_score_refill(tmp_path: Path, demo_set: Path) -> Non
         assert item["clip"]["id"] in list(truth)[40:]  # only unlabeled clips are queued
         assert len(item["suggestions"]) == 5 and {"tag", "p"} <= set(item["suggestions"][0])
 
+        first_queue = queued_clips(settings.database_url)
+        assert first_queue and first_queue <= set(list(truth)[40:])
+
         # A second round registers v2 and applies the guard against v1 on the same clips.
         for clip_id in list(truth)[40:50]:
             client.request(
@@ -83,6 +94,14 @@ def test_label_train_promote_score_refill(tmp_path: Path, demo_set: Path) -> Non
         assert v2["metrics"]["baseline_score"] is not None
         assert v2["config"]["warm_start_from"] == v1["id"]
         assert v2["status"] in ("promoted", "ready")
+        # The refill after round 2 no longer offers the clips labeled since round 1.
+        wait_until(
+            lambda: queued_clips(settings.database_url) != first_queue,
+            timeout_s=120,
+            what="the queue refilled after round 2",
+        )
+        second_queue = queued_clips(settings.database_url)
+        assert second_queue and not second_queue & set(list(truth)[:50])
 
         # Roll back to v1 by API; annotators may not.
         r = client.request("POST", f"/api/v1/models/{v1['id']}/promote")
