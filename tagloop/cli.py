@@ -230,5 +230,93 @@ def ingest(
         _fail(exc)
 
 
+@app.command()
+def simulate(
+    dataset: Annotated[str, typer.Option(help="demo or fsdd-mnist")] = "demo",
+    tensors: Annotated[
+        Path | None, typer.Option(help="fsdd-mnist: the tensor cache (.pt) to read")
+    ] = None,
+    n: Annotated[int, typer.Option(help="demo: number of clips")] = 600,
+    strategies: Annotated[
+        str, typer.Option(help="comma list; random is always added")
+    ] = "entropy,margin,bald",
+    seed_size: Annotated[int, typer.Option(help="labels of the seed round")] = 50,
+    batch_size: Annotated[int, typer.Option(help="labels per later round")] = 50,
+    rounds: Annotated[int, typer.Option(help="rounds after the seed round")] = 8,
+    seeds: Annotated[int, typer.Option(help="repeats with seeds 0..seeds-1")] = 3,
+    epochs: Annotated[int, typer.Option(help="epochs per warm-started round")] = 4,
+    seed_epochs: Annotated[int, typer.Option(help="epochs of the seed round")] = 30,
+    min_steps: Annotated[int, typer.Option(help="optimiser steps per round, at least")] = 60,
+    mc_passes: Annotated[int, typer.Option(help="MC-dropout passes (bald)")] = 4,
+    frames: Annotated[int | None, typer.Option(help="keep this many frames per clip")] = 1,
+    candidates: Annotated[
+        int | None, typer.Option(help="score this many random unlabeled clips per round")
+    ] = None,
+    threads: Annotated[int, typer.Option(help="torch threads (1 on a busy machine)")] = 2,
+    out: Annotated[Path, typer.Option(help="folder for the CSV, PNG and JSON")] = Path(
+        "simulation"
+    ),
+) -> None:
+    """Active learning with an oracle on a labeled set: every strategy's learning curve (the
+    service's training, scoring and selection code) and the labels each needs to reach random
+    sampling's final accuracy."""
+    from tagloop.errors import InvalidInput
+    from tagloop.simulation import SimulationOptions
+    from tagloop.simulation import run_simulation as run_sim
+    from tagloop.simulation_data import load_demo_set, load_tensor_set
+    from tagloop.simulation_report import (
+        format_summary,
+        plot_curves,
+        summarize_savings,
+        write_curves_csv,
+        write_summary,
+    )
+
+    try:
+        options = SimulationOptions(
+            strategies=tuple(s.strip() for s in strategies.split(",") if s.strip()),
+            seed_size=seed_size,
+            batch_size=batch_size,
+            rounds=rounds,
+            seeds=seeds,
+            epochs=epochs,
+            seed_epochs=seed_epochs,
+            min_steps=min_steps,
+            mc_passes=mc_passes,
+            candidates=candidates,
+            num_threads=threads,
+        )
+        if dataset == "demo":
+            data = load_demo_set(n=n, frames=frames)
+        elif dataset == "fsdd-mnist":
+            if tensors is None:
+                raise InvalidInput(
+                    "fsdd-mnist needs --tensors "
+                    "(build it: python -m tests.benchmarks.av_digits_tensors)",
+                    code="missing_tensors",
+                )
+            data = load_tensor_set(tensors, frames=frames)
+        else:
+            raise InvalidInput(f"unknown dataset {dataset!r}", code="unknown_dataset")
+        typer.echo(f"{data.name}: pool {len(data.pool)} clips, test {len(data.test)} clips")
+        records = run_sim(
+            data,
+            options=options,
+            progress=lambda r: typer.echo(
+                f"{r.strategy:<14} seed {r.seed} round {r.round}: {r.n_labels:>5} labels, "
+                f"accuracy {r.accuracy:.3f} ({r.epochs_run} epochs, train {r.train_seconds:.1f} s,"
+                f" select {r.select_seconds:.1f} s)"
+            ),
+        )
+        summary = summarize_savings(records)
+    except TagloopError as exc:
+        _fail(exc)
+    write_curves_csv(records, out / "al_curves.csv")
+    plot_curves(records, out / "al_curves.png", title=f"active learning on {data.name}")
+    write_summary(summary, csv_path=out / "al_summary.csv", json_path=out / "al_summary.json")
+    typer.echo(format_summary(summary))
+    typer.echo(f"curves: {out / 'al_curves.csv'}, {out / 'al_curves.png'}; table: {out}")
+
+
 if __name__ == "__main__":
     app()
