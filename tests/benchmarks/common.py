@@ -1,0 +1,50 @@
+"""Helpers shared by the benchmarks: the results file and child-process measurement."""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+RESULTS = REPO / "benchmarks" / "results.json"
+WORK = REPO / "benchmarks" / "work"
+
+
+def load_results() -> dict[str, Any]:
+    return json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+
+
+def save_results(update: dict[str, Any]) -> dict[str, Any]:
+    """Merge ``update`` into results.json, so each benchmark can be rerun on its own."""
+    results = load_results()
+    results.update(update)
+    results["machine"] = {
+        "cpus": __import__("os").cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "updated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    return results
+
+
+def run_child(module: str, *args: str) -> dict[str, Any]:
+    """Run ``python -m module args`` in a fresh process; it prints one JSON line last."""
+    proc = subprocess.run(
+        [sys.executable, "-m", module, *args], cwd=REPO, capture_output=True, text=True
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"{module} {args} failed:\n{proc.stderr[-3000:]}")
+    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+def peak_rss_gb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # KiB -> GiB

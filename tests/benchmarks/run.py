@@ -1,0 +1,43 @@
+"""`make bench`: run every benchmark and merge its figures into benchmarks/results.json.
+
+``python -m tests.benchmarks.run [name ...]`` runs only the named ones.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+import time
+from typing import Any
+
+from tests.benchmarks.common import RESULTS, save_results
+
+BENCHMARKS = [
+    "bench_extract",
+    "bench_fusion",
+    "bench_train_round",
+    "bench_selection",
+    "bench_al",
+    "bench_queue",
+]
+
+
+def main(names: list[str]) -> None:
+    for name in names or BENCHMARKS:
+        module = importlib.import_module(f"tests.benchmarks.{name}")
+        out: dict[str, Any] = {}
+        start = time.perf_counter()
+        print(f"[bench] {name} ...", flush=True)
+        module.run(out=out)
+        print(
+            f"[bench] {name} took {time.perf_counter() - start:.0f} s: "
+            f"{json.dumps(out, default=str)[:600]}",
+            flush=True,
+        )
+        save_results(out)
+    print(f"[bench] results in {RESULTS}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
