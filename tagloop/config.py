@@ -78,6 +78,8 @@ class Settings(BaseSettings):
     api_port: int = 8000
     ui_port: int = 8501
     api_url: str = ""  # default: http://<api_host>:<api_port>
+    # uvicorn worker processes for the API under `tagloop up` (one per core is typical).
+    api_workers: int = 1
 
     @model_validator(mode="after")
     def _derive_defaults(self) -> Settings:

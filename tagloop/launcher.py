@@ -47,6 +47,8 @@ def child_specs(
                 settings.api_host,
                 "--port",
                 str(settings.api_port),
+                "--workers",
+                str(settings.api_workers),
                 "--log-level",
                 "warning",
             ],

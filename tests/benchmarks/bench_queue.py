@@ -178,7 +178,9 @@ def run_once(
 ) -> None:
     """One load run on a fresh database; figures go into ``out`` with ``key_suffix``."""
     with fresh_postgres() as url, tempfile.TemporaryDirectory(prefix="tagloop-bench-") as tmp:
-        settings = Settings(data_dir=Path(tmp) / "data", database_url=url, api_port=free_port())
+        settings = Settings(
+            data_dir=Path(tmp) / "data", database_url=url, api_port=free_port(), api_workers=2
+        )
         prepare(settings)
         tokens = seed(url, n_clips=n_clips, n_annotators=n_annotators)
         stack = Stack(
