@@ -188,6 +188,7 @@ def select_next(
 ) -> np.ndarray:
     """Pool row indices ``(<= batch_size,)`` to label next, as the service's scoring and
     refill would pick them among the ``unlabeled (U,)`` pool rows."""
+    from tagloop.pipeline.scoring import uncertainty_of
     from tagloop.selection import assemble_batch, get_strategy, score_pool
     from tagloop.selection.strategy import hash_uniform
     from tagloop.training.predict import predict_clips
@@ -218,19 +219,7 @@ def select_next(
             mc_passes=options.mc_passes if "mc_probs" in spec.requires else 0,
             audio_frames=options.audio_frames,
         )
-        modality = (
-            np.stack([preds.modality_probs[m] for m in sorted(preds.modality_probs)])
-            if len(preds.modality_probs) >= 2
-            else None
-        )
-        scores = score_pool(
-            preds.probs,
-            vocab=data.vocab,
-            strategy=strategy,
-            mc_probs=preds.mc_probs,
-            modality_probs=modality,
-            clip_ids=ids,
-        )
+        scores = uncertainty_of(preds, vocab=data.vocab, strategy=strategy, clip_ids=ids)
         embeddings = preds.embedding if options.diversity else None
     picked = assemble_batch(
         clip_ids=ids,

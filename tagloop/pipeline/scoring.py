@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from sqlalchemy import Select, select
@@ -24,6 +25,10 @@ from tagloop.db.engine import session_scope
 from tagloop.db.models import Clip, Label, Prediction
 from tagloop.errors import InvalidInput
 from tagloop.storage import BlobStore
+from tagloop.vocabulary import TagVocabulary
+
+if TYPE_CHECKING:
+    from tagloop.training.predict import Predictions
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +52,6 @@ def score_pool(*, settings: Settings, job_id: int | None = None, task_id: str | 
     from tagloop.features.clip_tensor import load_clip_tensors
     from tagloop.pipeline.training import audio_frames_of
     from tagloop.selection import get_strategy
-    from tagloop.selection import score_pool as score_strategy
     from tagloop.training.artifact import load_artifact
     from tagloop.training.predict import predict_clips
 
@@ -84,18 +88,8 @@ def score_pool(*, settings: Settings, job_id: int | None = None, task_id: str | 
             audio_frames=audio_frames_of(model),
         )
         ids = np.asarray([c for c, _ in batch], dtype=np.int64)
-        modality = (
-            np.stack([preds.modality_probs[m] for m in sorted(preds.modality_probs)])
-            if len(preds.modality_probs) >= 2
-            else None
-        )
-        uncertainty = score_strategy(
-            preds.probs,
-            vocab=model.vocab,
-            strategy=settings.selection_strategy,
-            mc_probs=preds.mc_probs,
-            modality_probs=modality,
-            clip_ids=ids,
+        uncertainty = uncertainty_of(
+            preds, vocab=model.vocab, strategy=settings.selection_strategy, clip_ids=ids
         )
         emb_key = f"embeddings/{version_id:06d}/{int(ids[0]):012d}.npy"
         buffer = io.BytesIO()
@@ -129,6 +123,28 @@ def score_pool(*, settings: Settings, job_id: int | None = None, task_id: str | 
                 message=f"scored {done} clips with v{version_id}",
             )
     return done
+
+
+def uncertainty_of(
+    preds: Predictions, *, vocab: TagVocabulary, strategy: str, clip_ids: np.ndarray
+) -> np.ndarray:
+    """``(N,)`` scores of a strategy for predicted clips: the one place the service and
+    ``tagloop simulate`` turn model outputs into selection scores."""
+    from tagloop.selection import score_pool as score_strategy
+
+    modality = (
+        np.stack([preds.modality_probs[m] for m in sorted(preds.modality_probs)])
+        if len(preds.modality_probs) >= 2
+        else None
+    )
+    return score_strategy(
+        preds.probs,
+        vocab=vocab,
+        strategy=strategy,
+        mc_probs=preds.mc_probs,
+        modality_probs=modality,
+        clip_ids=clip_ids,
+    )
 
 
 def top_tags(
