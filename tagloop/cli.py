@@ -246,7 +246,7 @@ def simulate(
     seeds: Annotated[int, typer.Option(help="repeats with seeds 0..seeds-1")] = 3,
     epochs: Annotated[int, typer.Option(help="epochs per warm-started round")] = 4,
     seed_epochs: Annotated[int, typer.Option(help="epochs of the seed round")] = 30,
-    min_steps: Annotated[int, typer.Option(help="optimiser steps per round, at least")] = 60,
+    min_steps: Annotated[int, typer.Option(help="optimiser steps per round, at least")] = 150,
     mc_passes: Annotated[int, typer.Option(help="MC-dropout passes (bald)")] = 4,
     frames: Annotated[int | None, typer.Option(help="keep this many frames per clip")] = 1,
     candidates: Annotated[

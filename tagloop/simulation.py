@@ -60,7 +60,7 @@ class SimulationOptions:
     epochs: int = 4
     seed_epochs: int = 30
     train_batch_size: int = 16
-    min_steps: int = 60
+    min_steps: int = 150
     patience: int | None = None
     lr: float = 5e-3
     kind: str = "centralnet"

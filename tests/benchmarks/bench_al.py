@@ -5,7 +5,7 @@ sampling's final accuracy with at most 60% of its labels, mean of 3 seeds.
 oracle on the FSDD+MNIST set of ``bench_fusion`` (35% image energy, 20 dB; speaker "theo"
 held out as the test set, every other clip is the pool). Budget, for about 25 minutes on 2
 CPU cores: a seed round of 50 labels (k-center on descriptors), then 8 rounds of 50 (450
-labels at the end), each warm-started from the previous round with at least 60 optimiser
+labels at the end), each warm-started from the previous round with at least 150 optimiser
 steps; strategies random, entropy, margin and BALD (4 MC-dropout passes); seeds 0, 1, 2.
 The frames of an AV-digit clip are one still image repeated, so one frame per clip is kept:
 the same information at an eighth of the visual cost.
