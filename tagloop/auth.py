@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
+import time
+from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -38,6 +41,51 @@ def authenticate(session: Session, token: str) -> ApiToken | None:
     if row is None or row.revoked_at is not None:
         return None
     return row
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who a valid token speaks for."""
+
+    name: str
+    role: str
+
+
+class TokenCache:
+    """Tokens that authenticated in the last ``ttl_s`` seconds, so the API does not look the
+    same token up on every request of an annotator.
+
+    A revocation (``tagloop token revoke`` runs in another process, which cannot tell this
+    one) takes effect within ``ttl_s``. Unknown tokens are never cached: a flood of made-up
+    tokens costs lookups, not memory. ``ttl_s = 0`` turns the cache off.
+    """
+
+    def __init__(self, ttl_s: float, *, max_entries: int = 10_000) -> None:
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self._entries: dict[str, tuple[float, Identity]] = {}
+        self._lock = threading.Lock()
+
+    def lookup(self, session: Session, token: str) -> Identity | None:
+        """The token's identity: from the cache while fresh, else from the database."""
+        key = hash_token(token)
+        now = time.monotonic()
+        with self._lock:
+            hit = self._entries.get(key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        row = authenticate(session, token)
+        if row is None:
+            with self._lock:
+                self._entries.pop(key, None)
+            return None
+        identity = Identity(name=row.name, role=row.role)
+        if self.ttl_s > 0:
+            with self._lock:
+                if len(self._entries) >= self.max_entries:
+                    self._entries.clear()  # rare; every entry is one lookup away
+                self._entries[key] = (now + self.ttl_s, identity)
+        return identity
 
 
 def revoke_token(session: Session, *, name: str) -> int:

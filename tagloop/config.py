@@ -63,6 +63,9 @@ class Settings(BaseSettings):
 
     # Labeling queue: a lease not closed by a label or a skip returns to the queue after this.
     lease_seconds: float = 600.0
+    # The API remembers a valid token this long, so a revoked token works up to this much
+    # longer; 0 looks every request's token up.
+    auth_cache_seconds: float = 5.0
 
     # Reliability: a running job whose heartbeat is older than this is considered lost.
     stale_job_seconds: float = 300.0

@@ -59,9 +59,9 @@ def pg_database() -> Iterator[str]:
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    from tagloop.db.engine import get_engine
+    from tagloop.db.engine import reset_engines
 
-    get_engine.cache_clear()
+    reset_engines()
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
@@ -77,9 +77,9 @@ def pg_url(pg_database: str) -> Iterator[str]:
         conn.execute(text("DROP SCHEMA public CASCADE"))
         conn.execute(text("CREATE SCHEMA public"))
     engine.dispose()
-    from tagloop.db.engine import get_engine
+    from tagloop.db.engine import reset_engines
 
-    get_engine.cache_clear()
+    reset_engines()
     yield pg_database
 
 

@@ -19,6 +19,7 @@ from services.api.routes import (
     videos,
 )
 from tagloop import __version__
+from tagloop.auth import TokenCache
 from tagloop.config import Settings, get_settings
 from tagloop.storage import BlobStore
 
@@ -34,6 +35,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.store = BlobStore(settings.blob_url)
     app.state.sender = TaskSender(settings.broker_url)
+    app.state.tokens = TokenCache(settings.auth_cache_seconds)
     install_error_handlers(app)
     for module in (health, videos, clips, jobs, tags, labels, queue, models, stats, export):
         app.include_router(module.router)

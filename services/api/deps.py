@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Annotated, Any
 
 from celery import Celery
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
-from tagloop.auth import authenticate
+from tagloop.auth import Identity, TokenCache
 from tagloop.broker import declare_queues
 from tagloop.config import Settings
 from tagloop.db.engine import make_session_factory
@@ -24,7 +23,9 @@ class Unauthorized(TagloopError):
     http_status = 401
 
 
-def get_settings(request: Request) -> Settings:
+# The trivial dependencies are ``async def``: FastAPI runs a plain ``def`` dependency in its
+# thread pool, a hop that costs more than the lookup itself on the hot queue routes.
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
@@ -42,15 +43,13 @@ def get_session(request: Request) -> Iterator[Session]:
         session.close()
 
 
-def get_store(request: Request) -> BlobStore:
+async def get_store(request: Request) -> BlobStore:
     store: BlobStore = request.app.state.store
     return store
 
 
-@dataclass(frozen=True)
-class Caller:
-    name: str
-    role: str
+# Who is calling: the token's name (the annotator) and role.
+Caller = Identity
 
 
 # scope="function": commit (or roll back) before the response is sent, so a client never
@@ -63,13 +62,14 @@ def get_caller(request: Request, session: SessionDep) -> Caller:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise Unauthorized("send 'Authorization: Bearer <token>' (tagloop token create)")
-    row = authenticate(session, token.strip())
-    if row is None:
+    tokens: TokenCache = request.app.state.tokens
+    identity = tokens.lookup(session, token.strip())
+    if identity is None:
         raise Unauthorized("unknown or revoked token", code="invalid_token")
-    return Caller(name=row.name, role=row.role)
+    return identity
 
 
-def require_admin(caller: Annotated[Caller, Depends(get_caller)]) -> Caller:
+async def require_admin(caller: Annotated[Caller, Depends(get_caller)]) -> Caller:
     if caller.role != "admin":
         raise Forbidden("this needs an admin token", code="admin_required")
     return caller
@@ -95,7 +95,7 @@ class TaskSender:
         return str(result.id)
 
 
-def get_sender(request: Request) -> TaskSender:
+async def get_sender(request: Request) -> TaskSender:
     sender: TaskSender = request.app.state.sender
     return sender
 

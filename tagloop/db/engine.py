@@ -29,8 +29,18 @@ def get_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
 
+@lru_cache(maxsize=8)
 def make_session_factory(url: str) -> sessionmaker[Session]:
+    """One factory per URL: each ``sessionmaker`` defines a Session subclass, whose event
+    set-up cost more than a query when the API made one per request."""
     return sessionmaker(bind=get_engine(url), expire_on_commit=False)
+
+
+def reset_engines() -> None:
+    """Forget every cached engine and session factory (tests that drop and recreate
+    databases); the next use connects afresh."""
+    make_session_factory.cache_clear()
+    get_engine.cache_clear()
 
 
 @contextmanager

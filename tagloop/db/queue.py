@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, delete, func, insert, or_, select, text, update
 from sqlalchemy.orm import Session
 
-from tagloop.db.models import Prediction, QueueItem, utcnow
+from tagloop.db.models import Clip, Prediction, QueueItem, utcnow
 from tagloop.errors import Conflict, InvalidInput, NotFound
 
 QUEUE_STATUSES = ("queued", "leased", "done", "skipped", "expired")
@@ -285,15 +285,21 @@ def complete(
     return annotator in set(closed)
 
 
-def latest_suggestions(session: Session, *, clip_id: int) -> list[object]:
-    """The clip's latest prediction's top tags (as the scorer stored them), else []."""
-    top = session.scalar(
+def clip_with_suggestions(session: Session, *, clip_id: int) -> tuple[Clip, list[object]]:
+    """The clip and its latest prediction's top tags (as the scorer stored them, else []),
+    in one round trip: this runs on every ``GET /queue/next``."""
+    latest_top = (
         select(Prediction.top_tags)
-        .where(Prediction.clip_id == clip_id)
+        .where(Prediction.clip_id == Clip.id)
         .order_by(Prediction.created_at.desc(), Prediction.id.desc())
         .limit(1)
+        .correlate(Clip)
+        .scalar_subquery()
     )
-    return list(top or [])
+    row = session.execute(select(Clip, latest_top).where(Clip.id == clip_id)).one_or_none()
+    if row is None:
+        raise NotFound(f"clip {clip_id} does not exist", code="clip_not_found")
+    return row[0], list(row[1] or [])
 
 
 def count_by_status(session: Session) -> dict[str, int]:

@@ -31,7 +31,7 @@ from tagloop.cli import prepare
 from tagloop.config import Settings
 from tagloop.db import queue as queue_repo
 from tagloop.db import tags as tag_repo
-from tagloop.db.engine import get_engine, session_scope
+from tagloop.db.engine import reset_engines, session_scope
 from tagloop.db.models import Clip, Label, Video
 from tagloop.errors import TagloopError
 from tagloop.launcher import Stack, child_specs
@@ -57,7 +57,7 @@ def fresh_postgres() -> Iterator[str]:
     try:
         yield url
     finally:
-        get_engine.cache_clear()
+        reset_engines()
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()

@@ -10,7 +10,7 @@ from pathlib import Path
 from tagloop.cli import prepare
 from tagloop.client import TagloopClient
 from tagloop.config import Settings
-from tagloop.db.engine import get_engine
+from tagloop.db.engine import reset_engines
 from tagloop.launcher import Stack, child_specs
 from tests.conftest import free_port
 
@@ -18,7 +18,7 @@ from tests.conftest import free_port
 def stack_settings(
     tmp_path: Path, *, database_url: str, broker_url: str, **extra: object
 ) -> Settings:
-    get_engine.cache_clear()
+    reset_engines()
     return Settings(
         data_dir=tmp_path / "data",
         database_url=database_url,

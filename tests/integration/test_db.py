@@ -10,7 +10,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 from sqlalchemy.exc import IntegrityError
 
-from tagloop.auth import authenticate, create_token, revoke_token
+from tagloop.auth import Identity, TokenCache, authenticate, create_token, revoke_token
 from tagloop.db import jobs as job_repo
 from tagloop.db.engine import get_engine, session_scope
 from tagloop.db.migrate import downgrade_database, upgrade_database
@@ -68,6 +68,29 @@ def test_tokens_hashed_roles_and_revocation(db_url: str) -> None:
         revoke_token(s, name="ann")
     with session_scope(db_url) as s:
         assert authenticate(s, token) is None
+
+
+def test_token_cache_remembers_valid_tokens_for_its_ttl(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    upgrade_database(db_url)
+    with session_scope(db_url) as s:
+        token = create_token(s, name="ann", role="annotator")
+    clock = [1000.0]
+    monkeypatch.setattr("tagloop.auth.time.monotonic", lambda: clock[0])
+    cache, uncached = TokenCache(5.0), TokenCache(0.0)
+    with session_scope(db_url) as s:
+        assert cache.lookup(s, token) == Identity(name="ann", role="annotator")
+        assert uncached.lookup(s, token) == Identity(name="ann", role="annotator")
+        assert cache.lookup(s, token + "x") is None
+        revoke_token(s, name="ann")
+    with session_scope(db_url) as s:
+        clock[0] += 4.0
+        # Revoked in the database, still remembered here: the documented revocation delay.
+        assert cache.lookup(s, token) == Identity(name="ann", role="annotator")
+        assert uncached.lookup(s, token) is None
+        clock[0] += 1.5
+        assert cache.lookup(s, token) is None  # past the TTL it is looked up again
 
 
 def test_stale_jobs_found_by_heartbeat(db_url: str) -> None:

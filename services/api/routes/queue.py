@@ -9,7 +9,6 @@ from fastapi import APIRouter, Response, status
 from services.api.deps import CallerDep, SessionDep, SettingsDep
 from services.api.schemas import ClipOut, LeaseOut, QueueNext, QueueReason
 from tagloop.db import queue as queue_repo
-from tagloop.db import videos as video_repo
 
 router = APIRouter(prefix="/api/v1/queue", tags=["queue"])
 
@@ -38,14 +37,14 @@ def next_item(
     if item is None:
         session.commit()
         return Response(status_code=status.HTTP_204_NO_CONTENT)
-    clip = video_repo.get_clip(session, item.clip_id)
+    clip, suggestions = queue_repo.clip_with_suggestions(session, clip_id=item.clip_id)
     if item.lease_id is None or item.lease_expires_at is None:  # leased rows always have both
         raise RuntimeError(f"queue item {item.id} is leased without a lease id")
     out = QueueNext(
         clip=ClipOut.model_validate(clip),
         lease_id=item.lease_id,
         lease_expires_at=_aware(item.lease_expires_at),
-        suggestions=queue_repo.latest_suggestions(session, clip_id=item.clip_id),
+        suggestions=suggestions,
         reason=QueueReason(strategy=item.strategy, score=item.score, rank=item.rank),
     )
     # The lease must be durable before the client sees its id; the session dependency's
