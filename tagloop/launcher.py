@@ -1,7 +1,8 @@
 """`tagloop up`: run API, worker, beat and UI as child processes of one command.
 
-Children are started by module name (``python -m uvicorn ...``), never imported, so this
-process stays light and each child gets the same TAGLOOP_* settings through its environment.
+Children are started by module name (``python -m services.api.serve``, celery), never
+imported, so this process stays light and each child gets the same TAGLOOP_* settings through
+its environment.
 """
 
 from __future__ import annotations
@@ -35,24 +36,8 @@ def child_specs(
 ) -> list[ChildSpec]:
     py = sys.executable
     specs = {
-        "api": ChildSpec(
-            "api",
-            [
-                py,
-                "-m",
-                "uvicorn",
-                "--factory",
-                "services.api.app:create_app",
-                "--host",
-                settings.api_host,
-                "--port",
-                str(settings.api_port),
-                "--workers",
-                str(settings.api_workers),
-                "--log-level",
-                "warning",
-            ],
-        ),
+        # Host, port and worker processes come from the TAGLOOP_* environment (child_env).
+        "api": ChildSpec("api", [py, "-m", "services.api.serve"]),
         "worker": ChildSpec(
             "worker",
             [

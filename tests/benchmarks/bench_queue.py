@@ -228,8 +228,9 @@ def run_once(
     sfx = key_suffix
     out[f"queue_p99_ms_{n_annotators}_annotators{sfx}"] = round(float(np.percentile(total, 99)), 1)
     out[f"queue_p50_ms_{n_annotators}_annotators{sfx}"] = round(float(np.percentile(total, 50)), 1)
-    out[f"queue_next_p99_ms{sfx}"] = round(float(np.percentile(nxt, 99)), 1)
-    out[f"queue_label_p99_ms{sfx}"] = round(float(np.percentile(lab, 99)), 1)
+    for name, values in (("next", nxt), ("label", lab)):
+        out[f"queue_{name}_p50_ms{sfx}"] = round(float(np.percentile(values, 50)), 1)
+        out[f"queue_{name}_p99_ms{sfx}"] = round(float(np.percentile(values, 99)), 1)
     out[f"queue_pairs_per_s{sfx}"] = round(len(pairs) / wall, 1)
     out[f"queue_pairs{sfx}"] = len(pairs)
     out[f"queue_think_s{sfx}"] = think_s
