@@ -27,7 +27,11 @@ from typing import Any
 
 import numpy as np
 
-from tests.benchmarks.av_digits_tensors import AVDigitsTensors, load_av_digits_tensors
+from tests.benchmarks.av_digits_tensors import (
+    TEST_SPEAKER,
+    AVDigitsTensors,
+    load_av_digits_tensors,
+)
 
 IMAGE_ENERGY = 0.35
 SNR_DB = 20.0
@@ -61,24 +65,36 @@ def labeled_clips(data: AVDigitsTensors, rows: np.ndarray) -> list[Any]:
     return clips
 
 
-def split_rows(data: AVDigitsTensors) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(train, val, test) row indices: val by clip id among the training speakers."""
+def split_rows(
+    data: AVDigitsTensors, *, test_speaker: str | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(train, val, test) row indices: val by clip id among the training speakers.
+
+    test_speaker: None tests on the held-out speaker (theo); a training speaker's name tests on
+    that speaker instead and leaves theo out entirely (``bench_fusion_folds``).
+    """
     from tagloop.training.split import assign_splits
 
     rows = np.arange(len(data.digit))
+    unused = np.zeros(len(rows), dtype=bool)
     is_test = data.is_test.numpy()
-    is_val = assign_splits(rows, val_fraction=VAL_FRACTION) & ~is_test
-    return rows[~is_test & ~is_val], rows[is_val], rows[is_test]
+    if test_speaker is not None:
+        unused = is_test
+        is_test = np.asarray([s == test_speaker for s in data.speaker])
+        if not is_test.any() or (is_test & unused).any():
+            raise ValueError(f"{test_speaker!r} is not a training speaker")
+    is_val = assign_splits(rows, val_fraction=VAL_FRACTION) & ~is_test & ~unused
+    return rows[~is_test & ~is_val & ~unused], rows[is_val], rows[is_test]
 
 
-def run_kind(kind: str, seed: int) -> dict[str, Any]:
-    """Train one model and score it on the held-out speaker."""
+def run_kind(kind: str, seed: int, test_speaker: str | None = None) -> dict[str, Any]:
+    """Train one model and score it on the held-out speaker (or on ``test_speaker``)."""
     from tagloop.fusion import FusionConfig
     from tagloop.training.loop import TrainOptions, train_model
     from tagloop.training.predict import predict_clips
 
     data = load_av_digits_tensors(image_energy=IMAGE_ENERGY, snr_db=SNR_DB)
-    train_rows, val_rows, test_rows = split_rows(data)
+    train_rows, val_rows, test_rows = split_rows(data, test_speaker=test_speaker)
     vocab = digit_vocab()
     options = TrainOptions(seed=seed)
     result = train_model(
@@ -98,6 +114,7 @@ def run_kind(kind: str, seed: int) -> dict[str, Any]:
     return {
         "kind": kind,
         "seed": seed,
+        "test_speaker": test_speaker or TEST_SPEAKER,
         "test_accuracy": accuracy,
         "val_score": result.metrics["score"],
         "epochs_run": result.epochs_run,
@@ -106,41 +123,47 @@ def run_kind(kind: str, seed: int) -> dict[str, Any]:
     }
 
 
-def child_main(kind: str, seed: int) -> None:
-    print(json.dumps(run_kind(kind, seed)), flush=True)
+def child_main(kind: str, seed: int, test_speaker: str | None = None) -> None:
+    print(json.dumps(run_kind(kind, seed, test_speaker)), flush=True)
 
 
-def run_record_path(kind: str, seed: int) -> Path:
+def run_record_path(kind: str, seed: int, test_speaker: str | None = None) -> Path:
     """Where one finished run's record is kept, so an interrupted benchmark resumes."""
     from tests.benchmarks.common import WORK
 
-    return WORK / "fusion_runs" / f"e{IMAGE_ENERGY:g}_snr{SNR_DB:g}" / f"{kind}_s{seed}.json"
+    fold = "" if test_speaker is None else f"_{test_speaker}"
+    name = f"{kind}_s{seed}{fold}.json"
+    return WORK / "fusion_runs" / f"e{IMAGE_ENERGY:g}_snr{SNR_DB:g}" / name
+
+
+def cached_run(kind: str, seed: int, test_speaker: str | None = None) -> dict[str, Any]:
+    """One run's record: from ``run_record_path`` if it finished before, else trained now in
+    a fresh process (no state, threads, caches or RNG, leaks between runs)."""
+    from tests.benchmarks.common import run_child
+
+    path = run_record_path(kind, seed, test_speaker)
+    if path.exists():
+        return dict(json.loads(path.read_text()))
+    fold = [] if test_speaker is None else [test_speaker]
+    record = run_child("tests.benchmarks.bench_fusion", "--child", kind, str(seed), *fold)
+    record["load_after"] = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    print(f"[fusion] {json.dumps(record)}", flush=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record))
+    return record
 
 
 def run(*, out: dict[str, Any], kinds: tuple[str, ...] = KINDS) -> None:
     """Every (kind, seed) run, each in a fresh process; finished runs are kept in
     ``benchmarks/work/fusion_runs`` (delete that folder after changing the training code).
     CentralNet runs first: it is the figure that matters most if the machine is busy."""
-    from tests.benchmarks.common import run_child
-
     load_av_digits_tensors(image_energy=IMAGE_ENERGY, snr_db=SNR_DB)  # build the cache once
     load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
-    records: dict[tuple[str, int], dict[str, Any]] = {}
-    for kind in sorted(kinds, key=lambda k: k != "centralnet"):
-        for seed in SEEDS:
-            path = run_record_path(kind, seed)
-            if path.exists():
-                records[kind, seed] = json.loads(path.read_text())
-                continue
-            # One process per run: no state (threads, caches, RNG) leaks between runs.
-            record = run_child("tests.benchmarks.bench_fusion", "--child", kind, str(seed))
-            record["load_after"] = subprocess.run(
-                ["uptime"], capture_output=True, text=True
-            ).stdout.strip()
-            print(f"[fusion] {json.dumps(record)}", flush=True)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(record))
-            records[kind, seed] = record
+    records = {
+        (kind, seed): cached_run(kind, seed)
+        for kind in sorted(kinds, key=lambda k: k != "centralnet")
+        for seed in SEEDS
+    }
     table: dict[str, Any] = {}
     for kind in kinds:
         accs = [records[kind, seed]["test_accuracy"] for seed in SEEDS]
@@ -166,7 +189,7 @@ def run(*, out: dict[str, Any], kinds: tuple[str, ...] = KINDS) -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        child_main(sys.argv[2], int(sys.argv[3]))
+        child_main(sys.argv[2], int(sys.argv[3]), *sys.argv[4:5])
     else:
         start = time.perf_counter()
         result: dict[str, Any] = {}

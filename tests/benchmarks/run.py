@@ -16,6 +16,7 @@ from tests.benchmarks.common import RESULTS, save_results
 BENCHMARKS = [
     "bench_extract",
     "bench_fusion",
+    "bench_fusion_folds",
     "bench_train_round",
     "bench_selection",
     "bench_al",
