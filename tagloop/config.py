@@ -48,8 +48,11 @@ class Settings(BaseSettings):
     torch_threads: int = 2
     # Log-mel columns (10 ms each) the model sees, from the start of the clip; None = all.
     audio_frames: int | None = None
-    # Scheduled retraining (beat): check every N minutes, train when M labels arrived since
-    # the promoted version was trained.
+    # The loop's tick (beat): every N seconds it trains when due, scores what the promoted
+    # version has not scored, and refills a queue below its low-water mark (pipeline/loop.py).
+    loop_tick_seconds: float = 30.0
+    # Scheduled retraining: a round starts when M labels arrived since the last round
+    # started, and at most once every N minutes.
     retrain_every_minutes: float = 10.0
     retrain_min_labels: int = 20
 
@@ -63,6 +66,14 @@ class Settings(BaseSettings):
 
     # Labeling queue: a lease not closed by a label or a skip returns to the queue after this.
     lease_seconds: float = 600.0
+    # Fewer queued clips than this asks for a refill at once (labels, skips, an empty answer).
+    queue_low_water: int = 25
+    # A refill asked for by events waits at least this long after the previous one.
+    refill_min_interval_seconds: float = 2.0
+    # A skipped clip returns to the others after this cool-down (never to who skipped it);
+    # after skips by this many different annotators it is parked as needs_review.
+    skip_cooldown_seconds: float = 900.0
+    skip_park_after: int = 3
     # The API remembers a valid token this long, so a revoked token works up to this much
     # longer; 0 looks every request's token up.
     auth_cache_seconds: float = 5.0

@@ -31,57 +31,70 @@ class ChildSpec:
     argv: list[str]
 
 
+def _celery_worker(name: str, queues: str, concurrency: int) -> ChildSpec:
+    return ChildSpec(
+        name,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "workers.celery_app",
+            "worker",
+            "-Q",
+            queues,
+            "--concurrency",
+            str(concurrency),
+            "--loglevel",
+            "INFO",
+            "-n",
+            f"tagloop-{name}-{os.getpid()}@%h",
+        ],
+    )
+
+
 def child_specs(
     settings: Settings, *, components: Iterable[str], worker_concurrency: int = 1
 ) -> list[ChildSpec]:
+    """ "worker" is two processes: media and ml work, and the loop's own light worker (the
+    tick and refills), so a refill never waits behind a training round."""
     py = sys.executable
     specs = {
         # Host, port and worker processes come from the TAGLOOP_* environment (child_env).
-        "api": ChildSpec("api", [py, "-m", "services.api.serve"]),
-        "worker": ChildSpec(
-            "worker",
-            [
-                py,
-                "-m",
-                "celery",
-                "-A",
-                "workers.celery_app",
-                "worker",
-                "-Q",
-                "media,ml",
-                "--concurrency",
-                str(worker_concurrency),
-                "--loglevel",
-                "INFO",
-                "-n",
-                f"tagloop-{os.getpid()}@%h",
-            ],
-        ),
-        "beat": ChildSpec(
-            "beat",
-            [py, "-m", "celery", "-A", "workers.celery_app", "beat", "--loglevel", "WARNING"],
-        ),
-        "ui": ChildSpec(
-            "ui",
-            [
-                py,
-                "-m",
-                "streamlit",
-                "run",
-                str(UI_APP),
-                "--server.headless",
-                "true",
-                "--server.port",
-                str(settings.ui_port),
-                # Same interface as the API: the UI pre-fills the local admin token.
-                "--server.address",
-                settings.api_host,
-                "--browser.gatherUsageStats",
-                "false",
-            ],
-        ),
+        "api": [ChildSpec("api", [py, "-m", "services.api.serve"])],
+        "worker": [
+            _celery_worker("worker", "media,ml", worker_concurrency),
+            _celery_worker("loop", "loop", 1),
+        ],
+        "beat": [
+            ChildSpec(
+                "beat",
+                [py, "-m", "celery", "-A", "workers.celery_app", "beat", "--loglevel", "WARNING"],
+            )
+        ],
+        "ui": [
+            ChildSpec(
+                "ui",
+                [
+                    py,
+                    "-m",
+                    "streamlit",
+                    "run",
+                    str(UI_APP),
+                    "--server.headless",
+                    "true",
+                    "--server.port",
+                    str(settings.ui_port),
+                    # Same interface as the API: the UI pre-fills the local admin token.
+                    "--server.address",
+                    settings.api_host,
+                    "--browser.gatherUsageStats",
+                    "false",
+                ],
+            )
+        ],
     }
-    return [specs[c] for c in components]
+    return [spec for c in components for spec in specs[c]]
 
 
 def child_env(settings: Settings) -> dict[str, str]:

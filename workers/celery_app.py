@@ -1,7 +1,9 @@
-"""The Celery app: queues ``media`` (decode) and ``ml`` (train, score), beat schedule.
+"""The Celery app: queues ``media`` (decode), ``ml`` (train, score) and ``loop`` (the tick,
+refills), beat schedule.
 
-Run a worker with ``celery -A workers.celery_app worker -Q media,ml``. Scaling out is more of
-these processes on more machines against the same broker, database and blob store.
+Run workers with ``celery -A workers.celery_app worker -Q media,ml`` and ``... -Q loop``.
+Scaling out is more of these processes on more machines against the same broker, database
+and blob store.
 """
 
 from __future__ import annotations
@@ -14,7 +16,14 @@ from kombu import Queue
 
 from tagloop.broker import declare_queues
 from tagloop.config import Settings, get_settings
-from tagloop.task_names import QUEUE_MEDIA, QUEUE_ML, RECOVER_STALE, RETRAIN_IF_DUE
+from tagloop.task_names import (
+    ALL_QUEUES,
+    LOOP_TICK,
+    QUEUE_LOOP,
+    QUEUE_MEDIA,
+    QUEUE_ML,
+    RECOVER_STALE,
+)
 
 
 def broker_options(settings: Settings) -> dict[str, Any]:
@@ -53,21 +62,23 @@ def create_celery(settings: Settings | None = None) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,  # a killed child's task goes back to the queue
         worker_prefetch_multiplier=1,  # long tasks: don't hoard messages on one worker
-        task_queues=[Queue(QUEUE_MEDIA), Queue(QUEUE_ML)],
+        task_queues=[Queue(q) for q in ALL_QUEUES],
         task_default_queue=QUEUE_MEDIA,
         task_routes={
             "tagloop.media.*": {"queue": QUEUE_MEDIA},
             "tagloop.ml.*": {"queue": QUEUE_ML},
+            "tagloop.loop.*": {"queue": QUEUE_LOOP},
         },
         broker_transport_options=broker_options(settings),
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
         beat_schedule_filename=str(settings.data_dir / "celerybeat-schedule"),
         beat_schedule={
-            "retrain-if-due": {
-                "task": RETRAIN_IF_DUE,
-                "schedule": settings.retrain_every_minutes * 60.0,
-                "options": {"queue": QUEUE_ML},
+            "loop-tick": {
+                "task": LOOP_TICK,
+                "schedule": settings.loop_tick_seconds,
+                # A tick that waited longer than its interval is superseded by the next.
+                "options": {"queue": QUEUE_LOOP, "expires": settings.loop_tick_seconds},
             },
             "recover-stale-jobs": {
                 "task": RECOVER_STALE,
@@ -84,4 +95,4 @@ app = create_celery()
 
 @worker_init.connect
 def _declare_queues(**_: Any) -> None:
-    declare_queues(app.conf.broker_url, [QUEUE_MEDIA, QUEUE_ML])
+    declare_queues(app.conf.broker_url, list(ALL_QUEUES))

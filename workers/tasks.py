@@ -13,15 +13,17 @@ from celery import Task
 
 from tagloop import pipeline
 from tagloop.config import Settings, get_settings
+from tagloop.db.engine import session_scope
 from tagloop.errors import TransientError
-from tagloop.pipeline.scoring import SCORE_JOB
+from tagloop.pipeline import loop
 from tagloop.task_names import (
+    LOOP_TICK,
     PROCESS_VIDEO,
     QUEUE_MEDIA,
     RECOVER_STALE,
     REFILL_QUEUE,
-    RETRAIN_IF_DUE,
     SCORE,
+    TASK_QUEUES,
     TRAIN,
 )
 from workers.celery_app import app
@@ -38,9 +40,10 @@ log = logging.getLogger(__name__)
     max_retries=5,
 )
 def process_video(self: Task, video_id: int, job_id: int) -> str:
+    settings = get_settings()
     try:
-        return pipeline.process_video(
-            settings=get_settings(),
+        status = pipeline.process_video(
+            settings=settings,
             video_id=int(video_id),
             job_id=int(job_id),
             task_id=self.request.id,
@@ -58,6 +61,11 @@ def process_video(self: Task, video_id: int, job_id: int) -> str:
             message=message,
         )
         return "failed"
+    if status == "ready":
+        # New clips: the promoted version scores them (they enter the queue at their rank),
+        # or, before any model, a low queue gets them in its seed batch.
+        _send(_plan(settings, trigger="new_clips", score=True))
+    return status
 
 
 @app.task(name=RECOVER_STALE)
@@ -71,10 +79,10 @@ def recover_stale() -> int:
 
 @app.task(name=TRAIN, bind=True, acks_late=True)
 def train(self: Task, job_id: int) -> int | None:
-    """One training round; then score the pool with the new version if it was promoted,
-    and refill the queue either way.
+    """One training round; a promoted version then scores what it has not scored (and
+    refills), a rejected one leaves the scores as they are and refills a low queue.
 
-    A failure ends the job ``failed`` with a code (no retry: the next round tries again)."""
+    A failure ends the job ``failed`` with a code (no retry: new labels start the next)."""
     from tagloop.pipeline.training import train_round
 
     settings = get_settings()
@@ -83,46 +91,60 @@ def train(self: Task, job_id: int) -> int | None:
     except Exception as exc:
         _fail(settings, job_id, exc, what="training")
         return None
-    if outcome.promoted:
-        score_job = pipeline.create_job(settings=settings, kind=SCORE_JOB)
-        (score.si(score_job) | refill_queue.si()).apply_async()
-    else:
-        # The promoted model's scores still stand; the clips just labeled leave the queue.
-        refill_queue.delay()
+    trigger = "promoted" if outcome.promoted else "round_rejected"
+    _send(_plan(settings, trigger=trigger, score=outcome.promoted))
     return outcome.version_id
 
 
 @app.task(name=SCORE, bind=True, acks_late=True)
 def score(self: Task, job_id: int) -> int:
-    from tagloop.pipeline.scoring import score_pool
+    """Score what the promoted version has not scored, then refill: new scores, new ranks."""
+    from tagloop.pipeline.scoring import refill_queue, score_pool
 
     settings = get_settings()
     try:
-        return score_pool(settings=settings, job_id=int(job_id), task_id=self.request.id)
+        n = score_pool(settings=settings, job_id=int(job_id), task_id=self.request.id)
     except Exception as exc:
         _fail(settings, job_id, exc, what="scoring")
         raise
+    refill_queue(settings=settings)
+    return n
 
 
 @app.task(name=REFILL_QUEUE, acks_late=True)
-def refill_queue() -> int:
+def refill_queue(job_id: int | None = None) -> int:
     from tagloop.pipeline.scoring import refill_queue as refill
 
-    return refill(settings=get_settings())
+    settings = get_settings()
+    try:
+        return refill(settings=settings, job_id=None if job_id is None else int(job_id))
+    except Exception as exc:
+        if job_id is not None:
+            _fail(settings, job_id, exc, what="refill")
+        raise
 
 
-@app.task(name=RETRAIN_IF_DUE)
-def retrain_if_due() -> int | None:
-    """Beat's entry to the loop: train (-> guarded promote -> score -> refill) when enough
-    labels arrived; before the first model, keep a seed batch in the queue."""
-    from tagloop.pipeline.training import check_retrain
+@app.task(name=LOOP_TICK)
+def tick() -> int:
+    """Beat's entry to the loop: train, score and refill as the state says is due
+    (``tagloop.pipeline.loop``). Returns the number of tasks sent."""
+    settings = get_settings()
+    with session_scope(settings.database_url) as session:
+        plan = loop.plan_tick(session, settings=settings)
+    _send(plan)
+    return len(plan.tasks)
 
-    job_id, needs_seed = check_retrain(settings=get_settings())
-    if job_id is not None:
-        train.delay(job_id)
-    elif needs_seed:
-        refill_queue.delay()
-    return job_id
+
+def _plan(settings: Settings, *, trigger: str, score: bool) -> loop.LoopPlan:
+    with session_scope(settings.database_url) as session:
+        if score:
+            return loop.plan_score(session, settings=settings, trigger=trigger)
+        return loop.plan_refill_if_low(session, settings=settings, trigger=trigger)
+
+
+def _send(plan: loop.LoopPlan) -> None:
+    for name, job_id in plan.tasks:
+        app.send_task(name, args=[job_id], queue=TASK_QUEUES[name])
 
 
 def _fail(settings: Settings, job_id: int, exc: Exception, *, what: str) -> None:

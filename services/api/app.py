@@ -10,6 +10,7 @@ from services.api.routes import (
     clips,
     export,
     health,
+    holdout,
     jobs,
     labels,
     models,
@@ -37,6 +38,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.sender = TaskSender(settings.broker_url)
     app.state.tokens = TokenCache(settings.auth_cache_seconds)
     install_error_handlers(app)
-    for module in (health, videos, clips, jobs, tags, labels, queue, models, stats, export):
+    for module in (
+        health,
+        videos,
+        clips,
+        jobs,
+        tags,
+        labels,
+        queue,
+        holdout,
+        models,
+        stats,
+        export,
+    ):
         app.include_router(module.router)
     return app

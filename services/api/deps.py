@@ -15,7 +15,7 @@ from tagloop.config import Settings
 from tagloop.db.engine import make_session_factory
 from tagloop.errors import Forbidden, TagloopError, TransientError
 from tagloop.storage import BlobStore
-from tagloop.task_names import QUEUE_MEDIA, QUEUE_ML, TASK_QUEUES
+from tagloop.task_names import ALL_QUEUES, TASK_QUEUES
 
 
 class Unauthorized(TagloopError):
@@ -83,7 +83,12 @@ class TaskSender:
         self._app.conf.update(task_serializer="json", broker_connection_retry_on_startup=True)
         if broker_url.startswith("sqla+sqlite"):
             self._app.conf.broker_transport_options = {"connect_args": {"timeout": 30}}
-        declare_queues(broker_url, [QUEUE_MEDIA, QUEUE_ML])
+        declare_queues(broker_url, list(ALL_QUEUES))
+
+    def send_plan(self, plan: Any) -> None:
+        """Send the tasks of a ``pipeline.loop.LoopPlan`` (jobs already committed)."""
+        for name, job_id in plan.tasks:
+            self.send(name, job_id)
 
     def send(self, name: str, *args: Any) -> str:
         try:

@@ -44,6 +44,9 @@ class ClipOut(BaseModel):
     end_s: float
     has_audio: bool
     status: str
+    # "pool" or "holdout" (the audit sample); needs_review: parked after repeated skips.
+    split: str = "pool"
+    needs_review: bool = False
     created_at: datetime
 
 
@@ -152,3 +155,12 @@ class LeaseOut(BaseModel):
     lease_id: str
     clip_id: int
     status: str
+    skip_reason: str | None = None
+    # True when this skip parked the clip (enough different annotators skipped it).
+    needs_review: bool = False
+
+
+class SkipRequest(BaseModel):
+    """``unclear``, ``not_applicable`` or the annotator's own words."""
+
+    reason: str | None = Field(default=None, max_length=500)

@@ -74,3 +74,24 @@ def active_job_for_kind(session: Session, *, kind: str) -> Job | None:
     return session.scalar(
         select(Job).where(Job.kind == kind, Job.status.in_(ACTIVE)).order_by(Job.id.desc()).limit(1)
     )
+
+
+def latest_job(session: Session, *, kind: str) -> Job | None:
+    """The newest job of this kind, whatever its status."""
+    return session.scalar(select(Job).where(Job.kind == kind).order_by(Job.id.desc()).limit(1))
+
+
+def live_job(
+    session: Session, *, kind: str, stale_s: float, now: datetime | None = None
+) -> Job | None:
+    """A queued or running job of this kind whose heartbeat is fresher than ``stale_s``.
+
+    A job that stopped beating (its task was lost with a worker or a broker) must not block
+    the next one for ever; recovery marks it failed later on its own schedule."""
+    cutoff = (now or utcnow()) - timedelta(seconds=stale_s)
+    return session.scalar(
+        select(Job)
+        .where(Job.kind == kind, Job.status.in_(ACTIVE), Job.updated_at > cutoff)
+        .order_by(Job.id.desc())
+        .limit(1)
+    )

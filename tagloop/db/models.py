@@ -85,6 +85,11 @@ class Clip(Base):
     preview_uri: Mapped[str | None] = mapped_column(String(1024))
     thumbnail_uri: Mapped[str | None] = mapped_column(String(1024))
     status: Mapped[str] = mapped_column(String(16), default="ready")
+    # "pool": active learning may queue it; "holdout": the random audit sample, labeled
+    # through its own queue, never trained on, used to measure every version.
+    split: Mapped[str] = mapped_column(String(16), default="pool", server_default="pool")
+    # Parked after N skips by different annotators: no queue offers it until reviewed.
+    needs_review: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     created_at: Mapped[datetime] = mapped_column(TS, default=utcnow)
 
     video: Mapped[Video] = relationship(back_populates="clips")
@@ -143,7 +148,10 @@ class Prediction(Base):
 
 class QueueItem(Base):
     __tablename__ = "queue_item"
-    __table_args__ = (Index("ix_queue_item_status_rank", "status", "rank"),)
+    __table_args__ = (
+        Index("ix_queue_item_status_rank", "status", "rank"),
+        Index("ix_queue_item_clip_status", "clip_id", "status"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     clip_id: Mapped[int] = mapped_column(ForeignKey("clip.id", ondelete="CASCADE"), index=True)
@@ -155,6 +163,11 @@ class QueueItem(Base):
     lease_expires_at: Mapped[datetime | None] = mapped_column(TS)
     # The unguessable handle a client holds for its lease (never the row id); new per lease.
     lease_id: Mapped[str | None] = mapped_column(String(64), index=True, unique=True)
+    # "al" (the active-learning queue) or "holdout" (the audit sample's own queue).
+    lane: Mapped[str] = mapped_column(String(16), default="al", server_default="al")
+    # Why the annotator skipped (unclear, not_applicable or their own words) and when.
+    skip_reason: Mapped[str | None] = mapped_column(Text)
+    skipped_at: Mapped[datetime | None] = mapped_column(TS)
     created_at: Mapped[datetime] = mapped_column(TS, default=utcnow)
 
 

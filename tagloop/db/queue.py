@@ -13,6 +13,11 @@ once: at most one queued-or-leased row exists per clip, and taking a row is atom
 
 Either way the row is taken by one ``UPDATE ... WHERE id = (best free row) AND
 status = 'queued' RETURNING``, which cannot take a row another transaction already took.
+
+Two lanes share the table: ``al`` (active learning, refilled by ``replace_queue``) and
+``holdout`` (the audit sample's own queue). A clip an annotator skipped is never leased to
+that annotator again, in either lane; after skips by ``park_after`` different annotators it
+is parked (``clip.needs_review``) and leaves every queue.
 """
 
 from __future__ import annotations
@@ -23,12 +28,15 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_, delete, func, insert, or_, select, text, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
-from tagloop.db.models import Clip, Prediction, QueueItem, utcnow
+from tagloop.db.models import Clip, Label, Prediction, QueueItem, utcnow
 from tagloop.errors import Conflict, InvalidInput, NotFound
 
 QUEUE_STATUSES = ("queued", "leased", "done", "skipped", "expired")
+LANES = ("al", "holdout")
+SKIP_REASONS = ("unclear", "not_applicable")
+MAX_SKIP_REASON = 500
 # Rows a refill replaces; leased rows survive a refill so nobody loses the clip in front of them.
 _REFILL_LOCK = "tagloop.queue.refill"
 _TAKE_ATTEMPTS = 3
@@ -58,14 +66,19 @@ def replace_queue(
     session: Session,
     *,
     items: Sequence[tuple[int, str, float]],
+    lane: str = "al",
     now: datetime | None = None,
 ) -> int:
-    """Refill the queue with ``items`` = (clip_id, strategy, score), best first.
+    """Refill ``lane`` with ``items`` = (clip_id, strategy, score), best first.
 
-    The rank is the position in ``items`` (0 = offered first). Queued rows of the previous
-    refill are dropped; leased rows are kept and their clips are not queued again, so no clip
-    can be leased twice. Returns the number of rows queued.
+    The rank is the position in ``items`` (0 = offered first). Queued rows of the lane's
+    previous refill are dropped; leased rows are kept and their clips are not queued again, so
+    no clip can be leased twice. Returns the number of rows queued.
     """
+    if lane not in LANES:
+        raise InvalidInput(
+            f"unknown queue {lane!r}; one of {', '.join(LANES)}", code="invalid_queue"
+        )
     seen: set[int] = set()
     for clip_id, strategy, _score in items:
         if clip_id in seen:
@@ -75,8 +88,11 @@ def replace_queue(
         seen.add(clip_id)
     _advisory_lock(session, _REFILL_LOCK)
     expire_leases(session, now=now)
-    session.execute(delete(QueueItem).where(QueueItem.status == "queued"))
-    leased = set(session.scalars(select(QueueItem.clip_id).where(QueueItem.status == "leased")))
+    session.execute(delete(QueueItem).where(QueueItem.status == "queued", QueueItem.lane == lane))
+    # Any queued row of another lane counts too: at most one open row per clip.
+    leased = set(
+        session.scalars(select(QueueItem.clip_id).where(QueueItem.status.in_(("leased", "queued"))))
+    )
     created = utcnow()
     rows = [
         {
@@ -85,6 +101,7 @@ def replace_queue(
             "score": float(score),
             "rank": rank,
             "status": "queued",
+            "lane": lane,
             "created_at": created,
         }
         for rank, (clip_id, strategy, score) in enumerate(items)
@@ -97,7 +114,8 @@ def replace_queue(
 
 
 def expire_leases(session: Session, *, now: datetime | None = None) -> int:
-    """Leases past their end become ``expired``; a queued copy returns each clip to the queue.
+    """Leases past their end become ``expired``; a queued copy returns each clip to its lane,
+    unless the clip was labeled or parked meanwhile (then nobody should see it again).
 
     Rows another transaction is working on are skipped (PostgreSQL ``SKIP LOCKED``), so a
     sweep never waits; the next sweep catches them. Returns the number of leases expired.
@@ -111,14 +129,18 @@ def expire_leases(session: Session, *, now: datetime | None = None) -> int:
             .with_for_update(skip_locked=True)
         )
     )
+    closed = _closed_clips(session, [row.clip_id for row in due]) if due else set()
     for row in due:
         row.status = "expired"
+        if row.clip_id in closed:
+            continue
         session.add(
             QueueItem(
                 clip_id=row.clip_id,
                 strategy=row.strategy,
                 score=row.score,
                 rank=row.rank,
+                lane=row.lane,
                 status="queued",
             )
         )
@@ -127,16 +149,24 @@ def expire_leases(session: Session, *, now: datetime | None = None) -> int:
     return len(due)
 
 
+def _closed_clips(session: Session, clip_ids: Sequence[int]) -> set[int]:
+    """Those of ``clip_ids`` no queue should offer again: labeled or parked."""
+    labeled = select(Label.clip_id).where(Label.clip_id.in_(clip_ids))
+    parked = select(Clip.id).where(Clip.id.in_(clip_ids), Clip.needs_review.is_(True))
+    return {int(c) for c in session.scalars(labeled.union(parked))}
+
+
 def current_lease(
-    session: Session, *, annotator: str, now: datetime | None = None
+    session: Session, *, annotator: str, lane: str = "al", now: datetime | None = None
 ) -> QueueItem | None:
-    """The annotator's unexpired lease, if any (the oldest one)."""
+    """The annotator's unexpired lease in ``lane``, if any (the oldest one)."""
     now = now or utcnow()
     return session.scalar(
         select(QueueItem)
         .where(
             QueueItem.annotator == annotator,
             QueueItem.status == "leased",
+            QueueItem.lane == lane,
             QueueItem.lease_expires_at > now,
         )
         .order_by(QueueItem.id)
@@ -163,29 +193,45 @@ def lease_next(
     *,
     annotator: str,
     lease_seconds: float,
+    lane: str = "al",
     now: datetime | None = None,
 ) -> QueueItem | None:
-    """Lease the best free item (lowest rank) to ``annotator``; None when nothing is queued.
+    """Lease the best free item (lowest rank) of ``lane`` to ``annotator``, never a clip they
+    skipped; None when nothing is queued for them.
 
     An annotator who already holds an unexpired lease gets that same item back, so a page
     reload never burns queue items. Expired leases are returned to the queue first.
     """
     if lease_seconds <= 0:
         raise InvalidInput("lease_seconds must be positive", code="invalid_lease_seconds")
+    if lane not in LANES:
+        raise InvalidInput(
+            f"unknown queue {lane!r}; one of {', '.join(LANES)}", code="invalid_queue"
+        )
     now = now or utcnow()
     if _is_postgres(session):
         _advisory_lock(session, f"tagloop.queue.annotator:{annotator}")
     else:
         _take_write_lock(session, now=now)
     expire_leases(session, now=now)
-    held = current_lease(session, annotator=annotator, now=now)
+    held = current_lease(session, annotator=annotator, lane=lane, now=now)
     if held is not None:
         return held
     # One statement picks and takes the row. On PostgreSQL the subquery locks the best row
     # nobody else holds (SKIP LOCKED); the status check makes a lost race take nothing.
+    skipped = aliased(QueueItem)
+    skipped_by_me = (
+        select(skipped.id)
+        .where(
+            skipped.clip_id == QueueItem.clip_id,
+            skipped.status == "skipped",
+            skipped.annotator == annotator,
+        )
+        .exists()
+    )
     best_free = (
         select(QueueItem.id)
-        .where(QueueItem.status == "queued")
+        .where(QueueItem.status == "queued", QueueItem.lane == lane, ~skipped_by_me)
         .order_by(QueueItem.rank, QueueItem.id)
         .limit(1)
         .with_for_update(skip_locked=True)
@@ -208,10 +254,10 @@ def lease_next(
             return taken
         # Nothing taken: the queue is empty, or every queued row was locked by requests
         # that are taking them right now (then one may be left once they finish).
-        if (
-            session.scalar(select(QueueItem.id).where(QueueItem.status == "queued").limit(1))
-            is None
-        ):
+        free = select(QueueItem.id).where(
+            QueueItem.status == "queued", QueueItem.lane == lane, ~skipped_by_me
+        )
+        if session.scalar(free.limit(1)) is None:
             return None
     return None
 
@@ -224,13 +270,37 @@ def _own_lease(session: Session, *, lease_id: str, annotator: str) -> QueueItem:
     return row
 
 
+def clean_skip_reason(reason: str | None) -> str | None:
+    """``unclear``, ``not_applicable`` or the annotator's own words (trimmed, at most
+    ``MAX_SKIP_REASON`` characters); None when no reason was given."""
+    if reason is None or not reason.strip():
+        return None
+    reason = " ".join(reason.split())
+    if len(reason) > MAX_SKIP_REASON:
+        raise InvalidInput(
+            f"a skip reason is at most {MAX_SKIP_REASON} characters", code="invalid_skip_reason"
+        )
+    return reason
+
+
 def skip(
-    session: Session, *, lease_id: str, annotator: str, now: datetime | None = None
-) -> QueueItem:
-    """Give a leased clip back unlabeled: the row becomes ``skipped`` and is not offered again
-    until the next refill. ``lease_expired`` / ``lease_closed`` (409) when it is no longer
-    held."""
+    session: Session,
+    *,
+    lease_id: str,
+    annotator: str,
+    reason: str | None = None,
+    park_after: int = 3,
+    now: datetime | None = None,
+) -> tuple[QueueItem, bool]:
+    """Give a leased clip back unlabeled, with an optional reason.
+
+    The row becomes ``skipped``: the clip is never offered to this annotator again, and a
+    refill offers it to others after the cool-down. When ``park_after`` different annotators
+    have skipped it, the clip is parked (``needs_review``). Returns the row and whether the
+    clip was parked now. ``lease_expired`` / ``lease_closed`` (409) when it is no longer held.
+    """
     now = now or utcnow()
+    reason = clean_skip_reason(reason)
     taken = session.execute(
         update(QueueItem)
         .where(
@@ -239,16 +309,44 @@ def skip(
             QueueItem.status == "leased",
             QueueItem.lease_expires_at > now,
         )
-        .values(status="skipped")
+        .values(status="skipped", skip_reason=reason, skipped_at=now)
         .execution_options(synchronize_session=False)
     )
     row = _own_lease(session, lease_id=lease_id, annotator=annotator)
     if taken.rowcount == 1:  # type: ignore[attr-defined]
         session.refresh(row)
-        return row
+        return row, _park_if_skipped_enough(session, clip_id=row.clip_id, park_after=park_after)
     if row.status in ("leased", "expired"):
         raise Conflict("this lease has expired; ask for the next clip", code="lease_expired")
     raise Conflict(f"this lease is already closed ({row.status})", code="lease_closed")
+
+
+def _park_if_skipped_enough(session: Session, *, clip_id: int, park_after: int) -> bool:
+    skippers = session.scalar(
+        select(func.count(func.distinct(QueueItem.annotator))).where(
+            QueueItem.clip_id == clip_id, QueueItem.status == "skipped"
+        )
+    )
+    if int(skippers or 0) < max(1, park_after):
+        return False
+    clip = session.get(Clip, clip_id)
+    if clip is None or clip.needs_review:
+        return False
+    # The skipped row was the clip's one open row, so no queue offers it from here on.
+    clip.needs_review = True
+    return True
+
+
+def count_queued(session: Session, *, lane: str = "al") -> int:
+    """Queued (not leased) rows of ``lane``: what the low-water mark is compared with."""
+    return int(
+        session.scalar(
+            select(func.count(QueueItem.id)).where(
+                QueueItem.status == "queued", QueueItem.lane == lane
+            )
+        )
+        or 0
+    )
 
 
 def complete(

@@ -11,10 +11,11 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sqlalchemy import Select, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from tagloop.config import Settings
@@ -22,8 +23,9 @@ from tagloop.db import jobs as job_repo
 from tagloop.db import model_versions as version_repo
 from tagloop.db import queue as queue_repo
 from tagloop.db.engine import session_scope
-from tagloop.db.models import Clip, Label, Prediction
+from tagloop.db.models import Clip, Label, Prediction, utcnow
 from tagloop.errors import InvalidInput
+from tagloop.pipeline.loop import offerable
 from tagloop.storage import BlobStore
 from tagloop.vocabulary import TagVocabulary
 
@@ -32,7 +34,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SCORE_JOB = "score"
 SEED_STRATEGY = "seed_kcenter"
 TOP_TAGS = 5
 
@@ -45,75 +46,62 @@ def _unlabeled_clips() -> Select[int, int, str | None]:
     )
 
 
+def _unscored_batch(
+    session: Session, *, version_id: int, after: int, limit: int
+) -> list[tuple[int, str]]:
+    """The next ``limit`` (clip id, tensor uri) past ``after`` that ``version_id`` has not
+    scored: keyset pages, so memory stays bounded however large the pool is."""
+    scored = (
+        select(Prediction.id)
+        .where(Prediction.clip_id == Clip.id, Prediction.model_version_id == version_id)
+        .exists()
+    )
+    q = _unlabeled_clips().where(~scored, Clip.id > after).order_by(Clip.id).limit(limit)
+    return [(int(c), str(u)) for c, _, u in session.execute(q)]
+
+
 def score_pool(*, settings: Settings, job_id: int | None = None, task_id: str | None = None) -> int:
-    """Predict every unlabeled clip the promoted version has not scored yet; returns how many."""
+    """Predict every unlabeled clip the promoted version has not scored yet; returns how many.
+
+    Streams the pool in pages of ``score_batch_size`` and goes on until nothing is left, so
+    clips that arrive while it runs are scored too. If another version is promoted meanwhile
+    (a roll back), it carries on with that one."""
     import torch
 
-    from tagloop.features.clip_tensor import load_clip_tensors
-    from tagloop.pipeline.training import audio_frames_of
-    from tagloop.selection import get_strategy
     from tagloop.training.artifact import load_artifact
-    from tagloop.training.predict import predict_clips
 
     torch.set_num_threads(settings.torch_threads)
     store = BlobStore(settings.blob_url)
     with session_scope(settings.database_url) as session:
         if job_id is not None:
             job_repo.start_job(session, job_repo.get_job(session, job_id), celery_task_id=task_id)
-        version = version_repo.promoted_version(session)
-        if version is None or not version.artifact_uri:
-            raise InvalidInput("no promoted model to score with yet", code="no_model")
-        version_id, artifact_uri = version.id, version.artifact_uri
-        scored = (
-            select(Prediction.id)
-            .where(Prediction.clip_id == Clip.id, Prediction.model_version_id == version_id)
-            .exists()
-        )
-        todo = [
-            (int(c), str(u))
-            for c, _, u in session.execute(_unlabeled_clips().where(~scored).order_by(Clip.id))
-        ]
-    model = load_artifact(store.get_bytes(artifact_uri))
-    spec = get_strategy(settings.selection_strategy)
-    mc_passes = settings.mc_passes if "mc_probs" in spec.requires else 0
-    done = 0
-    for start in range(0, len(todo), settings.score_batch_size):
-        batch = todo[start : start + settings.score_batch_size]
-        tensors = [load_clip_tensors(store.get_bytes(uri)) for _, uri in batch]
-        preds = predict_clips(
-            model.model,
-            tensors,
-            vocab=model.vocab,
-            mc_passes=mc_passes,
-            audio_frames=audio_frames_of(model),
-        )
-        ids = np.asarray([c for c, _ in batch], dtype=np.int64)
-        uncertainty = uncertainty_of(
-            preds, vocab=model.vocab, strategy=settings.selection_strategy, clip_ids=ids
-        )
-        emb_key = f"embeddings/{version_id:06d}/{int(ids[0]):012d}.npy"
-        buffer = io.BytesIO()
-        np.save(buffer, preds.embedding.astype(np.float32))
-        store.put_bytes(emb_key, buffer.getvalue())
+    done, version_id = 0, None
+    while True:
         with session_scope(settings.database_url) as session:
-            for row, clip_id in enumerate(ids.tolist()):
-                session.add(
-                    Prediction(
-                        clip_id=clip_id,
-                        model_version_id=version_id,
-                        top_tags=top_tags(preds.probs[row], model.vocab.tags),
-                        uncertainty=float(uncertainty[row]),
-                        embedding_uri=f"{emb_key}#{row}",
-                    )
-                )
-            if job_id is not None:
+            version = version_repo.promoted_version(session)
+            if version is None or not version.artifact_uri:
+                if version_id is None:
+                    raise InvalidInput("no promoted model to score with yet", code="no_model")
+                break
+            if version.id != version_id:
+                version_id, artifact_uri, after = version.id, version.artifact_uri, 0
+                model = load_artifact(store.get_bytes(artifact_uri))
+            batch = _unscored_batch(
+                session, version_id=version_id, after=after, limit=settings.score_batch_size
+            )
+        if not batch:
+            break
+        _score_batch(settings, store, model, version_id, batch)
+        after = batch[-1][0]
+        done += len(batch)
+        if job_id is not None:
+            with session_scope(settings.database_url) as session:
                 job_repo.report_progress(
                     session,
                     job_repo.get_job(session, job_id),
-                    progress=(start + len(batch)) / len(todo),
-                    message=f"scored {start + len(batch)}/{len(todo)} clips",
+                    progress=0.0,
+                    message=f"scored {done} clips with v{version_id}",
                 )
-        done += len(batch)
     if job_id is not None:
         with session_scope(settings.database_url) as session:
             job_repo.finish_job(
@@ -123,6 +111,60 @@ def score_pool(*, settings: Settings, job_id: int | None = None, task_id: str | 
                 message=f"scored {done} clips with v{version_id}",
             )
     return done
+
+
+def _score_batch(
+    settings: Settings,
+    store: BlobStore,
+    model: Any,
+    version_id: int,
+    batch: list[tuple[int, str]],
+) -> None:
+    """Predict one page of clips and store their predictions and embeddings."""
+    from tagloop.features.clip_tensor import load_clip_tensors
+    from tagloop.pipeline.training import audio_frames_of
+    from tagloop.selection import get_strategy
+    from tagloop.training.predict import predict_clips
+
+    spec = get_strategy(settings.selection_strategy)
+    tensors = [load_clip_tensors(store.get_bytes(uri)) for _, uri in batch]
+    preds = predict_clips(
+        model.model,
+        tensors,
+        vocab=model.vocab,
+        mc_passes=settings.mc_passes if "mc_probs" in spec.requires else 0,
+        audio_frames=audio_frames_of(model),
+    )
+    ids = np.asarray([c for c, _ in batch], dtype=np.int64)
+    uncertainty = uncertainty_of(
+        preds, vocab=model.vocab, strategy=settings.selection_strategy, clip_ids=ids
+    )
+    emb_key = f"embeddings/{version_id:06d}/{int(ids[0]):012d}.npy"
+    buffer = io.BytesIO()
+    np.save(buffer, preds.embedding.astype(np.float32))
+    store.put_bytes(emb_key, buffer.getvalue())
+    with session_scope(settings.database_url) as session:
+        # A clip scored by a concurrent run since the page was read is left as it is.
+        known = set(
+            session.scalars(
+                select(Prediction.clip_id).where(
+                    Prediction.model_version_id == version_id,
+                    Prediction.clip_id.in_(ids.tolist()),
+                )
+            )
+        )
+        for row, clip_id in enumerate(ids.tolist()):
+            if clip_id in known:
+                continue
+            session.add(
+                Prediction(
+                    clip_id=clip_id,
+                    model_version_id=version_id,
+                    top_tags=top_tags(preds.probs[row], model.vocab.tags),
+                    uncertainty=float(uncertainty[row]),
+                    embedding_uri=f"{emb_key}#{row}",
+                )
+            )
 
 
 def uncertainty_of(
@@ -167,45 +209,88 @@ def _load_embeddings(store: BlobStore, uris: Sequence[str]) -> np.ndarray:
     return np.stack(rows)
 
 
-def refill_queue(*, settings: Settings) -> int:
-    """Replace the queued items with the next batch to label; returns the number queued."""
+def _scoring_version(session: Session) -> int | None:
+    """The version whose scores rank the queue: the promoted one once it has scored anything,
+    else the newest version that has (a promotion must not empty the queue while the new
+    version is still scoring)."""
+    promoted = version_repo.promoted_version(session)
+    if promoted is None:
+        return None
+    if session.scalar(
+        select(Prediction.id).where(Prediction.model_version_id == promoted.id).limit(1)
+    ):
+        return promoted.id
+    latest = session.scalar(select(func.max(Prediction.model_version_id)))
+    return int(latest) if latest is not None else promoted.id
+
+
+def _top_candidates(
+    session: Session, *, version_id: int, limit: int, now: datetime, cooldown_s: float
+) -> list[tuple[int, int, float, str | None]]:
+    """(clip, video, score, embedding uri) of the ``limit`` most uncertain offerable clips.
+
+    The database keeps the top ``limit`` (ORDER BY ... LIMIT), so memory is bounded by the
+    batch, not the pool."""
+    q = (
+        select(Prediction.clip_id, Clip.video_id, Prediction.uncertainty, Prediction.embedding_uri)
+        .join(Clip, Clip.id == Prediction.clip_id)
+        .where(
+            Prediction.model_version_id == version_id,
+            Prediction.uncertainty.is_not(None),
+            *offerable(now=now, cooldown_s=cooldown_s, queued_too=True),
+        )
+        .order_by(Prediction.uncertainty.desc(), Prediction.clip_id)
+        .limit(limit)
+    )
+    return [(int(c), int(v), float(u or 0.0), e) for c, v, u, e in session.execute(q)]
+
+
+def refill_queue(*, settings: Settings, job_id: int | None = None) -> int:
+    """Replace the queued items with the next batch to label; returns the number queued.
+
+    Only offerable clips are queued (see ``pipeline.loop``); leased clips keep their lease."""
     from tagloop.selection import assemble_batch
 
     store = BlobStore(settings.blob_url)
     with session_scope(settings.database_url) as session:
-        version = version_repo.promoted_version(session)
-        if version is None:
-            return _refill_seed(settings, session, store)
-        rows = session.execute(
-            select(
-                Prediction.clip_id, Clip.video_id, Prediction.uncertainty, Prediction.embedding_uri
+        if job_id is not None:
+            job_repo.start_job(session, job_repo.get_job(session, job_id), celery_task_id=None)
+        version_id = _scoring_version(session)
+        if version_id is None:
+            n = _refill_seed(settings, session, store)
+        else:
+            rows = _top_candidates(
+                session,
+                version_id=version_id,
+                limit=settings.queue_size * 5,
+                now=utcnow(),
+                cooldown_s=settings.skip_cooldown_seconds,
             )
-            .join(Clip, Clip.id == Prediction.clip_id)
-            .where(
-                Prediction.model_version_id == version.id,
-                ~select(Label.id).where(Label.clip_id == Clip.id).exists(),
+            items: list[tuple[int, str, float]] = []
+            if rows:
+                clip_ids = np.asarray([r[0] for r in rows], dtype=np.int64)
+                scores = np.asarray([r[2] for r in rows], dtype=np.float64)
+                uris = [r[3] for r in rows if r[3]]
+                picked = assemble_batch(
+                    clip_ids=clip_ids,
+                    scores=scores,
+                    video_ids=np.asarray([r[1] for r in rows], dtype=np.int64),
+                    batch_size=settings.queue_size,
+                    per_video_cap=settings.per_video_cap,
+                    embeddings=_load_embeddings(store, uris) if len(uris) == len(rows) else None,
+                    top_m=len(rows),
+                )
+                by_id = dict(zip(clip_ids.tolist(), scores.tolist(), strict=True))
+                items = [(int(c), settings.selection_strategy, by_id[int(c)]) for c in picked]
+            n = queue_repo.replace_queue(session, items=items)
+        if job_id is not None:
+            job_repo.finish_job(
+                session,
+                job_repo.get_job(session, job_id),
+                status="succeeded",
+                message=f"queued {n}",
             )
-        ).all()
-        if not rows:
-            return queue_repo.replace_queue(session, items=[])
-        clip_ids = np.asarray([r[0] for r in rows], dtype=np.int64)
-        video_ids = np.asarray([r[1] for r in rows], dtype=np.int64)
-        scores = np.asarray([r[2] for r in rows], dtype=np.float64)
-        top_m = min(len(rows), settings.queue_size * 5)
-        best = np.argsort(-scores, kind="stable")[:top_m]
-        emb = _load_embeddings(store, [rows[i][3] for i in best])
-        picked = assemble_batch(
-            clip_ids=clip_ids[best],
-            scores=scores[best],
-            video_ids=video_ids[best],
-            batch_size=settings.queue_size,
-            per_video_cap=settings.per_video_cap,
-            embeddings=emb,
-            top_m=top_m,
-        )
-        by_id = dict(zip(clip_ids.tolist(), scores.tolist(), strict=True))
-        items = [(int(c), settings.selection_strategy, by_id[int(c)]) for c in picked]
-        return queue_repo.replace_queue(session, items=items)
+        return n
 
 
 def _refill_seed(settings: Settings, session: Session, store: BlobStore) -> int:
@@ -214,7 +299,10 @@ def _refill_seed(settings: Settings, session: Session, store: BlobStore) -> int:
     from tagloop.features.descriptor import describe_clip
     from tagloop.selection import seed_batch
 
-    rows = session.execute(_unlabeled_clips().order_by(Clip.id)).all()
+    where = offerable(now=utcnow(), cooldown_s=settings.skip_cooldown_seconds, queued_too=True)
+    rows = session.execute(
+        select(Clip.id, Clip.video_id, Clip.tensor_uri).where(*where).order_by(Clip.id)
+    ).all()
     if not rows:
         return queue_repo.replace_queue(session, items=[])
     # Descriptors need the tensors: read a deterministic, spread-out sample, not all of them.

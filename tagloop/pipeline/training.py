@@ -1,4 +1,4 @@
-"""Training rounds and the model registry: train_round, promote_version.
+"""Training rounds and the model registry: train_round, guarded promotion, holdout metrics.
 
 A round trains on every label so far (the latest label of each clip), warm-started from the
 promoted version, and is promoted only when it is not worse than the promoted version on the
@@ -25,8 +25,6 @@ from tagloop.storage import BlobStore
 from tagloop.vocabulary import TagVocabulary
 
 log = logging.getLogger(__name__)
-
-TRAIN_JOB = "train"
 
 
 @dataclass(frozen=True)
@@ -65,29 +63,36 @@ def train_round(*, settings: Settings, job_id: int, task_id: str | None = None) 
     with session_scope(settings.database_url) as session:
         job_repo.start_job(session, job_repo.get_job(session, job_id), celery_task_id=task_id)
         vocab = tag_repo.load_vocabulary(session)
-        labels = label_repo.latest_labels(session)
-        uris = dict(session.query(Clip.id, Clip.tensor_uri).filter(Clip.id.in_(list(labels))).all())
+        every = label_repo.latest_labels(session)
+        clip_rows = session.query(Clip.id, Clip.tensor_uri, Clip.split).filter(
+            Clip.id.in_(list(every))
+        )
+        uris = {int(c): u for c, u, _ in clip_rows}
+        # Holdout labels measure every version and never train one.
+        holdout_ids = {int(c) for c, _, split in clip_rows if split == "holdout"}
+        labels = {c: t for c, t in every.items() if c not in holdout_ids}
+        holdout_labels = {c: t for c, t in every.items() if c in holdout_ids}
         promoted = version_repo.promoted_version(session)
         baseline = (promoted.id, promoted.artifact_uri) if promoted else None
     if not labels or len(vocab) == 0:
         raise InvalidInput("there are no labels to train on yet", code="no_labels")
 
-    samples: list[LabeledClip] = []
-    for i, (clip_id, tags) in enumerate(sorted(labels.items())):
-        uri = uris.get(clip_id)
-        if not uri:
-            continue  # the clip was deleted since it was labeled
-        targets, known = build_targets(tags, vocab=vocab)
-        samples.append(
-            LabeledClip(
-                clip_id=clip_id,
-                tensors=load_clip_tensors(store.get_bytes(uri)),
-                targets=targets,
-                known=known,
-            )
-        )
-        if i % 200 == 0:
-            _progress(settings, job_id, 0.05 * i / len(labels), f"loading clips {i}/{len(labels)}")
+    def load(chosen: dict[int, list[str]], what: str) -> list[LabeledClip]:
+        out: list[LabeledClip] = []
+        for i, (clip_id, tags) in enumerate(sorted(chosen.items())):
+            uri = uris.get(clip_id)
+            if not uri:
+                continue  # the clip was deleted since it was labeled
+            targets, known = build_targets(tags, vocab=vocab)
+            tensors = load_clip_tensors(store.get_bytes(uri))
+            out.append(LabeledClip(clip_id=clip_id, tensors=tensors, targets=targets, known=known))
+            if i % 200 == 0:
+                fraction = 0.05 * i / len(chosen)
+                _progress(settings, job_id, fraction, f"loading {what} {i}/{len(chosen)}")
+        return out
+
+    samples = load(labels, "clips")
+    holdout = load(holdout_labels, "holdout clips")
     split = {
         s.clip_id: assign_split(s.clip_id, val_fraction=settings.val_fraction) for s in samples
     }
@@ -151,6 +156,8 @@ def train_round(*, settings: Settings, job_id: int, task_id: str | None = None) 
         )
         baseline_score = _score_on(old, val, vocab) if old is not None else None
         metrics = dict(result.metrics)
+        if holdout:
+            metrics["holdout"] = evaluate_on(result.model, holdout, vocab=vocab, options=options)
         metrics.update(
             n_val=len(val),
             val_is_train=val is train,
@@ -223,42 +230,20 @@ def _score_on(old: Any, val: list[Any], vocab: TagVocabulary) -> float | None:
     return float(score) if score is not None else None
 
 
-def retrain_due(*, new_labels: int, min_labels: int, training_running: bool) -> bool:
-    """Train when enough labels arrived since the promoted version and no round is running."""
-    return not training_running and new_labels >= max(1, min_labels)
+def evaluate_on(
+    model: Any, clips: list[Any], *, vocab: TagVocabulary, options: Any
+) -> dict[str, Any]:
+    """Metrics of ``model`` on labeled clips it never trained on (the holdout), with
+    ``score`` the same single number promotion uses."""
+    from tagloop.training.loop import selection_score
+    from tagloop.training.metrics import evaluate_predictions
+    from tagloop.training.predict import predict_clips
 
-
-def check_retrain(*, settings: Settings) -> tuple[int | None, bool]:
-    """What the schedule should do now: (the train job created, or None; whether the queue
-    needs a seed refill because no model exists and nothing is queued)."""
-    from sqlalchemy import func, select
-
-    from tagloop.db.models import Label, QueueItem
-
-    with session_scope(settings.database_url) as session:
-        promoted = version_repo.promoted_version(session)
-        since = select(func.count()).select_from(Label)
-        if promoted is not None:
-            since = since.where(Label.created_at > promoted.created_at)
-        new_labels = int(session.scalar(since) or 0)
-        running = job_repo.active_job_for_kind(session, kind=TRAIN_JOB) is not None
-        job_id = None
-        if retrain_due(
-            new_labels=new_labels, min_labels=settings.retrain_min_labels, training_running=running
-        ):
-            job_id = job_repo.create_job(
-                session, kind=TRAIN_JOB, params={"trigger": "schedule", "new_labels": new_labels}
-            ).id
-        queued = session.scalar(
-            select(func.count())
-            .select_from(QueueItem)
-            .where(QueueItem.status.in_(("queued", "leased")))
-        )
-        needs_seed = promoted is None and job_id is None and not queued
-    return job_id, needs_seed
-
-
-def promote_version(*, settings: Settings, version_id: int) -> None:
-    """Manual promote or roll back (admin, over the API)."""
-    with session_scope(settings.database_url) as session:
-        version_repo.promote(session, version_id)
+    preds = predict_clips(
+        model, [s.tensors for s in clips], vocab=vocab, audio_frames=options.audio_frames
+    )
+    targets = np.stack([s.targets for s in clips])
+    known = np.stack([s.known for s in clips])
+    metrics = evaluate_predictions(preds.probs, targets, known, vocab=vocab)
+    metrics["score"] = selection_score(metrics)
+    return metrics

@@ -114,7 +114,13 @@ def test_skip_releases_and_is_not_offered_again(api: ApiHarness, db_url: str) ->
     assert r.status_code == 404 and r.json()["error"]["code"] == "lease_not_found"
     r = api.client.post(f"/api/v1/queue/{lease['lease_id']}/skip", headers=api.annotator)
     assert r.status_code == 200, r.text
-    assert r.json() == {"lease_id": lease["lease_id"], "clip_id": clips[0], "status": "skipped"}
+    assert r.json() == {
+        "lease_id": lease["lease_id"],
+        "clip_id": clips[0],
+        "status": "skipped",
+        "skip_reason": None,
+        "needs_review": False,
+    }
     r = api.client.post(f"/api/v1/queue/{lease['lease_id']}/skip", headers=api.annotator)
     assert r.status_code == 409 and r.json()["error"]["code"] == "lease_closed"
     # Neither the skipper nor anyone else gets the skipped clip again in this refill.

@@ -5,8 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 from fastapi.responses import JSONResponse
 
-from services.api.deps import CallerDep, SessionDep
+from services.api.deps import CallerDep, SenderDep, SessionDep, SettingsDep
 from services.api.errors import error_response
+from services.api.loop_events import after_queue_change
 from services.api.schemas import LabelCreate, LabelCreated
 from tagloop.db import labels as label_repo
 from tagloop.db import queue as queue_repo
@@ -16,7 +17,12 @@ router = APIRouter(prefix="/api/v1/clips", tags=["labels"])
 
 @router.post("/{clip_id}/labels", status_code=status.HTTP_201_CREATED, response_model=LabelCreated)
 def create_label(
-    clip_id: int, body: LabelCreate, caller: CallerDep, session: SessionDep
+    clip_id: int,
+    body: LabelCreate,
+    caller: CallerDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    sender: SenderDep,
 ) -> LabelCreated | JSONResponse:
     """Store a label and close the caller's lease on the clip. 422 ``unknown_tag`` (with
     ``tags`` listing them) or ``conflicting_tags``; 404 ``clip_not_found``."""
@@ -38,4 +44,5 @@ def create_label(
     out.clip_id, out.lease_closed = clip_id, closed
     # Commit before answering: the session dependency's own commit runs after the response.
     session.commit()
+    after_queue_change(session, settings, sender, trigger="label")
     return out

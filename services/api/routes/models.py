@@ -8,9 +8,12 @@ from typing import Any
 from fastapi import APIRouter, status
 from pydantic import BaseModel, ConfigDict
 
-from services.api.deps import AdminDep, CallerDep, SenderDep, SessionDep
+from services.api.deps import AdminDep, CallerDep, SenderDep, SessionDep, SettingsDep
+from services.api.loop_events import after_promotion
 from tagloop.db import jobs as job_repo
 from tagloop.db import model_versions as version_repo
+from tagloop.errors import Conflict
+from tagloop.pipeline import loop
 from tagloop.task_names import TRAIN
 
 router = APIRouter(prefix="/api/v1/models", tags=["models"])
@@ -33,9 +36,18 @@ class JobAccepted(BaseModel):
 
 
 @router.post("/train", status_code=status.HTTP_202_ACCEPTED, response_model=JobAccepted)
-def start_training(_: AdminDep, session: SessionDep, sender: SenderDep) -> JobAccepted:
-    """Queue a training round on all labels so far; follow it at /api/v1/jobs/{job_id}."""
-    job = job_repo.create_job(session, kind="train", params={})
+def start_training(
+    _: AdminDep, session: SessionDep, settings: SettingsDep, sender: SenderDep
+) -> JobAccepted:
+    """Queue a training round on all labels so far; follow it at /api/v1/jobs/{job_id}.
+    409 ``training_running`` while a round is queued or running."""
+    running = job_repo.live_job(session, kind=loop.TRAIN_JOB, stale_s=settings.stale_job_seconds)
+    if running is not None:
+        raise Conflict(
+            f"training round job {running.id} is {running.status}; wait for it to finish",
+            code="training_running",
+        )
+    job = loop.create_train_job(session, trigger="manual")
     session.commit()
     sender.send(TRAIN, job.id)
     return JobAccepted(job_id=job.id)
@@ -47,8 +59,13 @@ def list_models(_: CallerDep, session: SessionDep) -> list[ModelVersionOut]:
 
 
 @router.post("/{version_id}/promote", response_model=ModelVersionOut)
-def promote_model(version_id: int, _: AdminDep, session: SessionDep) -> ModelVersionOut:
-    """Serve this version (the current one is retired); promoting an older one rolls back."""
+def promote_model(
+    version_id: int, _: AdminDep, session: SessionDep, settings: SettingsDep, sender: SenderDep
+) -> ModelVersionOut:
+    """Serve this version (the current one is retired); promoting an older one rolls back.
+    The version then scores the clips it has not scored and the queue is refilled."""
     version = version_repo.promote(session, version_id)
+    out = ModelVersionOut.model_validate(version)
     session.commit()
-    return ModelVersionOut.model_validate(version)
+    after_promotion(session, settings, sender)
+    return out

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Body, Query, Response, status
 
-from services.api.deps import CallerDep, SessionDep, SettingsDep
-from services.api.schemas import ClipOut, LeaseOut, QueueNext, QueueReason
+from services.api.deps import CallerDep, SenderDep, SessionDep, SettingsDep
+from services.api.loop_events import after_queue_change
+from services.api.schemas import ClipOut, LeaseOut, QueueNext, QueueReason, SkipRequest
 from tagloop.db import queue as queue_repo
 
 router = APIRouter(prefix="/api/v1/queue", tags=["queue"])
@@ -24,18 +26,28 @@ def _aware(ts: datetime) -> datetime:
     responses={204: {"description": "the queue is empty"}},
 )
 def next_item(
-    caller: CallerDep, session: SessionDep, settings: SettingsDep
+    caller: CallerDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    sender: SenderDep,
+    queue: Annotated[Literal["al", "holdout"], Query()] = "al",
 ) -> QueueNext | Response:
     """Lease the best free clip to the caller (or give back the lease they already hold).
 
     200 with the clip, ``lease_id``, its end, suggestions from the latest prediction and why
-    the clip was chosen; 204 when nothing is queued.
+    the clip was chosen; 204 when nothing is queued for the caller (then a refill is asked
+    for). ``queue=holdout`` serves the audit sample's own queue instead of active learning.
+    A clip the caller skipped is never offered to them again.
     """
     item = queue_repo.lease_next(
-        session, annotator=caller.name, lease_seconds=settings.lease_seconds
+        session, annotator=caller.name, lease_seconds=settings.lease_seconds, lane=queue
     )
     if item is None:
         session.commit()
+        if queue == "al":
+            after_queue_change(
+                session, settings, sender, trigger="queue_empty", caller_starved=True
+            )
         return Response(status_code=status.HTTP_204_NO_CONTENT)
     clip, suggestions = queue_repo.clip_with_suggestions(session, clip_id=item.clip_id)
     if item.lease_id is None or item.lease_expires_at is None:  # leased rows always have both
@@ -54,9 +66,32 @@ def next_item(
 
 
 @router.post("/{lease_id}/skip", response_model=LeaseOut)
-def skip_item(lease_id: str, caller: CallerDep, session: SessionDep) -> LeaseOut:
-    """Give the clip back unlabeled; it is not offered again until the next refill."""
-    row = queue_repo.skip(session, lease_id=lease_id, annotator=caller.name)
-    out = LeaseOut(lease_id=lease_id, clip_id=row.clip_id, status=row.status)
+def skip_item(
+    lease_id: str,
+    caller: CallerDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    sender: SenderDep,
+    body: Annotated[SkipRequest | None, Body()] = None,
+) -> LeaseOut:
+    """Give the clip back unlabeled, optionally with a ``reason`` (``unclear``,
+    ``not_applicable`` or free text). It is never offered to the caller again, goes back to
+    others after ``TAGLOOP_SKIP_COOLDOWN_SECONDS``, and is parked as ``needs_review`` once
+    ``TAGLOOP_SKIP_PARK_AFTER`` different annotators skipped it."""
+    row, parked = queue_repo.skip(
+        session,
+        lease_id=lease_id,
+        annotator=caller.name,
+        reason=body.reason if body else None,
+        park_after=settings.skip_park_after,
+    )
+    out = LeaseOut(
+        lease_id=lease_id,
+        clip_id=row.clip_id,
+        status=row.status,
+        skip_reason=row.skip_reason,
+        needs_review=parked,
+    )
     session.commit()
+    after_queue_change(session, settings, sender, trigger="skip")
     return out
