@@ -6,7 +6,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -138,9 +138,11 @@ def demo_settings(settings: Settings, *, batch: int) -> Settings:
         update={
             "clip_seconds": 2.0,
             "audio_frames": 128,
+            "loop_tick_seconds": 2.0,
             "retrain_every_minutes": 0.05,
             "retrain_min_labels": batch,
             "queue_size": batch * 2,
+            "queue_low_water": max(1, batch // 2),
             "per_video_cap": 1,
             "train_epochs": 20,
             "train_patience": 6,
@@ -161,8 +163,10 @@ def demo(
     from tagloop.client import TagloopClient
     from tagloop.demo import (
         build_demo_set,
+        ensure_digit_tags,
         format_ingest_report,
         ingest_demo_set,
+        label_holdout,
         run_rounds,
         write_curve,
     )
@@ -186,20 +190,48 @@ def demo(
             typer.echo(format_ingest_report(summary))
             if summary["statuses"].get("ready", 0) == 0:
                 raise typer.Exit(code=1)
+            ensure_digit_tags(client)
+            n_holdout = label_holdout(client, pool, timeout_s=timeout)
             typer.echo(
-                f"\nactive learning: {rounds} rounds of {batch} labels by an oracle; "
-                f"{len(pool.test_clips)} held-out clips are never labeled"
+                f"\nholdout: {n_holdout} clips labeled through their own queue; they measure "
+                "every version and never train one"
             )
+            typer.echo(f"active learning: {rounds} rounds of {batch} labels by an oracle")
             curve = run_rounds(
                 client, pool, rounds=rounds, batch=batch, round_timeout_s=timeout, echo=typer.echo
             )
         csv_path, png_path = write_curve(curve, settings.data_dir)
         typer.echo(f"\nlearning curve: {png_path} and {csv_path}")
+        _compare_with_random(settings, pool, curve)
         typer.echo(f"make up serves the UI on http://{settings.api_host}:{settings.ui_port}")
     except TagloopError as exc:
         _fail(exc)
     finally:
         stack.stop()
+
+
+def _compare_with_random(settings: Settings, pool: Any, curve: list[dict[str, Any]]) -> None:
+    """Random selection on the same clips with the same budget, beside the demo's curve."""
+    from tagloop.demo_baseline import (
+        format_side_by_side,
+        load_demo_simulation_set,
+        plot_side_by_side,
+        random_curve,
+    )
+
+    typer.echo("\nrandom selection on the same clips and budget (offline, same training code)...")
+    active = [(int(r["labels"]), r["test_accuracy"]) for r in curve]
+    try:
+        data = load_demo_simulation_set(
+            settings=settings, truth=pool.truth, test_clips=pool.test_clips
+        )
+        random = random_curve(data, label_counts=[n for n, _ in active], settings=settings)
+    except TagloopError as exc:
+        typer.secho(f"no random comparison: {exc.code}: {exc}", fg="yellow", err=True)
+        return
+    typer.echo(format_side_by_side(active, random))
+    png = plot_side_by_side(active, random, settings.data_dir / "demo_vs_random.png")
+    typer.echo(f"side by side: {png}")
 
 
 @app.command()

@@ -1,10 +1,11 @@
 """`tagloop demo`: the whole loop, headless, on the embedded default.
 
-Builds AV-digit clips, ingests them over REST into real Celery workers, then runs rounds of
+Builds AV-digit clips, ingests them over REST into real Celery workers, marks the demo's test
+clips as the holdout (labeled through their own queue, never trained on), then runs rounds of
 active learning: an oracle client takes clips from the labeling queue (seed round first),
-answers from the demo labels, and the scheduled retraining trains, promotes (guarded),
-rescores and refills. Each round prints the promoted model's accuracy on held-out clips
-that nobody labels, and the learning curve is written as CSV and PNG.
+answers from the demo labels, and the loop trains, promotes (guarded), rescores and refills.
+Each round prints the served model's accuracy on the holdout; the learning curve is written
+as CSV and PNG, beside random selection on the same clips (``tagloop.demo_baseline``).
 """
 
 from __future__ import annotations
@@ -95,41 +96,58 @@ def ensure_digit_tags(client: TagloopClient) -> None:
             )
 
 
-def label_batch(client: TagloopClient, pool: DemoPool, *, batch: int, timeout_s: float) -> int:
-    """The oracle: take clips from the queue and label them until ``batch`` labels are in.
-    Held-out test clips are skipped so they stay unseen."""
+def label_holdout(client: TagloopClient, pool: DemoPool, *, timeout_s: float) -> int:
+    """Mark the demo's test clips as the holdout and label them through its own queue, so
+    every model version is measured on the same, unbiased clips."""
+    client.request("POST", "/api/v1/holdout", json={"clip_ids": pool.test_clips})
     labeled, deadline = 0, time.monotonic() + timeout_s
-    test = set(pool.test_clips)
+    while time.monotonic() < deadline:
+        resp = client.request("GET", "/api/v1/queue/next", params={"queue": "holdout"})
+        if resp.status_code == 204:
+            return labeled
+        item = resp.json()
+        _answer(client, pool, item)
+        labeled += 1
+    raise TagloopError(f"holdout not labeled within {timeout_s:.0f} s", code="holdout_timeout")
+
+
+def _answer(client: TagloopClient, pool: DemoPool, item: dict[str, Any]) -> None:
+    clip_id = item["clip"]["id"]
+    client.request(
+        "POST",
+        f"/api/v1/clips/{clip_id}/labels",
+        json={"tags": [pool.truth[clip_id]], "lease_id": item["lease_id"], "seconds_spent": 0.0},
+    )
+
+
+def label_batch(client: TagloopClient, pool: DemoPool, *, batch: int, timeout_s: float) -> int:
+    """The oracle: take clips from the queue and label them until ``batch`` labels are in."""
+    labeled, deadline = 0, time.monotonic() + timeout_s
     while labeled < batch and time.monotonic() < deadline:
         resp = client.request("GET", "/api/v1/queue/next")
         if resp.status_code == 204:
-            time.sleep(1.0)  # the schedule refills an empty queue (seed batch or rescored)
+            time.sleep(0.5)  # the loop refills an empty queue (seed batch or rescored)
             continue
-        item = resp.json()
-        clip_id = item["clip"]["id"]
-        if clip_id in test:
-            client.request("POST", f"/api/v1/queue/{item['lease_id']}/skip")
-            continue
-        client.request(
-            "POST",
-            f"/api/v1/clips/{clip_id}/labels",
-            json={
-                "tags": [pool.truth[clip_id]],
-                "lease_id": item["lease_id"],
-                "seconds_spent": 0.0,
-            },
-        )
+        _answer(client, pool, resp.json())
         labeled += 1
     return labeled
 
 
-def wait_for_round(
-    client: TagloopClient, pool: DemoPool, *, n_versions: int, timeout_s: float
-) -> dict[str, Any]:
+def _scored_by(client: TagloopClient, version_id: int) -> bool:
+    """Whether ``version_id`` has started scoring the pool (it scores by clip id, so the
+    first unlabeled clip comes first)."""
+    clips = client.request("GET", "/api/v1/clips", params={"labeled": "false", "limit": 1})
+    items = clips.json()["items"]
+    if not items:
+        return True
+    pred = client.request("GET", f"/api/v1/clips/{items[0]['id']}").json().get("prediction")
+    return bool(pred) and pred["model_version_id"] == version_id
+
+
+def wait_for_round(client: TagloopClient, *, n_versions: int, timeout_s: float) -> dict[str, Any]:
     """Block until a version newer than the ``n_versions`` known ones is trained, has scored
-    the pool if it was promoted, and the queue was refilled after it."""
+    the pool if it was promoted, and the queue has a clip to offer."""
     deadline = time.monotonic() + timeout_s
-    probe = pool.test_clips[0] if pool.test_clips else None
     while time.monotonic() < deadline:
         versions = client.request("GET", "/api/v1/models").json()
         done = [v for v in versions if v["status"] != "training"]
@@ -137,27 +155,24 @@ def wait_for_round(
             newest = max(done, key=lambda v: v["id"])
             if newest["status"] == "failed":
                 raise TagloopError(f"training round v{newest['id']} failed", code="round_failed")
-            scored = True
-            if newest["status"] == "promoted" and probe is not None:
-                pred = client.request("GET", f"/api/v1/clips/{probe}").json().get("prediction")
-                scored = bool(pred) and pred["model_version_id"] == newest["id"]
-            if scored and client.request("GET", "/api/v1/queue/next").status_code == 200:
+            jobs = client.request("GET", "/api/v1/stats").json()["round"]["jobs"]
+            busy = any(j["kind"] in ("train", "score") for j in jobs)
+            scored = newest["status"] != "promoted" or _scored_by(client, newest["id"])
+            offered = scored and not busy
+            if offered and client.request("GET", "/api/v1/queue/next").status_code == 200:
                 return newest
-        time.sleep(1.0)
+        time.sleep(0.5)
     raise TagloopError(f"no new model version within {timeout_s:.0f} s", code="round_timeout")
 
 
-def held_out_accuracy(client: TagloopClient, pool: DemoPool) -> tuple[float | None, int | None]:
-    """Accuracy of the newest predictions on the held-out clips, and their model version."""
-    hits, seen, version = 0, 0, None
-    for clip_id in pool.test_clips:
-        pred = client.request("GET", f"/api/v1/clips/{clip_id}").json().get("prediction")
-        if not pred or not pred["top_tags"]:
-            continue
-        version = pred["model_version_id"]
-        seen += 1
-        hits += pred["top_tags"][0]["tag"] == pool.truth[clip_id]
-    return (hits / seen if seen else None), version
+def served_accuracy(client: TagloopClient) -> tuple[float | None, int | None]:
+    """The served (promoted) version's digit accuracy on the holdout, and its id."""
+    versions = client.request("GET", "/api/v1/models").json()
+    promoted = [v for v in versions if v["status"] == "promoted"]
+    if not promoted:
+        return None, None
+    holdout = promoted[0]["metrics"].get("holdout") or {}
+    return (holdout.get("accuracy") or {}).get("digit"), promoted[0]["id"]
 
 
 def run_rounds(
@@ -169,17 +184,17 @@ def run_rounds(
     round_timeout_s: float,
     echo: Echo,
 ) -> list[dict[str, Any]]:
-    ensure_digit_tags(client)
     curve: list[dict[str, Any]] = []
     n_labels = 0
     echo(
-        f"{'round':>5} {'labels':>6} {'version':>7} {'status':>9} {'val score':>9} {'test acc':>8}"
+        f"{'round':>5} {'labels':>6} {'version':>7} {'status':>9} {'val score':>9} "
+        f"{'holdout acc':>11} {'served':>6}"
     )
     for r in range(rounds):
         n_versions = len(client.request("GET", "/api/v1/models").json())
         n_labels += label_batch(client, pool, batch=batch, timeout_s=round_timeout_s)
-        version = wait_for_round(client, pool, n_versions=n_versions, timeout_s=round_timeout_s)
-        acc, scored_by = held_out_accuracy(client, pool)
+        version = wait_for_round(client, n_versions=n_versions, timeout_s=round_timeout_s)
+        acc, served = served_accuracy(client)
         row = {
             "round": r + 1,
             "labels": n_labels,
@@ -187,14 +202,14 @@ def run_rounds(
             "status": version["status"],
             "val_score": version["metrics"].get("score"),
             "test_accuracy": acc,
-            "scored_by": scored_by,
+            "scored_by": served,
         }
         curve.append(row)
         val = f"{row['val_score']:.3f}" if row["val_score"] is not None else "-"
         test = f"{acc:.3f}" if acc is not None else "-"
         echo(
             f"{r + 1:>5} {n_labels:>6} {'v' + str(version['id']):>7} "
-            f"{version['status']:>9} {val:>9} {test:>8}"
+            f"{version['status']:>9} {val:>9} {test:>11} {'v' + str(served):>6}"
         )
     return curve
 
@@ -213,7 +228,7 @@ def write_curve(curve: list[dict[str, Any]], out_dir: Path) -> tuple[Path, Path]
         writer.writerows(curve)
     fig, ax = plt.subplots(figsize=(6, 4))
     xs = [c["labels"] for c in curve]
-    ax.plot(xs, [c["test_accuracy"] for c in curve], marker="o", label="held-out accuracy")
+    ax.plot(xs, [c["test_accuracy"] for c in curve], marker="o", label="holdout accuracy")
     ax.plot(
         xs, [c["val_score"] for c in curve], marker="s", linestyle="--", label="validation score"
     )

@@ -133,6 +133,9 @@ class Prediction(Base):
     __tablename__ = "prediction"
     __table_args__ = (
         UniqueConstraint("clip_id", "model_version_id", name="uq_prediction_clip_model"),
+        # A refill reads the top of one version's ranking: a backward index scan that stops
+        # after the batch instead of sorting the whole pool.
+        Index("ix_prediction_version_uncertainty", "model_version_id", "uncertainty", "clip_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

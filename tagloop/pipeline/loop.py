@@ -119,12 +119,19 @@ def decide(state: LoopState, policy: LoopPolicy) -> LoopActions:
 
 
 def offerable(
-    *, now: datetime, cooldown_s: float, queued_too: bool = False
+    *,
+    now: datetime,
+    cooldown_s: float,
+    queued_too: bool = False,
+    skipped: bool | None = None,
 ) -> list[ColumnElement[bool]]:
     """Conditions on ``Clip`` for clips the AL queue may offer: ready, in the pool, unlabeled,
     not parked, not leased, not skipped within the cool-down, and not queued already (unless
-    ``queued_too``: a refill re-ranks the queued clips with the rest)."""
+    ``queued_too``: a refill re-ranks the queued clips with the rest). ``skipped``: only
+    clips somebody skipped before (True) or only clips nobody skipped (False)."""
     row = aliased(QueueItem)
+    ever_skipped = select(row.id).where(row.clip_id == Clip.id, row.status == "skipped").exists()
+    extra = [] if skipped is None else [ever_skipped if skipped else ~ever_skipped]
     open_statuses = ("leased",) if queued_too else ("queued", "leased")
     open_row = select(row.id).where(row.clip_id == Clip.id, row.status.in_(open_statuses)).exists()
     cooling = (
@@ -145,6 +152,7 @@ def offerable(
         ~labeled,
         ~open_row,
         ~cooling,
+        *extra,
     ]
 
 

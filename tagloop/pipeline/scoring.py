@@ -200,7 +200,7 @@ def top_tags(
 def _load_embeddings(store: BlobStore, uris: Sequence[str]) -> np.ndarray:
     """Rows of the batched embedding blobs, each blob read once."""
     cache: dict[str, np.ndarray] = {}
-    rows = []
+    rows: list[Any] = []
     for uri in uris:
         key, _, row = uri.partition("#")
         if key not in cache:
@@ -225,32 +225,64 @@ def _scoring_version(session: Session) -> int | None:
 
 
 def _top_candidates(
-    session: Session, *, version_id: int, limit: int, now: datetime, cooldown_s: float
+    session: Session,
+    *,
+    version_id: int,
+    limit: int,
+    now: datetime,
+    cooldown_s: float,
+    skipped: bool,
 ) -> list[tuple[int, int, float, str | None]]:
-    """(clip, video, score, embedding uri) of the ``limit`` most uncertain offerable clips.
+    """(clip, video, score, embedding uri) of the ``limit`` most uncertain offerable clips
+    that somebody skipped before (``skipped``) or that nobody did.
 
-    The database keeps the top ``limit`` (ORDER BY ... LIMIT), so memory is bounded by the
-    batch, not the pool."""
+    The database keeps the top ``limit`` (ORDER BY ... LIMIT on an index), so memory and time
+    are bounded by the batch, not the pool."""
+    where = offerable(now=now, cooldown_s=cooldown_s, queued_too=True, skipped=skipped)
     q = (
         select(Prediction.clip_id, Clip.video_id, Prediction.uncertainty, Prediction.embedding_uri)
         .join(Clip, Clip.id == Prediction.clip_id)
         .where(
             Prediction.model_version_id == version_id,
             Prediction.uncertainty.is_not(None),
-            *offerable(now=now, cooldown_s=cooldown_s, queued_too=True),
+            *where,
         )
-        .order_by(Prediction.uncertainty.desc(), Prediction.clip_id)
+        .order_by(Prediction.uncertainty.desc(), Prediction.clip_id.desc())
         .limit(limit)
     )
     return [(int(c), int(v), float(u or 0.0), e) for c, v, u, e in session.execute(q)]
 
 
+def _assemble(
+    settings: Settings, store: BlobStore, rows: list[tuple[int, int, float, str | None]], n: int
+) -> list[tuple[int, str, float]]:
+    """The diverse, per-video-capped batch of ``n`` among ``rows`` as queue items."""
+    from tagloop.selection import assemble_batch
+
+    if not rows or n <= 0:
+        return []
+    clip_ids = np.asarray([r[0] for r in rows], dtype=np.int64)
+    scores = np.asarray([r[2] for r in rows], dtype=np.float64)
+    uris = [r[3] for r in rows if r[3]]
+    picked = assemble_batch(
+        clip_ids=clip_ids,
+        scores=scores,
+        video_ids=np.asarray([r[1] for r in rows], dtype=np.int64),
+        batch_size=n,
+        per_video_cap=settings.per_video_cap,
+        embeddings=_load_embeddings(store, uris) if len(uris) == len(rows) else None,
+        top_m=len(rows),
+    )
+    by_id = dict(zip(clip_ids.tolist(), scores.tolist(), strict=True))
+    return [(int(c), settings.selection_strategy, by_id[int(c)]) for c in picked]
+
+
 def refill_queue(*, settings: Settings, job_id: int | None = None) -> int:
     """Replace the queued items with the next batch to label; returns the number queued.
 
-    Only offerable clips are queued (see ``pipeline.loop``); leased clips keep their lease."""
-    from tagloop.selection import assemble_batch
-
+    Only offerable clips are queued (see ``pipeline.loop``); leased clips keep their lease.
+    Clips nobody skipped come first; clips back from a skip's cool-down only fill what is
+    left, so an annotator who skipped them still finds other clips in the queue."""
     store = BlobStore(settings.blob_url)
     with session_scope(settings.database_url) as session:
         if job_id is not None:
@@ -259,29 +291,20 @@ def refill_queue(*, settings: Settings, job_id: int | None = None) -> int:
         if version_id is None:
             n = _refill_seed(settings, session, store)
         else:
-            rows = _top_candidates(
-                session,
-                version_id=version_id,
-                limit=settings.queue_size * 5,
-                now=utcnow(),
-                cooldown_s=settings.skip_cooldown_seconds,
-            )
             items: list[tuple[int, str, float]] = []
-            if rows:
-                clip_ids = np.asarray([r[0] for r in rows], dtype=np.int64)
-                scores = np.asarray([r[2] for r in rows], dtype=np.float64)
-                uris = [r[3] for r in rows if r[3]]
-                picked = assemble_batch(
-                    clip_ids=clip_ids,
-                    scores=scores,
-                    video_ids=np.asarray([r[1] for r in rows], dtype=np.int64),
-                    batch_size=settings.queue_size,
-                    per_video_cap=settings.per_video_cap,
-                    embeddings=_load_embeddings(store, uris) if len(uris) == len(rows) else None,
-                    top_m=len(rows),
+            for skipped in (False, True):
+                left = settings.queue_size - len(items)
+                if left <= 0:
+                    break
+                rows = _top_candidates(
+                    session,
+                    version_id=version_id,
+                    limit=left * 5,
+                    now=utcnow(),
+                    cooldown_s=settings.skip_cooldown_seconds,
+                    skipped=skipped,
                 )
-                by_id = dict(zip(clip_ids.tolist(), scores.tolist(), strict=True))
-                items = [(int(c), settings.selection_strategy, by_id[int(c)]) for c in picked]
+                items += _assemble(settings, store, rows, left)
             n = queue_repo.replace_queue(session, items=items)
         if job_id is not None:
             job_repo.finish_job(
@@ -299,10 +322,18 @@ def _refill_seed(settings: Settings, session: Session, store: BlobStore) -> int:
     from tagloop.features.descriptor import describe_clip
     from tagloop.selection import seed_batch
 
-    where = offerable(now=utcnow(), cooldown_s=settings.skip_cooldown_seconds, queued_too=True)
-    rows = session.execute(
-        select(Clip.id, Clip.video_id, Clip.tensor_uri).where(*where).order_by(Clip.id)
-    ).all()
+    rows: list[Any] = []
+    for skipped in (False, True):  # clips nobody skipped first, as in refill_queue
+        where = offerable(
+            now=utcnow(),
+            cooldown_s=settings.skip_cooldown_seconds,
+            queued_too=True,
+            skipped=skipped,
+        )
+        q = select(Clip.id, Clip.video_id, Clip.tensor_uri).where(*where).order_by(Clip.id)
+        rows += session.execute(q).all()
+        if len(rows) >= settings.queue_size:
+            break
     if not rows:
         return queue_repo.replace_queue(session, items=[])
     # Descriptors need the tensors: read a deterministic, spread-out sample, not all of them.

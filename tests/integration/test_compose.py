@@ -20,7 +20,9 @@ def test_compose_file_is_valid() -> None:
     services = subprocess.run(
         [exe, "config", "--services"], cwd=REPO, check=True, capture_output=True, text=True
     ).stdout.split()
-    assert {"redis", "postgres", "migrate", "api", "worker", "loop-worker", "beat", "ui"} <= set(services)
+    assert {"redis", "postgres", "migrate", "api", "worker", "loop-worker", "beat", "ui"} <= set(
+        services
+    )
     rendered = subprocess.run(
         [exe, "config"], cwd=REPO, check=True, capture_output=True, text=True
     ).stdout

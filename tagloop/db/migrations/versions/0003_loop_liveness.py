@@ -1,4 +1,5 @@
-"""Loop liveness: clip split (pool/holdout) and needs_review; queue lanes and skip reasons
+"""Loop liveness: clip split (pool/holdout) and needs_review; queue lanes and skip reasons;
+an index for the top of a version's ranking
 
 Revision ID: 0003
 Revises: 0002
@@ -31,9 +32,17 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("skip_reason", sa.Text(), nullable=True))
         batch_op.add_column(sa.Column("skipped_at", sa.DateTime(timezone=True), nullable=True))
         batch_op.create_index("ix_queue_item_clip_status", ["clip_id", "status"], unique=False)
+    with op.batch_alter_table("prediction", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_prediction_version_uncertainty",
+            ["model_version_id", "uncertainty", "clip_id"],
+            unique=False,
+        )
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("prediction", schema=None) as batch_op:
+        batch_op.drop_index("ix_prediction_version_uncertainty")
     with op.batch_alter_table("queue_item", schema=None) as batch_op:
         batch_op.drop_index("ix_queue_item_clip_status")
         batch_op.drop_column("skipped_at")

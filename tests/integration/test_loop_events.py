@@ -1,0 +1,267 @@
+"""Each event that changes what annotators should see, against a real database (SQLite and
+PostgreSQL) and the real API: skips (reason, never back to who skipped, cool-down, parking),
+labels and empty answers asking for refills, rounds counted from their label watermark, a
+manual round while one runs, promotion asking for scores, the holdout's own queue, and expired
+leases of labeled clips. Workers are not running here: the jobs the events create are checked
+in the database, and the refill they ask for is run in-process."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from tagloop.auth import create_token
+from tagloop.db import queue as queue_repo
+from tagloop.db.engine import session_scope
+from tagloop.db.models import Clip, Job, Label, ModelVersion, Prediction, QueueItem, Video, utcnow
+from tagloop.pipeline import loop
+from tagloop.pipeline.scoring import refill_queue
+from tests.integration.api_helpers import ApiHarness, make_api
+
+NEXT = "/api/v1/queue/next"
+
+
+def add_scored_pool(db_url: str, uncertainties: list[float], *, per_video: int = 1) -> list[int]:
+    """Clips with tensors, each in its own video (or ``per_video`` per video), scored by the
+    promoted version (created if there is none) with these uncertainties."""
+    with session_scope(db_url) as s:
+        version = s.scalar(select(ModelVersion).where(ModelVersion.status == "promoted"))
+        if version is None:
+            version = ModelVersion(status="promoted", artifact_uri="models/x.pt", vocabulary=[])
+            s.add(version)
+            s.flush()
+        ids = []
+        for i, u in enumerate(uncertainties):
+            if i % per_video == 0:
+                video = Video(sha256=uuid.uuid4().hex * 2, filename="v.mp4", blob_uri="v")
+                s.add(video)
+                s.flush()
+            clip = Clip(video_id=video.id, index=i % per_video, start_s=0, end_s=1, tensor_uri="t")
+            s.add(clip)
+            s.flush()
+            s.add(Prediction(clip_id=clip.id, model_version_id=version.id, uncertainty=u))
+            ids.append(clip.id)
+        return ids
+
+
+def headers(h: ApiHarness, name: str) -> dict[str, str]:
+    with session_scope(h.settings.database_url) as s:
+        return {"Authorization": f"Bearer {create_token(s, name=name, role='annotator')}"}
+
+
+def jobs(db_url: str, kind: str) -> list[Job]:
+    with session_scope(db_url) as s:
+        return list(s.scalars(select(Job).where(Job.kind == kind).order_by(Job.id)))
+
+
+def queued(db_url: str, lane: str = "al") -> list[int]:
+    with session_scope(db_url) as s:
+        q = (
+            select(QueueItem.clip_id)
+            .where(QueueItem.status == "queued", QueueItem.lane == lane)
+            .order_by(QueueItem.rank)
+        )
+        return list(s.scalars(q))
+
+
+@pytest.fixture
+def api(tmp_path: Path, db_url: str) -> ApiHarness:
+    h = make_api(
+        tmp_path,
+        db_url,
+        queue_size=4,
+        queue_low_water=2,
+        skip_cooldown_seconds=0.0,
+        skip_park_after=2,
+        refill_min_interval_seconds=0.0,
+    )
+    assert h.client.post("/api/v1/tags", headers=h.admin, json={"name": "dog"}).status_code == 201
+    return h
+
+
+def test_skips_keep_reasons_never_return_to_the_skipper_and_park(api: ApiHarness) -> None:
+    db = api.settings.database_url
+    x, y = add_scored_pool(db, [0.9, 0.5])
+    refill_queue(settings=api.settings)
+    assert queued(db) == [x, y]
+    ana, bo, cy = headers(api, "ana"), headers(api, "bo"), headers(api, "cy")
+
+    lease = api.client.get(NEXT, headers=ana).json()
+    assert lease["clip"]["id"] == x
+    r = api.client.post(
+        f"/api/v1/queue/{lease['lease_id']}/skip", headers=ana, json={"reason": "  too  dark "}
+    )
+    assert r.status_code == 200 and r.json()["skip_reason"] == "too dark"
+    assert r.json()["needs_review"] is False
+    # Back after the cool-down (0 s here), behind the clips nobody skipped...
+    refill_queue(settings=api.settings)
+    assert queued(db) == [y, x]
+    # ...and never to the one who skipped it: ana gets y although x is the better rank now.
+    ana_lease = api.client.get(NEXT, headers=ana).json()
+    assert ana_lease["clip"]["id"] == y
+    bo_lease = api.client.get(NEXT, headers=bo).json()
+    assert bo_lease["clip"]["id"] == x
+    r = api.client.post(
+        f"/api/v1/queue/{bo_lease['lease_id']}/skip", headers=bo, json={"reason": "unclear"}
+    )
+    # Two different annotators skipped it: parked, out of every queue.
+    assert r.json()["needs_review"] is True
+    refill_queue(settings=api.settings)
+    assert x not in queued(db)
+    assert api.client.get(NEXT, headers=cy).status_code == 204
+    with session_scope(db) as s:
+        assert s.get(Clip, x).needs_review is True  # type: ignore[union-attr]
+        reasons = s.scalars(
+            select(QueueItem.skip_reason).where(QueueItem.clip_id == x).order_by(QueueItem.id)
+        )
+        assert [r for r in reasons if r] == ["too dark", "unclear"]
+    # A reason longer than the limit is refused with a code, and the lease stays open.
+    r = api.client.post(
+        f"/api/v1/queue/{ana_lease['lease_id']}/skip", headers=ana, json={"reason": "x" * 501}
+    )
+    assert r.status_code == 422
+    assert api.client.get(NEXT, headers=ana).json()["lease_id"] == ana_lease["lease_id"]
+
+
+def test_labels_and_empty_answers_ask_for_a_refill_only_when_low(api: ApiHarness) -> None:
+    db = api.settings.database_url
+    clips = add_scored_pool(db, [0.9, 0.8, 0.7, 0.6, 0.5, 0.4])
+    refill_queue(settings=api.settings)
+    assert len(queued(db)) == 4
+    ana = headers(api, "ana")
+    # 4 queued -> 3, 2 (not below the low-water mark of 2), then 1: a refill job.
+    for expected_jobs in (0, 0, 1):
+        lease = api.client.get(NEXT, headers=ana).json()
+        r = api.client.post(
+            f"/api/v1/clips/{lease['clip']['id']}/labels",
+            headers=ana,
+            json={"tags": ["dog"], "lease_id": lease["lease_id"]},
+        )
+        assert r.status_code == 201
+        assert len(jobs(db, loop.REFILL_JOB)) == expected_jobs
+    [job] = jobs(db, loop.REFILL_JOB)
+    assert job.params == {"trigger": "label"} and job.status == "queued"
+    # The worker runs it: the three labeled clips are gone, the rest queued again.
+    assert refill_queue(settings=api.settings, job_id=job.id) == 3
+    assert set(queued(db)) == set(clips[3:])
+    assert jobs(db, loop.REFILL_JOB)[0].status == "succeeded"
+
+    # Everything offerable is queued and ana skips the lot: nothing is left for her, so her
+    # empty answer asks for a refill, which finds nothing new to offer and is not started.
+    for _ in range(3):
+        lease = api.client.get(NEXT, headers=ana).json()
+        api.client.post(f"/api/v1/queue/{lease['lease_id']}/skip", headers=ana)
+    run_refill_jobs(api)  # the skipped clips are back (cool-down 0)
+    n_jobs = len(jobs(db, loop.REFILL_JOB))
+    assert api.client.get(NEXT, headers=ana).status_code == 204
+    assert len(jobs(db, loop.REFILL_JOB)) == n_jobs
+    # A new clip arrives, scored: the next empty answer asks for the refill that offers it.
+    [new] = add_scored_pool(db, [0.1])
+    assert api.client.get(NEXT, headers=ana).status_code == 204
+    assert jobs(db, loop.REFILL_JOB)[-1].params == {"trigger": "queue_empty"}
+    run_refill_jobs(api)
+    assert api.client.get(NEXT, headers=ana).json()["clip"]["id"] == new
+
+
+def run_refill_jobs(api: ApiHarness) -> None:
+    """What the loop worker would do with the refill jobs the events created."""
+    for job in jobs(api.settings.database_url, loop.REFILL_JOB):
+        if job.status == "queued":
+            refill_queue(settings=api.settings, job_id=job.id)
+
+
+def test_rounds_count_labels_since_the_last_round(api: ApiHarness) -> None:
+    db = api.settings.database_url
+    settings = api.settings.model_copy(update={"retrain_min_labels": 2, "retrain_every_minutes": 0})
+    clips = add_scored_pool(db, [0.5] * 5)
+    with session_scope(db) as s:
+        s.add(Label(clip_id=clips[0], annotator="a", tags=["dog"]))
+    with session_scope(db) as s:
+        assert not loop.plan_tick(s, settings=settings).tasks[:1] or all(
+            name != "tagloop.ml.train" for name, _ in loop.plan_tick(s, settings=settings).tasks
+        )
+    with session_scope(db) as s:
+        s.add(Label(clip_id=clips[1], annotator="a", tags=["dog"]))
+    with session_scope(db) as s:
+        plan = loop.plan_tick(s, settings=settings)
+        assert [n for n, _ in plan.tasks if n == "tagloop.ml.train"] == ["tagloop.ml.train"]
+    [round_job] = jobs(db, loop.TRAIN_JOB)
+    assert round_job.params["new_labels"] == 2 and round_job.params["label_watermark"] > 0
+    # The round ends (rejected, or even failed): no new labels, no new round.
+    with session_scope(db) as s:
+        s.get(Job, round_job.id).status = "failed"  # type: ignore[union-attr]
+    with session_scope(db) as s:
+        plan = loop.plan_tick(s, settings=settings)
+        assert all(name != "tagloop.ml.train" for name, _ in plan.tasks)
+    # A manual round while one is live is refused with a code.
+    r = api.client.post("/api/v1/models/train", headers=api.admin)
+    assert r.status_code == 202
+    r = api.client.post("/api/v1/models/train", headers=api.admin)
+    assert r.status_code == 409 and r.json()["error"]["code"] == "training_running"
+
+
+def test_promotion_by_hand_asks_for_scores_once(api: ApiHarness) -> None:
+    db = api.settings.database_url
+    clips = add_scored_pool(db, [0.5, 0.4])
+    with session_scope(db) as s:
+        old = ModelVersion(status="retired", artifact_uri="models/old.pt", vocabulary=[])
+        s.add(old)
+        s.flush()
+        old_id = old.id
+    r = api.client.post(f"/api/v1/models/{old_id}/promote", headers=api.admin)
+    assert r.status_code == 200 and r.json()["status"] == "promoted"
+    [job] = jobs(db, loop.SCORE_JOB)
+    assert job.status == "queued"
+    # The rolled-back version has scored nothing yet: the queue keeps being ranked by the
+    # newest scores instead of emptying.
+    assert refill_queue(settings=api.settings) == 2 and set(queued(db)) == set(clips)
+    # A second promotion while that score job is pending does not stack another.
+    r = api.client.post(f"/api/v1/models/{old_id}/promote", headers=api.admin)
+    assert r.status_code == 200 and len(jobs(db, loop.SCORE_JOB)) == 1
+
+
+def test_holdout_has_its_own_queue_and_never_enters_active_learning(api: ApiHarness) -> None:
+    db = api.settings.database_url
+    clips = add_scored_pool(db, [0.9, 0.8, 0.7, 0.6])
+    refill_queue(settings=api.settings)
+    ana = headers(api, "ana")
+    r = api.client.post("/api/v1/holdout", headers=ana, json={"clip_ids": clips[:2]})
+    assert r.status_code == 403
+    r = api.client.post("/api/v1/holdout", headers=api.admin, json={"clip_ids": [clips[0], 10**9]})
+    assert r.status_code == 404 and r.json()["error"]["code"] == "clip_not_found"
+    r = api.client.post(
+        "/api/v1/holdout", headers=api.admin, json={"fraction": 0.5, "clip_ids": []}
+    )
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_holdout"
+    r = api.client.post("/api/v1/holdout", headers=api.admin, json={"clip_ids": clips[:2]})
+    assert r.json() == {"marked": 2, "clips": 2, "labeled": 0, "queued": 2}
+    assert set(queued(db)) == set(clips[2:]) and set(queued(db, "holdout")) == set(clips[:2])
+    refill_queue(settings=api.settings)
+    assert set(queued(db)) == set(clips[2:])  # a refill never brings them back
+    held = api.client.get(NEXT, headers=ana, params={"queue": "holdout"}).json()
+    assert held["clip"]["id"] in clips[:2] and held["reason"]["strategy"] == "holdout"
+    al = api.client.get(NEXT, headers=ana).json()  # one lease per lane
+    assert al["clip"]["id"] in clips[2:]
+    assert api.client.get(NEXT, headers=ana, params={"queue": "nope"}).status_code == 422
+    # A random sample by fraction draws from unlabeled pool clips only.
+    r = api.client.post("/api/v1/holdout", headers=api.admin, json={"fraction": 0.25})
+    assert r.json()["marked"] == 1 and r.json()["clips"] == 3
+
+
+def test_an_expired_lease_of_a_labeled_clip_does_not_come_back(api: ApiHarness) -> None:
+    db = api.settings.database_url
+    [x] = add_scored_pool(db, [0.9])
+    refill_queue(settings=api.settings)
+    lease = api.client.get(NEXT, headers=headers(api, "ana")).json()
+    # Somebody labels the clip outside the queue while ana's lease runs out.
+    r = api.client.post(f"/api/v1/clips/{x}/labels", headers=api.admin, json={"tags": ["dog"]})
+    assert r.status_code == 201
+    with session_scope(db) as s:
+        assert queue_repo.expire_leases(s, now=utcnow() + timedelta(hours=1)) == 1
+    assert queued(db) == []
+    assert api.client.get(NEXT, headers=headers(api, "bo")).status_code == 204
+    assert lease["clip"]["id"] == x
