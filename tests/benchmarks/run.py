@@ -21,6 +21,7 @@ BENCHMARKS = [
     "bench_selection",
     "bench_al",
     "bench_queue",
+    "bench_refill",
 ]
 
 
