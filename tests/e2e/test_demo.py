@@ -24,23 +24,29 @@ def run_cli(*args: str, data_dir: Path, timeout: float = 600) -> subprocess.Comp
     )
 
 
-def test_demo_runs_the_closed_loop(tmp_path: Path) -> None:
-    """Ingest over REST, seed round, labeling rounds by the oracle, scheduled retraining."""
+def test_demo_runs_the_closed_loop_with_its_defaults(tmp_path: Path) -> None:
+    """`make demo` exactly as a user runs it (no shrunken loop): ingest over REST, holdout
+    labeled through its own queue, seven labeling rounds through the live loop, and random
+    selection on the same clips beside the curve."""
     data = tmp_path / "data"
-    proc = run_cli(
-        "demo", "--n", "40", "--rounds", "2", "--batch", "10", data_dir=data, timeout=900
-    )
+    proc = run_cli("demo", data_dir=data, timeout=900)
     out = proc.stdout
     assert proc.returncode == 0, out[-3000:] + proc.stderr[-3000:]
-    assert "uploaded 40 videos over REST (0 already known)" in out
-    assert "videos      40  {'ready': 40}" in out
+    assert "uploaded 300 videos over REST (0 already known)" in out
+    assert "videos      300  {'ready': 300}" in out
+    assert "holdout: 60 clips labeled through their own queue" in out
     assert (data / "admin.token").read_text().startswith("tl_")
     assert oct((data / "admin.token").stat().st_mode)[-3:] == "600"
     with (data / "demo_learning_curve.csv").open() as f:
         curve = list(csv.DictReader(f))
-    assert [int(r["labels"]) for r in curve] == [10, 20]
-    assert len({r["version"] for r in curve}) == 2  # a new model version each round
-    assert (data / "demo_learning_curve.png").read_bytes()[:4] == b"\x89PNG"
+    assert [int(r["labels"]) for r in curve] == [30, 60, 90, 120, 150, 180, 210]
+    assert len({r["version"] for r in curve}) == 7  # a new model version each round
+    # The served model learned: well above chance (0.1) on the holdout by the end.
+    assert float(curve[-1]["test_accuracy"]) > 0.3, curve
+    assert "labels  active learning  random" in out
+    assert "random's final accuracy" in out
+    for png in ("demo_learning_curve.png", "demo_vs_random.png"):
+        assert (data / png).read_bytes()[:4] == b"\x89PNG"
 
 
 def test_token_cli_creates_usable_tokens(tmp_path: Path) -> None:
