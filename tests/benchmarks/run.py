@@ -22,6 +22,7 @@ BENCHMARKS = [
     "bench_al",
     "bench_queue",
     "bench_refill",
+    "bench_loop",
 ]
 
 
