@@ -39,6 +39,11 @@ CSV_COLUMNS = (
     "model_version",
     "predicted_tags",
     "uncertainty",
+    # Appended, so readers that index the columns above by position keep working.
+    "split",
+    "needs_review",
+    "n_skips",
+    "skips",
 )
 
 
@@ -60,8 +65,18 @@ class ExportPrediction:
 
 
 @dataclass(frozen=True)
+class ExportSkip:
+    """Someone was offered the clip and gave it back unlabeled, maybe saying why."""
+
+    annotator: str
+    reason: str | None  # unclear, not_applicable, free text, or None
+    skipped_at: datetime | None  # None for skips recorded before skip times were kept
+
+
+@dataclass(frozen=True)
 class ExportRow:
-    """One clip with its labels (oldest first) and its latest prediction."""
+    """One clip with its labels (oldest first), its latest prediction, its skips (oldest
+    first), its split (``pool`` or ``holdout``) and whether it is parked for review."""
 
     clip_id: int
     video_id: int
@@ -70,6 +85,9 @@ class ExportRow:
     end_s: float
     labels: list[ExportLabel] = field(default_factory=list)
     prediction: ExportPrediction | None = None
+    split: str = "pool"
+    needs_review: bool = False
+    skips: list[ExportSkip] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -84,6 +102,18 @@ class ImportedLabel:
 
 def _iso(ts: datetime) -> str:
     return ts.isoformat()
+
+
+def skip_records(skips: Iterable[ExportSkip]) -> list[dict[str, Any]]:
+    """The skips as JSON-ready dicts: ``{"annotator", "reason", "skipped_at"}``."""
+    return [
+        {
+            "annotator": sk.annotator,
+            "reason": sk.reason,
+            "skipped_at": None if sk.skipped_at is None else _iso(sk.skipped_at),
+        }
+        for sk in skips
+    ]
 
 
 def to_record(row: ExportRow) -> dict[str, Any]:
@@ -113,6 +143,9 @@ def to_record(row: ExportRow) -> dict[str, Any]:
             "uncertainty": pred.uncertainty,
             "created_at": _iso(pred.created_at),
         },
+        "split": row.split,
+        "needs_review": row.needs_review,
+        "skips": skip_records(row.skips),
     }
 
 
@@ -130,7 +163,9 @@ def _csv_line(values: Iterable[object]) -> str:
 
 def format_csv(rows: Iterable[ExportRow]) -> Iterator[str]:
     """A header, then one line per clip: the latest label's tags joined by ``|``, every
-    annotator, and the prediction as ``tag:p`` pairs joined by ``|``."""
+    annotator, the prediction as ``tag:p`` pairs joined by ``|``, the split, ``true`` /
+    ``false`` for parked, and the skips as a compact JSON list (a reason is free text that
+    may hold ``|`` or ``:``, so only JSON keeps it intact)."""
     yield _csv_line(CSV_COLUMNS)
     for row in rows:
         latest = row.labels[-1].tags if row.labels else []
@@ -149,6 +184,12 @@ def format_csv(rows: Iterable[ExportRow]) -> Iterator[str]:
                 "" if pred is None else pred.model_version_id,
                 "" if pred is None else "|".join(f"{t['tag']}:{t['p']}" for t in pred.top_tags),
                 "" if pred is None or pred.uncertainty is None else pred.uncertainty,
+                row.split,
+                "true" if row.needs_review else "false",
+                len(row.skips),
+                json.dumps(skip_records(row.skips), ensure_ascii=False, separators=(",", ":"))
+                if row.skips
+                else "",
             ]
         )
 
@@ -177,7 +218,9 @@ def to_label_studio_task(
     row: ExportRow, *, media_url: Callable[[int], str], threshold: float = 0.5
 ) -> dict[str, Any]:
     """One Label Studio task. The prediction's ``score`` is its top probability (Label Studio
-    sorts by it as a confidence; tagloop's uncertainty is strategy-specific and unbounded)."""
+    sorts by it as a confidence; tagloop's uncertainty is strategy-specific and unbounded).
+    The split, the parked flag and the skips go in the task's ``meta``, which Label Studio
+    keeps with the task but does not show to the labeling config."""
     task: dict[str, Any] = {
         "id": row.clip_id,
         "data": {
@@ -200,6 +243,11 @@ def to_label_studio_task(
             for lb in row.labels
         ],
         "predictions": [],
+        "meta": {
+            "split": row.split,
+            "needs_review": row.needs_review,
+            "skips": skip_records(row.skips),
+        },
     }
     pred = row.prediction
     if pred is not None:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from datetime import timedelta
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from tagloop.db import queue as queue_repo
-from tagloop.db.models import Clip, Label, QueueItem
+from tagloop.db.models import Clip, Label, QueueItem, utcnow
 from tagloop.errors import InvalidInput, NotFound
 
 HOLDOUT_STRATEGY = "holdout"
@@ -67,18 +68,34 @@ def mark_holdout(session: Session, *, clip_ids: Sequence[int]) -> int:
     return int(marked or 0)
 
 
-def fill_holdout_queue(session: Session) -> int:
-    """Queue every unlabeled, unparked holdout clip that has no open row, in a random order."""
+def fill_holdout_queue(session: Session, *, cooldown_s: float = 0.0) -> int:
+    """Queue every unlabeled, unparked holdout clip that has no open row and was not skipped
+    within ``cooldown_s``, in a random order (never to who skipped it: ``lease_next``)."""
     labeled = select(Label.id).where(Label.clip_id == Clip.id).exists()
     open_row = (
         select(QueueItem.id)
         .where(QueueItem.clip_id == Clip.id, QueueItem.status.in_(("queued", "leased")))
         .exists()
     )
+    cooling = (
+        select(QueueItem.id)
+        .where(
+            QueueItem.clip_id == Clip.id,
+            QueueItem.status == "skipped",
+            QueueItem.skipped_at > utcnow() - timedelta(seconds=cooldown_s),
+        )
+        .exists()
+    )
     todo = list(
         session.scalars(
             select(Clip.id)
-            .where(Clip.split == "holdout", Clip.needs_review.is_(False), ~labeled, ~open_row)
+            .where(
+                Clip.split == "holdout",
+                Clip.needs_review.is_(False),
+                ~labeled,
+                ~open_row,
+                ~cooling,
+            )
             .order_by(func.random())
         )
     )

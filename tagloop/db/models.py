@@ -90,6 +90,8 @@ class Clip(Base):
     split: Mapped[str] = mapped_column(String(16), default="pool", server_default="pool")
     # Parked after N skips by different annotators: no queue offers it until reviewed.
     needs_review: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    # When an admin last un-parked it: only skips after this count towards parking it again.
+    reviewed_at: Mapped[datetime | None] = mapped_column(TS)
     created_at: Mapped[datetime] = mapped_column(TS, default=utcnow)
 
     video: Mapped[Video] = relationship(back_populates="clips")

@@ -322,15 +322,18 @@ def skip(
 
 
 def _park_if_skipped_enough(session: Session, *, clip_id: int, park_after: int) -> bool:
+    """Park the clip when ``park_after`` different annotators skipped it since an admin last
+    un-parked it."""
+    clip = session.get(Clip, clip_id)
+    if clip is None or clip.needs_review:
+        return False
+    since = [QueueItem.skipped_at > clip.reviewed_at] if clip.reviewed_at is not None else []
     skippers = session.scalar(
         select(func.count(func.distinct(QueueItem.annotator))).where(
-            QueueItem.clip_id == clip_id, QueueItem.status == "skipped"
+            QueueItem.clip_id == clip_id, QueueItem.status == "skipped", *since
         )
     )
     if int(skippers or 0) < max(1, park_after):
-        return False
-    clip = session.get(Clip, clip_id)
-    if clip is None or clip.needs_review:
         return False
     # The skipped row was the clip's one open row, so no queue offers it from here on.
     clip.needs_review = True

@@ -10,11 +10,12 @@ from typing import Any
 from sqlalchemy import exists, func, or_, select
 from sqlalchemy.orm import Session
 
+from tagloop.db import holdout as holdout_repo
 from tagloop.db import model_versions as version_repo
 from tagloop.db import queue as queue_repo
 from tagloop.db.jobs import ACTIVE
-from tagloop.db.models import Clip, Job, Label, ModelVersion, Prediction, Tag, Video
-from tagloop.export import ExportLabel, ExportPrediction, ExportRow
+from tagloop.db.models import Clip, Job, Label, ModelVersion, Prediction, QueueItem, Tag, Video
+from tagloop.export import ExportLabel, ExportPrediction, ExportRow, ExportSkip
 
 VIDEO_STATUSES = ("queued", "processing", "ready", "failed")
 
@@ -24,7 +25,8 @@ def _count(session: Session, model: type[Any]) -> int:
 
 
 def collect_counts(session: Session) -> dict[str, Any]:
-    """Videos by status, clips, labeled clips, labels, queue rows by status, tags."""
+    """Videos by status, clips, labeled clips, labels, queue rows by status, tags, parked
+    clips (``needs_review``) and the holdout (clips, labeled, queued)."""
     videos = dict.fromkeys(VIDEO_STATUSES, 0)
     videos.update(
         {
@@ -35,6 +37,7 @@ def collect_counts(session: Session) -> dict[str, Any]:
         }
     )
     labeled = session.scalar(select(func.count(func.distinct(Label.clip_id))))
+    parked = session.scalar(select(func.count(Clip.id)).where(Clip.needs_review.is_(True)))
     return {
         "videos": videos,
         "clips": _count(session, Clip),
@@ -42,12 +45,27 @@ def collect_counts(session: Session) -> dict[str, Any]:
         "labels": _count(session, Label),
         "queue": queue_repo.count_by_status(session),
         "tags": _count(session, Tag),
+        "needs_review": int(parked or 0),
+        "holdout": holdout_repo.describe_holdout(session),
     }
 
 
 def _score(version: ModelVersion) -> float | None:
     score = (version.metrics or {}).get("score")
     return float(score) if isinstance(score, int | float) else None
+
+
+def _holdout(version: ModelVersion) -> tuple[float | None, int | None]:
+    """The version's holdout score and how many holdout clips measured it; (None, None) when
+    the holdout had no labels when it was trained."""
+    holdout = (version.metrics or {}).get("holdout")
+    if not isinstance(holdout, dict):
+        return None, None
+    score, n = holdout.get("score"), holdout.get("n_clips")
+    return (
+        float(score) if isinstance(score, int | float) else None,
+        int(n) if isinstance(n, int) else None,
+    )
 
 
 def describe_round(session: Session) -> dict[str, Any]:
@@ -85,30 +103,47 @@ def describe_round(session: Session) -> dict[str, Any]:
 
 
 def learning_curve(session: Session) -> list[dict[str, Any]]:
-    """Every model version, oldest first: its training-set size against its score."""
-    return [
-        {
-            "version_id": v.id,
-            "n_labels": v.n_train,
-            "score": _score(v),
-            "status": v.status,
-            "created_at": v.created_at,
-        }
-        for v in version_repo.list_versions(session)
-    ]
+    """Every model version, oldest first: its training-set size against its validation score
+    and its holdout score (None before the holdout had labels)."""
+    points = []
+    for v in version_repo.list_versions(session):
+        holdout_score, n_holdout = _holdout(v)
+        points.append(
+            {
+                "version_id": v.id,
+                "n_labels": v.n_train,
+                "score": _score(v),
+                "holdout_score": holdout_score,
+                "n_holdout": n_holdout,
+                "status": v.status,
+                "created_at": v.created_at,
+            }
+        )
+    return points
 
 
 def iter_export_rows(session: Session, *, batch_size: int = 500) -> Iterator[ExportRow]:
-    """Every clip that has a label or a prediction, by id, in batches of ``batch_size`` clips
-    (keyset pagination: memory stays bounded however many clips there are)."""
+    """Every clip that has a label, a prediction or a skip, by id, in batches of
+    ``batch_size`` clips (keyset pagination: memory stays bounded however many clips there
+    are). A clip only ever skipped is exported too: that people could not label it is
+    information about the clip."""
     has_label = exists().where(Label.clip_id == Clip.id)
     has_pred = exists().where(Prediction.clip_id == Clip.id)
+    has_skip = exists().where(QueueItem.clip_id == Clip.id, QueueItem.status == "skipped")
     after = 0
     while True:
         batch = session.execute(
-            select(Clip.id, Clip.video_id, Video.filename, Clip.start_s, Clip.end_s)
+            select(
+                Clip.id,
+                Clip.video_id,
+                Video.filename,
+                Clip.start_s,
+                Clip.end_s,
+                Clip.split,
+                Clip.needs_review,
+            )
             .join(Video, Video.id == Clip.video_id)
-            .where(Clip.id > after, or_(has_label, has_pred))
+            .where(Clip.id > after, or_(has_label, has_pred, has_skip))
             .order_by(Clip.id)
             .limit(batch_size)
         ).all()
@@ -136,7 +171,15 @@ def iter_export_rows(session: Session, *, batch_size: int = 500) -> Iterator[Exp
                 uncertainty=p.uncertainty,
                 created_at=p.created_at,
             )
-        for clip_id, video_id, filename, start_s, end_s in batch:
+        skips: dict[int, list[ExportSkip]] = {}
+        skipped = select(QueueItem).where(QueueItem.clip_id.in_(ids), QueueItem.status == "skipped")
+        for q in session.scalars(skipped.order_by(QueueItem.id)):
+            skips.setdefault(q.clip_id, []).append(
+                ExportSkip(
+                    annotator=q.annotator or "", reason=q.skip_reason, skipped_at=q.skipped_at
+                )
+            )
+        for clip_id, video_id, filename, start_s, end_s, split, needs_review in batch:
             yield ExportRow(
                 clip_id=int(clip_id),
                 video_id=int(video_id),
@@ -145,5 +188,8 @@ def iter_export_rows(session: Session, *, batch_size: int = 500) -> Iterator[Exp
                 end_s=float(end_s),
                 labels=labels.get(int(clip_id), []),
                 prediction=latest.get(int(clip_id)),
+                split=str(split),
+                needs_review=bool(needs_review),
+                skips=skips.get(int(clip_id), []),
             )
         after = ids[-1]

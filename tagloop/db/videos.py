@@ -7,10 +7,11 @@ from collections.abc import Sequence
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from tagloop.db.models import Clip, Label, Prediction, Video
-from tagloop.errors import NotFound
+from tagloop.db.models import Clip, Label, Prediction, Video, utcnow
+from tagloop.errors import InvalidInput, NotFound
 
 VIDEO_STATUSES = ("queued", "processing", "ready", "failed")
+CLIP_SPLITS = ("pool", "holdout")
 
 
 def get_video(session: Session, video_id: int) -> Video:
@@ -59,19 +60,40 @@ def list_clips(
     *,
     video_id: int | None = None,
     labeled: bool | None = None,
+    needs_review: bool | None = None,
+    split: str | None = None,
     limit: int = 50,
     after_id: int | None = None,
 ) -> list[Clip]:
-    """Oldest first within a video, so a video's clips read in order."""
+    """Oldest first within a video, so a video's clips read in order. ``needs_review``
+    filters on parked clips, ``split`` on ``pool`` or ``holdout``."""
+    if split is not None and split not in CLIP_SPLITS:
+        raise InvalidInput(
+            f"unknown split {split!r}; one of {', '.join(CLIP_SPLITS)}", code="invalid_split"
+        )
     q = select(Clip).order_by(Clip.id).limit(limit)
     if video_id is not None:
         q = q.where(Clip.video_id == video_id)
+    if needs_review is not None:
+        q = q.where(Clip.needs_review.is_(needs_review))
+    if split is not None:
+        q = q.where(Clip.split == split)
     if after_id is not None:
         q = q.where(Clip.id > after_id)
     if labeled is not None:
         has_label = select(Label.id).where(Label.clip_id == Clip.id).exists()
         q = q.where(has_label if labeled else ~has_label)
     return list(session.scalars(q))
+
+
+def mark_reviewed(session: Session, clip_id: int) -> Clip:
+    """Un-park a clip (``needs_review`` off) so the queues may offer it again; a clip that is
+    not parked is left as it is. ``clip_not_found`` (404) for an unknown id."""
+    clip = get_clip(session, clip_id)
+    if clip.needs_review:
+        clip.needs_review, clip.reviewed_at = False, utcnow()
+    session.flush()
+    return clip
 
 
 def clips_of_video(session: Session, video_id: int) -> list[Clip]:

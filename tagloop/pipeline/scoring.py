@@ -19,6 +19,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from tagloop.config import Settings
+from tagloop.db import holdout as holdout_repo
 from tagloop.db import jobs as job_repo
 from tagloop.db import model_versions as version_repo
 from tagloop.db import queue as queue_repo
@@ -306,6 +307,8 @@ def refill_queue(*, settings: Settings, job_id: int | None = None) -> int:
                 )
                 items += _assemble(settings, store, rows, left)
             n = queue_repo.replace_queue(session, items=items)
+        # The holdout's own lane takes back its clips whose skip cool-down is over.
+        holdout_repo.fill_holdout_queue(session, cooldown_s=settings.skip_cooldown_seconds)
         if job_id is not None:
             job_repo.finish_job(
                 session,

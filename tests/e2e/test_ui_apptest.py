@@ -9,12 +9,15 @@ against the API, not just the page.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
+from sqlalchemy import delete, update
 from streamlit.testing.v1 import AppTest
 
 from tagloop.auth import create_token
@@ -22,7 +25,7 @@ from tagloop.client import TagloopClient
 from tagloop.config import Settings, get_settings
 from tagloop.db import queue as queue_repo
 from tagloop.db.engine import session_scope
-from tagloop.db.models import ModelVersion, Prediction
+from tagloop.db.models import Clip, ModelVersion, Prediction, QueueItem
 from tests.conftest import REPO, VIDEOS
 from tests.integration.stack_helpers import running_stack, stack_settings
 
@@ -31,6 +34,8 @@ pytestmark = pytest.mark.e2e
 VIDEO = VIDEOS / "ucf_style_mpeg4_mp3.avi"  # 6.6 s with audio: three 2 s clips
 TAGS = [("cat", None), ("dog", None), ("indoor", "scene"), ("outdoor", "scene")]
 FUSION = [{"visual": 0.7, "audio": 0.3}, {"visual": 0.4, "audio": 0.4, "central": 0.2}]
+# The promoted version was trained once the holdout had labels; the retired one before.
+HOLDOUT_METRICS = {"score": 0.66, "n_clips": 5, "map": 0.7}
 TIMEOUT = 60
 
 
@@ -53,21 +58,25 @@ def ingest(client: TagloopClient, path: Path = VIDEO) -> list[int]:
 
 
 def seed_model(settings: Settings, clips: list[int]) -> list[int]:
-    """A retired and a promoted version (with metrics the dashboard draws) and predictions of
-    the promoted one for every clip: ``cat`` likely, ``dog`` not."""
+    """A retired and a promoted version (with metrics the dashboard draws, the promoted one's
+    with a holdout score) and predictions of the promoted one for every clip: ``cat`` likely,
+    ``dog`` not."""
     with session_scope(settings.database_url) as s:
         versions = []
         for status, n_train, score in [("retired", 4, 0.41), ("promoted", 9, 0.77)]:
+            metrics: dict[str, Any] = {
+                "score": score,
+                "mean_accuracy": score,
+                "ap_per_tag": {"cat": 0.9, "dog": 0.6, "indoor": None, "outdoor": 0.5},
+                "fusion_weights": FUSION,
+            }
+            if status == "promoted":
+                metrics["holdout"] = HOLDOUT_METRICS
             v = ModelVersion(
                 status=status,
                 vocabulary=[{"name": n, "group": g} for n, g in TAGS],
                 config={"kind": "centralnet"},
-                metrics={
-                    "score": score,
-                    "mean_accuracy": score,
-                    "ap_per_tag": {"cat": 0.9, "dog": 0.6, "indoor": None, "outdoor": 0.5},
-                    "fusion_weights": FUSION,
-                },
+                metrics=metrics,
                 n_train=n_train,
                 artifact_uri=f"models/{status}.pt",
             )
@@ -240,6 +249,103 @@ def test_empty_queue_says_so_and_checks_again(seeded: Seeded) -> None:
     assert f"clip {seeded.clips[1]} " in texts(at.caption)
 
 
+def free_all(settings: Settings) -> None:
+    """Nobody holds or waits for any clip: the leases earlier tests left behind are dropped, so
+    a test queues exactly the clips it names."""
+    with session_scope(settings.database_url) as s:
+        s.execute(delete(QueueItem).where(QueueItem.status.in_(("queued", "leased"))))
+
+
+def reset_loop_state(settings: Settings) -> None:
+    """Every clip back in the pool and unparked, the holdout lane empty: as the fixture made it."""
+    with session_scope(settings.database_url) as s:
+        s.execute(update(Clip).values(split="pool", needs_review=False))
+        s.execute(
+            delete(QueueItem).where(
+                QueueItem.lane == "holdout", QueueItem.status.in_(("queued", "leased"))
+            )
+        )
+
+
+def park(settings: Settings, clip_id: int) -> None:
+    """What skips by several annotators do to a clip (the API tests skip for real)."""
+    with session_scope(settings.database_url) as s:
+        s.execute(update(Clip).where(Clip.id == clip_id).values(needs_review=True))
+
+
+def new_annotator(settings: Settings, name: str) -> str:
+    with session_scope(settings.database_url) as s:
+        return create_token(s, name=name, role="annotator")
+
+
+def skips_by(seeded: Seeded, annotator: str) -> list[tuple[int, str | None]]:
+    """(clip id, reason) of every skip by ``annotator``, from the API's export."""
+    lines = seeded.admin.request("GET", "/api/v1/export", params={"format": "jsonl"}).text
+    return [
+        (rec["clip_id"], sk["reason"])
+        for rec in map(json.loads, lines.splitlines())
+        for sk in rec["skips"]
+        if sk["annotator"] == annotator
+    ]
+
+
+def test_label_page_skips_with_a_reason(seeded: Seeded) -> None:
+    first, second = seeded.clips[:2]
+    free_all(seeded.settings)
+    queue_clips(seeded.settings, [first, second])
+    at = open_page("views/label.py", new_annotator(seeded.settings, "picky"))
+    assert shown_clip(at) == first
+    assert "Skip" in {b.label for b in at.button}  # the S shortcut's plain skip is still there
+    (reason,) = [r for r in at.radio if r.label == "Reason"]
+    assert reason.options == ["unclear", "not applicable", "other"]
+    reason.set_value("not applicable").run()
+    click(at, "Skip with reason")
+    assert f"Skipped clip {first} (not_applicable)." in texts(at.success)
+    assert shown_clip(at) == second
+
+    (reason,) = [r for r in at.radio if r.label == "Reason"]
+    reason.set_value("other").run()
+    click(at, "Skip with reason")  # nothing typed yet: not skipped
+    assert "Type the reason" in texts(at.warning) and shown_clip(at) == second
+    (other,) = [t for t in at.text_input if t.label == "Other reason"]
+    other.set_value("  two   dogs, or one? ").run()
+    click(at, "Skip with reason")
+    assert skips_by(seeded, "picky") == [(first, "not_applicable"), (second, "two dogs, or one?")]
+    assert "The queue is empty" in texts(at.info)
+
+
+def test_label_page_labels_the_holdout_queue(seeded: Seeded) -> None:
+    free_all(seeded.settings)
+    at = open_page("views/label.py", new_annotator(seeded.settings, "auditor"))
+    assert "The queue is empty" in texts(at.info)
+    assert [t.label for t in at.sidebar.toggle] == []  # the holdout has nothing queued
+    pool = seeded.admin.request(
+        "GET", "/api/v1/clips", params={"labeled": False, "split": "pool"}
+    ).json()["items"]
+    target = pool[0]["id"]
+    try:
+        r = seeded.admin.request("POST", "/api/v1/holdout", json={"clip_ids": [target]})
+        assert r.json()["marked"] == 1 and r.json()["queued"] == 1
+        at.run()
+        (toggle,) = at.sidebar.toggle
+        assert toggle.label == "Holdout queue"
+        toggle.set_value(True).run()
+        assert shown_clip(at) == target
+        assert "it is in the **holdout**" in texts(at.caption)
+        at.multiselect[0].set_value(["dog"]).run()
+        click(at, "Submit")
+        label = labels_of(seeded, target)[-1]
+        assert (label["tags"], label["annotator"]) == (["dog"], "auditor")
+        holdout = seeded.admin.request("GET", "/api/v1/holdout").json()
+        assert (holdout["labeled"], holdout["queued"]) == (1, 0)
+        # The toggle stays while it is on, and says the holdout queue ran dry.
+        assert "The holdout queue is empty" in texts(at.info)
+        at.sidebar.toggle[0].set_value(False).run()
+        assert "The queue is empty" in texts(at.info) and not at.sidebar.toggle
+    finally:
+        reset_loop_state(seeded.settings)
+
+
 def test_dashboard_counts_curve_ap_alphas_and_retrain(seeded: Seeded) -> None:
     stats = seeded.admin.request("GET", "/api/v1/stats").json()
     at = open_page("views/dashboard.py", seeded.annotator_token)
@@ -264,6 +370,69 @@ def test_dashboard_counts_curve_ap_alphas_and_retrain(seeded: Seeded) -> None:
     assert job["kind"] == "train" and job["status"] == "queued"
     at.run()  # the queued job now shows as a progress bar
     assert any(f"job {job_id} · train" in str(p.proto.text) for p in at.get("progress"))
+
+
+def test_dashboard_shows_parked_clips_holdout_and_marks_a_sample(seeded: Seeded) -> None:
+    park(seeded.settings, seeded.clips[1])
+    try:
+        counts = seeded.admin.request("GET", "/api/v1/stats").json()["counts"]
+        assert counts["needs_review"] == 1
+        at = open_page("views/dashboard.py", seeded.annotator_token)
+        metrics = {m.label: m.value for m in at.metric}
+        assert metrics["Parked (needs review)"] == "1"
+        assert (metrics["Holdout clips"], metrics["Holdout queued"]) == ("0", "0")
+        assert "Holdout score is the unbiased estimate" in texts(at.caption)
+        labels = [n.label for n in at.number_input]
+        assert "Holdout sample (% of the pool)" not in labels  # admins only
+
+        at = open_page("views/dashboard.py", seeded.admin_token)
+        (percent,) = [n for n in at.number_input if n.label.startswith("Holdout sample")]
+        percent.set_value(100.0).run()
+        click(at, "Mark holdout sample")
+        holdout = seeded.admin.request("GET", "/api/v1/holdout").json()
+        # 100 %: every unlabeled clip, the parked one too (only the holdout's queue skips it).
+        unlabeled = seeded.admin.request("GET", "/api/v1/clips", params={"labeled": False})
+        assert holdout["clips"] == len(unlabeled.json()["items"]) > 0
+        assert f"Marked {holdout['clips']} clips" in texts(at.success)
+        at.run()
+        metrics = {m.label: m.value for m in at.metric}
+        assert metrics["Holdout clips"] == str(holdout["clips"])
+        assert metrics["Holdout queued"] == str(holdout["queued"])
+    finally:
+        reset_loop_state(seeded.settings)
+
+
+def test_clips_page_lists_parked_clips_and_admins_unpark(seeded: Seeded) -> None:
+    target = seeded.clips[1]
+    park(seeded.settings, target)
+    try:
+        at = open_page("views/clips.py", seeded.annotator_token)
+        assert "split: pool · **parked: needs review**" in texts(at.caption)
+        at.sidebar.checkbox[0].check().run()
+        shown = {c for c in seeded.clips if f"**clip {c}**" in texts(at.markdown)}
+        assert shown == {target}
+        click(at, "Un-park")
+        assert "admin token" in texts(at.error)
+        clip = seeded.admin.request("GET", f"/api/v1/clips/{target}").json()
+        assert clip["needs_review"] is True
+
+        at = open_page("views/clips.py", seeded.admin_token)
+        at.sidebar.checkbox[0].check().run()
+        click(at, "Un-park")
+        assert f"Clip {target} is un-parked" in texts(at.success)
+        clip = seeded.admin.request("GET", f"/api/v1/clips/{target}").json()
+        assert clip["needs_review"] is False
+        assert not any(f"**clip {c}**" in texts(at.markdown) for c in seeded.clips)
+
+        at.sidebar.checkbox[0].uncheck().run()
+        seeded.admin.request("POST", "/api/v1/holdout", json={"clip_ids": [seeded.clips[0]]})
+        (split,) = [r for r in at.sidebar.radio if r.label == "Split"]
+        split.set_value("holdout").run()
+        shown = {c for c in seeded.clips if f"**clip {c}**" in texts(at.markdown)}
+        assert shown == {seeded.clips[0]}
+        assert "split: holdout · not parked" in texts(at.caption)
+    finally:
+        reset_loop_state(seeded.settings)
 
 
 def test_clips_grid_filters_and_opens_a_clip(seeded: Seeded) -> None:
@@ -302,6 +471,9 @@ def test_models_page_lists_versions_and_admins_roll_back(seeded: Seeded) -> None
     table = at.dataframe[0].value
     assert table["version"].tolist()[:2] == [promoted, retired]
     assert table["status"].tolist()[:2] == ["promoted", "retired"]
+    holdout = table["holdout score"].tolist()[:2]
+    assert holdout[0] == HOLDOUT_METRICS["score"] and pd.isna(holdout[1])
+    assert table["n holdout"].tolist()[0] == HOLDOUT_METRICS["n_clips"]
     at.selectbox[0].set_value(retired).run()
     click(at, f"Roll back to v{retired}")
     assert "admin token" in texts(at.error)

@@ -10,6 +10,7 @@ browser here. With CI=true a missing browser fails the test instead of skipping 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import httpx
@@ -65,11 +66,16 @@ def test_label_a_clip_in_chromium(tmp_path: Path) -> None:
         ui_port=free_port(),
         clip_seconds=2.0,
     )
-    with running_stack(settings, ["api", "worker", "ui"]) as (_, admin):
+    with running_stack(settings, ["api", "worker"]) as (_, admin):
         for name, group in TAGS:
             admin.request("POST", "/api/v1/tags", json={"name": name, "group": group})
         clips = ingest(admin)
-        seed_model(settings, clips)
+    seed_model(settings, clips)
+    # API and UI only from here on: a worker's loop would refill the queue (a seed batch
+    # after a label or an empty answer) underneath the steps below. Whatever it queued while
+    # the video was ingested is dropped, so the queue holds exactly what this test puts in.
+    queue_clips(settings, [])
+    with running_stack(settings, ["api", "ui"]) as (_, admin):
         with session_scope(settings.database_url) as s:
             token = create_token(s, name="browser-ann", role="annotator")
         ui_url = f"http://127.0.0.1:{settings.ui_port}"
@@ -122,10 +128,23 @@ def test_label_a_clip_in_chromium(tmp_path: Path) -> None:
                 page.screenshot(path=str(SCREENSHOT), full_page=True)
                 page.keyboard.press("Enter")
                 expect(page.get_by_text(f"Labeled clip {clips[0]} as cat, dog")).to_be_visible()
+
+                # S still skips, without a reason (the reasons are in an expander beside it).
                 expect(page.get_by_text("The queue is empty")).to_be_visible()
+                queue_clips(settings, clips[1:2])
+                page.get_by_role("button", name="Check again").click()
+                expect(page.get_by_text(f"clip {clips[1]} · video")).to_be_visible()
+                page.evaluate("document.activeElement && document.activeElement.blur()")
+                page.keyboard.press("s")
+                expect(page.get_by_text(f"Skipped clip {clips[1]}.")).to_be_visible()
             finally:
                 browser.close()
 
         labels = admin.request("GET", f"/api/v1/clips/{clips[0]}").json()["labels"]
         assert [(lb["tags"], lb["annotator"]) for lb in labels] == [(["cat", "dog"], "browser-ann")]
         assert labels[0]["seconds_spent"] > 0
+        export = admin.request("GET", "/api/v1/export", params={"format": "jsonl"}).text
+        skipped = {rec["clip_id"]: rec["skips"] for rec in map(json.loads, export.splitlines())}
+        assert [(sk["annotator"], sk["reason"]) for sk in skipped[clips[1]]] == [
+            ("browser-ann", None)
+        ]

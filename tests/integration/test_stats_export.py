@@ -13,10 +13,12 @@ import pytest
 from sqlalchemy import func, select
 
 from tagloop.db import queue as queue_repo
+from tagloop.db import stats as stats_repo
 from tagloop.db.engine import session_scope
 from tagloop.db.models import Job, Label, ModelVersion, Prediction
 from tests.integration.api_helpers import ApiHarness, make_api
 from tests.integration.test_labels import add_clips
+from tests.integration.test_queue import add_annotator, fill
 
 pytestmark = pytest.mark.integration
 
@@ -39,13 +41,23 @@ def _label(api: ApiHarness, clip_id: int, tags: list[str], seconds: float = 2.0)
     assert r.status_code == 201, r.text
 
 
-def _add_version(db_url: str, *, n_train: int, score: float, status: str) -> int:
+def _add_version(
+    db_url: str,
+    *,
+    n_train: int,
+    score: float,
+    status: str,
+    holdout: dict[str, object] | None = None,
+) -> int:
+    metrics: dict[str, object] = {"score": score, "ap_per_tag": {"cat": 0.5}}
+    if holdout is not None:
+        metrics["holdout"] = holdout
     with session_scope(db_url) as s:
         v = ModelVersion(
             status=status,
             vocabulary=[],
             config={},
-            metrics={"score": score, "ap_per_tag": {"cat": 0.5}},
+            metrics=metrics,
             n_train=n_train,
             artifact_uri="models/x",
         )
@@ -67,7 +79,9 @@ def test_stats_counts_round_and_learning_curve(api: ApiHarness, db_url: str) -> 
     _label(api, clips[0], ["dog"])
     v1 = _add_version(db_url, n_train=2, score=0.4, status="retired")
     time.sleep(0.05)  # the next label must be strictly newer than the promoted version
-    v2 = _add_version(db_url, n_train=5, score=0.7, status="promoted")
+    # Trained once the holdout had labels: its metrics carry evaluate_predictions' dict.
+    holdout = {"score": 0.55, "n_clips": 12, "accuracy": {"scene": 0.5}, "map": 0.6}
+    v2 = _add_version(db_url, n_train=5, score=0.7, status="promoted", holdout=holdout)
     time.sleep(0.05)
     _label(api, clips[1], ["indoor"])
     with session_scope(db_url) as s:
@@ -93,6 +107,9 @@ def test_stats_counts_round_and_learning_curve(api: ApiHarness, db_url: str) -> 
         (v1, 2, 0.4),
         (v2, 5, 0.7),
     ]
+    assert [(p["holdout_score"], p["n_holdout"]) for p in curve] == [(None, None), (0.55, 12)]
+    assert counts["needs_review"] == 0
+    assert counts["holdout"] == {"clips": 0, "labeled": 0, "queued": 0}
     assert body["caller"] == {"name": "ann", "role": "annotator"}
     assert api.client.get("/api/v1/stats").status_code == 401
 
@@ -100,6 +117,7 @@ def test_stats_counts_round_and_learning_curve(api: ApiHarness, db_url: str) -> 
 def test_stats_of_an_empty_database(api: ApiHarness) -> None:
     body = api.client.get("/api/v1/stats", headers=api.admin).json()
     assert body["counts"]["clips"] == 0 and body["learning_curve"] == []
+    assert body["counts"]["needs_review"] == 0 and body["counts"]["holdout"]["clips"] == 0
     assert body["round"]["promoted_version_id"] is None and body["round"]["jobs"] == []
     assert body["caller"]["role"] == "admin"
 
@@ -135,6 +153,74 @@ def test_export_jsonl_and_csv(api: ApiHarness, db_url: str) -> None:
 
     r = api.client.get("/api/v1/export", params={"format": "xml"}, headers=api.admin)
     assert r.status_code == 422 and r.json()["error"]["code"] == "validation_error"
+
+
+def _skip(api: ApiHarness, headers: dict[str, str], reason: str | None) -> int:
+    lease = api.client.get("/api/v1/queue/next", headers=headers).json()
+    r = api.client.post(
+        f"/api/v1/queue/{lease['lease_id']}/skip",
+        headers=headers,
+        json=None if reason is None else {"reason": reason},
+    )
+    assert r.status_code == 200, r.text
+    return int(lease["clip"]["id"])
+
+
+def test_export_carries_skips_split_and_parked(tmp_path: Path, db_url: str) -> None:
+    api = make_api(tmp_path, db_url, skip_park_after=2)
+    clips = add_clips(db_url, 4)
+    bob = add_annotator(api, "bob")
+    # clips[1]: skipped by two people (parked), one of them in their own words; never labeled
+    # or predicted, and still exported. clips[3]: in the holdout, skipped without a reason.
+    fill(db_url, [clips[1]])
+    assert _skip(api, api.annotator, "unclear") == clips[1]
+    fill(db_url, [clips[1]])
+    assert _skip(api, bob, "two | things: at once") == clips[1]
+    r = api.client.post("/api/v1/holdout", headers=api.admin, json={"clip_ids": [clips[3]]})
+    assert r.status_code == 200, r.text
+    lease = api.client.get("/api/v1/queue/next?queue=holdout", headers=bob).json()
+    r = api.client.post(f"/api/v1/queue/{lease['lease_id']}/skip", headers=bob)
+    assert r.status_code == 200, r.text
+    # clips[0]: a plain labeled clip with no skips; clips[2]: nothing, so not exported.
+    r = api.client.post("/api/v1/tags", headers=api.admin, json={"name": "cat"})
+    assert r.status_code == 201, r.text
+    r = api.client.post(f"/api/v1/clips/{clips[0]}/labels", headers=bob, json={"tags": ["cat"]})
+    assert r.status_code == 201, r.text
+
+    r = api.client.get("/api/v1/export", params={"format": "jsonl"}, headers=api.annotator)
+    records = {rec["clip_id"]: rec for rec in map(json.loads, r.text.splitlines())}
+    assert sorted(records) == [clips[0], clips[1], clips[3]]
+    parked = records[clips[1]]
+    assert (parked["split"], parked["needs_review"]) == ("pool", True)
+    assert parked["labels"] == [] and parked["prediction"] is None
+    assert [(sk["annotator"], sk["reason"]) for sk in parked["skips"]] == [
+        ("ann", "unclear"),
+        ("bob", "two | things: at once"),
+    ]
+    assert all(sk["skipped_at"] for sk in parked["skips"])
+    held = records[clips[3]]
+    assert (held["split"], held["needs_review"]) == ("holdout", False)
+    assert [(sk["annotator"], sk["reason"]) for sk in held["skips"]] == [("bob", None)]
+    assert records[clips[0]]["skips"] == [] and records[clips[0]]["split"] == "pool"
+
+    r = api.client.get("/api/v1/export", params={"format": "csv"}, headers=api.annotator)
+    rows = {int(row["clip_id"]): row for row in csv.DictReader(io.StringIO(r.text))}
+    assert (rows[clips[1]]["needs_review"], rows[clips[1]]["n_skips"]) == ("true", "2")
+    assert json.loads(rows[clips[1]]["skips"])[1]["reason"] == "two | things: at once"
+    assert rows[clips[3]]["split"] == "holdout" and rows[clips[0]]["skips"] == ""
+
+    r = api.client.get("/api/v1/export", params={"format": "label-studio"}, headers=api.admin)
+    tasks = {t["data"]["clip_id"]: t for t in r.json()}
+    meta = tasks[clips[1]]["meta"]
+    assert meta["needs_review"] is True and meta["split"] == "pool"
+    assert [sk["annotator"] for sk in meta["skips"]] == ["ann", "bob"]
+    assert tasks[clips[1]]["annotations"] == [] and tasks[clips[1]]["predictions"] == []
+
+    # The same rows however small the batches: keyset pages over skip-only clips too.
+    with session_scope(db_url) as s:
+        one_by_one = list(stats_repo.iter_export_rows(s, batch_size=1))
+    assert [row.clip_id for row in one_by_one] == [clips[0], clips[1], clips[3]]
+    assert [len(row.skips) for row in one_by_one] == [0, 2, 1]
 
 
 def test_label_studio_export_and_import_round_trip(api: ApiHarness, db_url: str) -> None:

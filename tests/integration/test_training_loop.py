@@ -69,11 +69,14 @@ def test_label_train_promote_score_refill(tmp_path: Path, demo_set: Path) -> Non
         assert v1["metrics"]["accuracy"]["digit"] is not None
         assert len(v1["metrics"]["fusion_weights"]) == 3  # CentralNet alphas per depth
 
-        # The promotion chain scores the 20 unlabeled clips and refills the queue.
-        def queued() -> bool:
-            return client.request("GET", "/api/v1/queue/next").status_code == 200
+        # The promotion chain scores the 20 unlabeled clips and refills the queue, which until
+        # then held the seed batch (the labels above asked for it: the queue ran low).
+        def ranked_by_the_model() -> bool:
+            with session_scope(settings.database_url) as s:
+                rows = s.query(QueueItem.strategy).filter(QueueItem.status == "queued")
+                return {str(r) for (r,) in rows} == {"entropy"}
 
-        wait_until(queued, timeout_s=180, what="the refilled queue")
+        wait_until(ranked_by_the_model, timeout_s=180, what="the refilled queue")
         item = client.request("GET", "/api/v1/queue/next").json()
         assert item["reason"]["strategy"] == "entropy"
         assert item["clip"]["id"] in list(truth)[40:]  # only unlabeled clips are queued

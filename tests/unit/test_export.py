@@ -15,6 +15,7 @@ from tagloop.export import (
     ExportLabel,
     ExportPrediction,
     ExportRow,
+    ExportSkip,
     format_csv,
     format_jsonl,
     format_label_studio,
@@ -59,6 +60,20 @@ def _rows() -> list[ExportRow]:
                 created_at=T0,
             ),
         ),
+        # Never labeled or predicted, only skipped (parked), and in the holdout.
+        ExportRow(
+            clip_id=11,
+            video_id=3,
+            video_filename="c.mp4",
+            start_s=0.0,
+            end_s=2.0,
+            split="holdout",
+            needs_review=True,
+            skips=[
+                ExportSkip(annotator="ann", reason="unclear", skipped_at=T0),
+                ExportSkip(annotator="bob", reason='a|b: "c", d', skipped_at=None),
+            ],
+        ),
     ]
 
 
@@ -68,8 +83,8 @@ def _media(clip_id: int) -> str:
 
 def test_jsonl_has_one_record_per_clip_with_labels_and_prediction() -> None:
     lines = "".join(format_jsonl(_rows())).splitlines()
-    assert len(lines) == 2
-    first, second = (json.loads(line) for line in lines)
+    assert len(lines) == 3
+    first, second, third = (json.loads(line) for line in lines)
     assert first["clip_id"] == 7 and first["video_filename"] == 'odd, "name".mp4'
     assert [lb["tags"] for lb in first["labels"]] == [["cat"], ["cat", "indoor"]]
     assert first["labels"][0]["annotator"] == "ann"
@@ -77,6 +92,13 @@ def test_jsonl_has_one_record_per_clip_with_labels_and_prediction() -> None:
     assert first["prediction"]["top_tags"][0] == {"tag": "cat", "p": 0.9}
     assert first["labels"][0]["created_at"] == T0.isoformat()
     assert second["labels"] == [] and second["prediction"]["uncertainty"] is None
+    assert (first["split"], first["needs_review"], first["skips"]) == ("pool", False, [])
+    assert (third["split"], third["needs_review"]) == ("holdout", True)
+    assert third["labels"] == [] and third["prediction"] is None
+    assert third["skips"] == [
+        {"annotator": "ann", "reason": "unclear", "skipped_at": T0.isoformat()},
+        {"annotator": "bob", "reason": 'a|b: "c", d', "skipped_at": None},
+    ]
 
 
 def test_csv_quotes_odd_names_and_flattens_tags() -> None:
@@ -89,8 +111,26 @@ def test_csv_quotes_odd_names_and_flattens_tags() -> None:
     assert row["n_labels"] == "2"
     assert row["predicted_tags"] == "cat:0.9|dog:0.2"
     assert row["uncertainty"] == "0.31"
+    assert (row["split"], row["needs_review"], row["n_skips"], row["skips"]) == (
+        "pool",
+        "false",
+        "0",
+        "",
+    )
     empty = dict(zip(CSV_COLUMNS, table[2], strict=True))
     assert empty["label_tags"] == "" and empty["uncertainty"] == ""
+    skipped = dict(zip(CSV_COLUMNS, table[3], strict=True))
+    assert (skipped["split"], skipped["needs_review"], skipped["n_skips"]) == (
+        "holdout",
+        "true",
+        "2",
+    )
+    assert skipped["model_version"] == "" and skipped["n_labels"] == "0"
+    # Free-text reasons hold the separators other columns use: the skips column is JSON.
+    assert json.loads(skipped["skips"]) == [
+        {"annotator": "ann", "reason": "unclear", "skipped_at": T0.isoformat()},
+        {"annotator": "bob", "reason": 'a|b: "c", d', "skipped_at": None},
+    ]
 
 
 def test_predicted_choices_thresholds_and_falls_back_to_the_best() -> None:
@@ -102,7 +142,7 @@ def test_predicted_choices_thresholds_and_falls_back_to_the_best() -> None:
 
 def test_label_studio_tasks_follow_the_task_format() -> None:
     tasks = json.loads("".join(format_label_studio(_rows(), media_url=_media)))
-    assert [t["id"] for t in tasks] == [7, 9]
+    assert [t["id"] for t in tasks] == [7, 9, 11]
     first = tasks[0]
     assert first["data"]["video"] == _media(7) and first["data"]["clip_id"] == 7
     ann = first["annotations"][1]
@@ -117,6 +157,14 @@ def test_label_studio_tasks_follow_the_task_format() -> None:
     # Nothing above 0.5: the prediction still names its best tag.
     assert tasks[1]["predictions"][0]["result"][0]["value"]["choices"] == ["dog"]
     assert tasks[1]["annotations"] == []
+    assert first["meta"] == {"split": "pool", "needs_review": False, "skips": []}
+    parked = tasks[2]
+    assert parked["annotations"] == [] and parked["predictions"] == []
+    assert parked["meta"]["split"] == "holdout" and parked["meta"]["needs_review"] is True
+    assert [(sk["annotator"], sk["reason"]) for sk in parked["meta"]["skips"]] == [
+        ("ann", "unclear"),
+        ("bob", 'a|b: "c", d'),
+    ]
 
 
 def test_empty_export_is_valid_json() -> None:

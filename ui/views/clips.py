@@ -1,4 +1,6 @@
-"""Clips: a grid of thumbnails with labels and predicted tags; open one for its detail."""
+"""Clips: a grid of thumbnails with labels and predicted tags; open one for its detail.
+Parked clips (skipped by several annotators) can be listed on their own and un-parked by an
+admin; each card says the clip's split (pool or holdout)."""
 
 from __future__ import annotations
 
@@ -6,7 +8,15 @@ from typing import Any
 
 import streamlit as st
 
-from ui.components import fetch_media, format_tags, get_json, require_client, show_clip_detail
+from ui.api_client import ApiError
+from ui.components import (
+    fetch_media,
+    format_tags,
+    get_json,
+    require_client,
+    show_clip_detail,
+    show_error,
+)
 
 COLUMNS = 4
 state = st.session_state
@@ -15,18 +25,27 @@ st.title("Clips")
 client = require_client()
 
 which = st.sidebar.radio("Show", ["All", "Unlabeled", "Labeled"], horizontal=True)
+parked_only = st.sidebar.checkbox(
+    "Only parked (needs review)",
+    help="Clips skipped by several annotators: no queue offers them until an admin un-parks them.",
+)
+split = st.sidebar.radio("Split", ["All", "pool", "holdout"], horizontal=True)
 page_size = st.sidebar.select_slider("Per page", options=[8, 12, 24, 48], value=12)
 tag_filter = st.sidebar.text_input("Label or predicted tag contains")
 min_uncertainty = st.sidebar.number_input("Min uncertainty", min_value=0.0, value=0.0, step=0.05)
 
 # Cursor pagination: a stack of the cursors of the pages seen so far.
-filters = (which, page_size)
+filters = (which, page_size, parked_only, split)
 if state.get("clips_filters") != filters:
     state["clips_filters"], state["clips_cursors"] = filters, [None]
 cursors: list[str | None] = state["clips_cursors"]
 params: dict[str, Any] = {"limit": page_size}
 if which != "All":
     params["labeled"] = which == "Labeled"
+if parked_only:
+    params["needs_review"] = True
+if split != "All":
+    params["split"] = split
 if cursors[-1]:
     params["cursor"] = cursors[-1]
 page = get_json(client, "/api/v1/clips", **params)
@@ -45,7 +64,20 @@ def _keep(clip: dict[str, Any]) -> bool:
     return any(tag_filter.lower() in n.lower() for n in names)
 
 
+def _unpark(clip_id: int) -> None:
+    try:
+        client.request("POST", f"/api/v1/clips/{clip_id}/review")
+    except ApiError as exc:
+        state["clips_error"] = exc
+    else:
+        state["clips_flash"] = f"Clip {clip_id} is un-parked; the queues may offer it again."
+
+
 shown = [c for c in details if _keep(c)]
+if flash := state.pop("clips_flash", None):
+    st.success(flash)
+if (error := state.pop("clips_error", None)) is not None:
+    show_error(error, what="un-park")
 st.caption(f"{len(shown)} of {len(details)} clips on this page match.")
 for start in range(0, len(shown), COLUMNS):
     for col, clip in zip(st.columns(COLUMNS), shown[start : start + COLUMNS], strict=False):
@@ -59,8 +91,23 @@ for start in range(0, len(shown), COLUMNS):
             )
             pred = clip.get("prediction")
             st.caption(format_tags(pred["top_tags"], limit=3) if pred else "no prediction yet")
+            parked = bool(clip.get("needs_review"))
+            st.caption(
+                f"split: {clip.get('split', 'pool')} · "
+                + ("**parked: needs review**" if parked else "not parked")
+            )
             if st.button("Open", key=f"open_{clip['id']}"):
                 state["open_clip"] = clip["id"]
+            if parked:
+                # Shown to everyone, like promote on the Models page: annotators get the
+                # API's "needs an admin token" instead of a button that silently is not there.
+                st.button(
+                    "Un-park",
+                    key=f"unpark_{clip['id']}",
+                    on_click=_unpark,
+                    args=(int(clip["id"]),),
+                    help="Admin: send the clip back to the queues.",
+                )
 
 prev_col, next_col = st.columns(2)
 if len(cursors) > 1 and prev_col.button("Previous page"):

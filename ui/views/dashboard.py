@@ -1,4 +1,6 @@
-"""Dashboard: counts, the learning curve, per-tag AP, CentralNet's alphas, jobs, retrain."""
+"""Dashboard: counts (parked clips and the holdout too), the learning curve with the holdout
+score beside the validation score, per-tag AP, CentralNet's alphas, jobs, retrain, and the
+admin's control to mark a holdout sample."""
 
 from __future__ import annotations
 
@@ -28,6 +30,17 @@ st.caption(
     + " · queue: "
     + ", ".join(f"{status} {n}" for status, n in counts["queue"].items())
 )
+holdout = counts["holdout"]
+cols = st.columns(6)
+cols[0].metric(
+    "Parked (needs review)",
+    counts["needs_review"],
+    help="Clips skipped by several annotators; no queue offers them until an admin un-parks "
+    "them on the Clips page.",
+)
+cols[1].metric("Holdout clips", holdout["clips"])
+cols[2].metric("Holdout labeled", holdout["labeled"])
+cols[3].metric("Holdout queued", holdout["queued"])
 
 st.subheader("Current round")
 if rnd["promoted_version_id"] is None:
@@ -49,12 +62,53 @@ if stats["caller"]["role"] == "admin" and st.button(
         show_error(exc, what="retrain")
 
 st.subheader("Learning curve")
-curve = [p for p in stats["learning_curve"] if p["score"] is not None]
+curve = [
+    p
+    for p in stats["learning_curve"]
+    if p["score"] is not None or p.get("holdout_score") is not None
+]
 if curve:
     frame = pd.DataFrame(curve).sort_values("n_labels")
-    st.line_chart(frame, x="n_labels", y="score", x_label="labels", y_label="validation score")
+    frame = frame.rename(columns={"score": "validation score", "holdout_score": "holdout score"})
+    has_holdout = frame["holdout score"].notna().any()
+    lines = ["validation score", "holdout score"] if has_holdout else ["validation score"]
+    st.line_chart(frame, x="n_labels", y=lines, x_label="labels", y_label="score")
+    if has_holdout:
+        st.caption(
+            "Holdout score is the unbiased estimate: it is measured on a random sample that is "
+            "never trained on, while the validation clips come from the actively chosen labels, "
+            "which over-represent hard clips."
+        )
+    else:
+        st.caption(
+            "Validation score only: no version was trained while the holdout had labels. "
+            "Mark a holdout sample and label it for an unbiased estimate."
+        )
 else:
     st.caption("No trained versions yet.")
+
+if stats["caller"]["role"] == "admin":
+    with st.expander("Holdout sample (admin)"):
+        st.caption(
+            "Move a random share of the unlabeled pool into the holdout: it is never queued for "
+            "active learning nor trained on, is labeled through its own queue, and measures "
+            "every later version."
+        )
+        percent = st.number_input(
+            "Holdout sample (% of the pool)", min_value=0.1, max_value=100.0, value=5.0, step=0.5
+        )
+        if st.button("Mark holdout sample", icon=":material/science:"):
+            try:
+                marked = client.request(
+                    "POST", "/api/v1/holdout", json={"fraction": float(percent) / 100.0}
+                ).json()
+            except ApiError as exc:
+                show_error(exc, what="holdout")
+            else:
+                st.success(
+                    f"Marked {marked['marked']} clips; the holdout has {marked['clips']} clips, "
+                    f"{marked['queued']} waiting to be labeled."
+                )
 
 promoted = next(
     (v for v in get_json(client, "/api/v1/models") if v["id"] == rnd["promoted_version_id"]), None

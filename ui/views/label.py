@@ -1,6 +1,9 @@
 """Label: the next clip from the queue, the model's suggestions, submit or skip.
 
-Shortcuts: 1-9 toggle the suggestions, Enter submits, S skips (Streamlit button shortcuts).
+Shortcuts: 1-9 toggle the suggestions, Enter submits, S skips without a reason (Streamlit
+button shortcuts); "Skip with a reason" says why (unclear, not applicable, or in words).
+When the holdout (the random audit sample) has clips waiting, a sidebar toggle labels from
+its queue instead of the active-learning one.
 """
 
 from __future__ import annotations
@@ -15,16 +18,20 @@ from ui.api_client import ApiError
 from ui.components import fetch_media, get_json, require_client, show_error
 
 state = st.session_state
+# What the annotator picks -> what the API stores (``other`` sends the typed words instead).
+SKIP_REASONS = {"unclear": "unclear", "not applicable": "not_applicable", "other": None}
+HOLDOUT = "holdout"
 
 
 def _tags_key(lease_id: str) -> str:
     return f"label_tags_{lease_id}"
 
 
-def _lease_next(client: TagloopClient) -> dict[str, Any] | None:
-    """Lease the next clip (the API gives back the lease this annotator already holds)."""
+def _lease_next(client: TagloopClient, queue: str) -> dict[str, Any] | None:
+    """Lease the next clip of ``queue`` (the API gives back the lease this annotator already
+    holds there)."""
     try:
-        resp = client.request("GET", "/api/v1/queue/next")
+        resp = client.request("GET", "/api/v1/queue/next", params={"queue": queue})
     except ApiError as exc:
         show_error(exc)
         st.stop()
@@ -62,6 +69,40 @@ def _create_missing_tags(client: TagloopClient, wanted: list[str], known: set[st
     return True
 
 
+def _pick_queue(client: TagloopClient) -> str:
+    """``holdout`` when the annotator chose the holdout queue, else ``al``. The toggle shows
+    only while the holdout has clips waiting, or while it is on (so it does not vanish under
+    someone labeling the last holdout clip)."""
+    if not state.get("label_holdout"):
+        holdout = get_json(client, "/api/v1/holdout")
+        if int(holdout["queued"]) == 0:
+            return "al"
+    on = st.sidebar.toggle(
+        "Holdout queue",
+        key="label_holdout",
+        help="Label the holdout: a random sample never trained on, which measures each model "
+        "version without the bias of actively chosen clips.",
+    )
+    return HOLDOUT if on else "al"
+
+
+def _skip(client: TagloopClient, lease_id: str, clip_id: int, reason: str | None) -> None:
+    """Give the clip back, with ``reason`` when one was given; a lease that already ended is
+    as good as skipped."""
+    try:
+        client.request(
+            "POST",
+            f"/api/v1/queue/{lease_id}/skip",
+            json=None if reason is None else {"reason": reason},
+        )
+    except ApiError as exc:
+        if exc.code not in ("lease_closed", "lease_not_found"):
+            show_error(exc, what="skip")
+            st.stop()
+    _done(f"Skipped clip {clip_id}" + (f" ({reason})." if reason else "."))
+    st.rerun()
+
+
 def _show_session_stats() -> None:
     seconds: list[float] = state.get("seconds_per_clip", [])
     cols = st.sidebar.columns(2)
@@ -76,17 +117,22 @@ threshold = st.sidebar.slider(
     "Pre-check suggestions at or above", min_value=0.0, max_value=1.0, value=0.5, step=0.05
 )
 _show_session_stats()
+queue = _pick_queue(client)
 if flash := state.pop("flash", None):
     st.success(flash)
 
-# A lease belongs to the token that took it: another token starts from its own lease.
-if state.get("label_token") != state["token"]:
-    state["label_token"], state["label_item"] = state["token"], None
+# A lease belongs to the token that took it and to its queue: another token or the other
+# queue starts from its own lease (the API keeps the one left behind until it expires).
+if (state.get("label_token"), state.get("label_queue")) != (state["token"], queue):
+    state["label_token"], state["label_queue"], state["label_item"] = state["token"], queue, None
 if state.get("label_item") is None:
-    state["label_item"] = _lease_next(client)
+    state["label_item"] = _lease_next(client, queue)
 item: dict[str, Any] | None = state.get("label_item")
 if item is None:
-    st.info("The queue is empty: every queued clip is labeled, skipped or leased to someone.")
+    if queue == HOLDOUT:
+        st.info("The holdout queue is empty: every holdout clip is labeled, skipped or leased.")
+    else:
+        st.info("The queue is empty: every queued clip is labeled, skipped or leased to someone.")
     if st.button("Check again", icon=":material/refresh:"):
         st.rerun()
     st.stop()
@@ -113,10 +159,16 @@ with left:
         f"{clip['start_s']:.1f}-{clip['end_s']:.1f} s · audio: {clip['has_audio']}"
     )
     reason = item["reason"]
-    st.caption(
-        f"Why this clip: picked by **{reason['strategy']}** with score "
-        f"{float(reason['score']):.3f} (rank {int(reason['rank']) + 1} in the queue)."
-    )
+    if queue == HOLDOUT:
+        st.caption(
+            "Why this clip: it is in the **holdout**, drawn at random to measure the model "
+            "without bias; label it as you would any other."
+        )
+    else:
+        st.caption(
+            f"Why this clip: picked by **{reason['strategy']}** with score "
+            f"{float(reason['score']):.3f} (rank {int(reason['rank']) + 1} in the queue)."
+        )
 
 with right:
     st.subheader("Suggestions")
@@ -143,6 +195,12 @@ with right:
     submit_col, skip_col = st.columns(2)
     submit = submit_col.button("Submit", type="primary", shortcut="Enter", width="stretch")
     skip = skip_col.button("Skip", shortcut="S", width="stretch")
+    with st.expander("Skip with a reason"):
+        why = st.radio("Reason", list(SKIP_REASONS), key=f"skip_reason_{lease_id}", horizontal=True)
+        other = st.text_input(
+            "Other reason", key=f"skip_other_{lease_id}", max_chars=500, disabled=why != "other"
+        )
+        skip_why = st.button("Skip with reason", key=f"skip_why_{lease_id}", width="stretch")
 
 if submit:
     chosen = list(state[key])
@@ -163,11 +221,12 @@ if submit:
             )
             st.rerun()
 if skip:
-    try:
-        client.request("POST", f"/api/v1/queue/{lease_id}/skip")
-    except ApiError as exc:
-        if exc.code not in ("lease_closed", "lease_not_found"):
-            show_error(exc, what="skip")
-            st.stop()
-    _done(f"Skipped clip {clip['id']}.")
-    st.rerun()
+    _skip(client, lease_id, clip["id"], None)
+if skip_why:
+    words = SKIP_REASONS[why] if why is not None else None
+    if why == "other":
+        words = other.strip() or None
+    if why == "other" and words is None:
+        st.warning("Type the reason, or pick unclear / not applicable.")
+    else:
+        _skip(client, lease_id, clip["id"], words)

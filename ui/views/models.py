@@ -1,4 +1,5 @@
-"""Models: every version with its metrics; promote or roll back (admin)."""
+"""Models: every version with its metrics (the holdout score beside the validation score);
+promote or roll back (admin)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,12 @@ def _metric(v: dict[str, Any], name: str) -> float | None:
     return round(float(value), 4) if isinstance(value, int | float) else None
 
 
+def _holdout(v: dict[str, Any], name: str) -> float | None:
+    """A metric on the holdout; None when the holdout had no labels at training time."""
+    holdout = v["metrics"].get("holdout")
+    return _metric({"metrics": holdout}, name) if isinstance(holdout, dict) else None
+
+
 st.dataframe(
     [
         {
@@ -30,6 +37,8 @@ st.dataframe(
             "kind": v["config"].get("kind", ""),
             "n_train": v["n_train"],
             "score": _metric(v, "score"),
+            "holdout score": _holdout(v, "score"),
+            "n holdout": (v["metrics"].get("holdout") or {}).get("n_clips"),
             "mean accuracy": _metric(v, "mean_accuracy"),
             "mAP": _metric(v, "map"),
             "ECE": _metric(v, "ece"),
@@ -39,6 +48,10 @@ st.dataframe(
     ],
     hide_index=True,
     width="stretch",
+)
+st.caption(
+    "score: on validation clips drawn from the actively chosen labels; holdout score: on the "
+    "random holdout, never trained on, so the unbiased estimate (empty before it had labels)."
 )
 
 promoted = next((v["id"] for v in versions if v["status"] == "promoted"), None)

@@ -3,40 +3,56 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
-from services.api.deps import CallerDep, SessionDep, StoreDep
+from services.api.deps import AdminDep, CallerDep, SenderDep, SessionDep, SettingsDep, StoreDep
 from services.api.http_range import parse_range
+from services.api.loop_events import after_queue_change
 from services.api.schemas import ClipDetail, ClipOut, LabelOut, Page, decode_cursor, encode_cursor
+from tagloop.db import holdout as holdout_repo
 from tagloop.db import videos as video_repo
 from tagloop.errors import NotFound
 from tagloop.storage import BlobStore
 
 router = APIRouter(prefix="/api/v1/clips", tags=["clips"])
 CHUNK = 256 * 1024
+# Primary keys are INTEGER columns (32-bit on PostgreSQL, which casts the bound id to one): a
+# larger number is a 422 here, not an overflow (500) in the driver.
+MAX_ID = 2**31 - 1
+ClipId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
 @router.get("", response_model=Page[ClipOut])
 def list_clips(
     _: CallerDep,
     session: SessionDep,
-    video_id: Annotated[int | None, Query()] = None,
+    video_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     labeled: Annotated[bool | None, Query()] = None,
+    needs_review: Annotated[bool | None, Query()] = None,
+    split: Annotated[Literal["pool", "holdout"] | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     cursor: Annotated[str | None, Query()] = None,
 ) -> Page[ClipOut]:
+    """Clips by id; ``needs_review=true`` lists the parked ones (skipped by too many
+    annotators), ``split`` the pool or the holdout (the audit sample)."""
     clips = video_repo.list_clips(
-        session, video_id=video_id, labeled=labeled, limit=limit, after_id=decode_cursor(cursor)
+        session,
+        video_id=video_id,
+        labeled=labeled,
+        needs_review=needs_review,
+        split=split,
+        limit=limit,
+        after_id=decode_cursor(cursor),
     )
     next_cursor = encode_cursor(clips[-1].id) if len(clips) == limit else None
     return Page[ClipOut](items=[ClipOut.model_validate(c) for c in clips], next_cursor=next_cursor)
 
 
 @router.get("/{clip_id}", response_model=ClipDetail)
-def get_clip(clip_id: int, _: CallerDep, session: SessionDep) -> ClipDetail:
+def get_clip(clip_id: ClipId, _: CallerDep, session: SessionDep) -> ClipDetail:
     clip = video_repo.get_clip(session, clip_id)
     out = ClipDetail.model_validate(clip)
     out.labels = [LabelOut.model_validate(lb) for lb in video_repo.labels_of_clip(session, clip_id)]
@@ -48,6 +64,27 @@ def get_clip(clip_id: int, _: CallerDep, session: SessionDep) -> ClipDetail:
             "uncertainty": pred.uncertainty,
             "created_at": pred.created_at.isoformat(),
         }
+    return out
+
+
+@router.post("/{clip_id}/review", response_model=ClipOut)
+def review_clip(
+    clip_id: ClipId,
+    _: AdminDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    sender: SenderDep,
+) -> ClipOut:
+    """Un-park a clip an admin has looked at (``needs_review`` off): the queues may offer it
+    again, though never to the annotators who already skipped it. ``clip_not_found`` (404)."""
+    clip = video_repo.mark_reviewed(session, clip_id)
+    if clip.split == "holdout":
+        # The holdout lane is not refilled by the loop; put the clip back in it now.
+        holdout_repo.fill_holdout_queue(session)
+    out = ClipOut.model_validate(clip)
+    session.commit()
+    # An active-learning clip is offerable again: a low queue may take it at the next refill.
+    after_queue_change(session, settings, sender, trigger="review")
     return out
 
 
@@ -87,7 +124,7 @@ def _serve_blob(request: Request, store: BlobStore, key: str | None, media_type:
 
 @router.get("/{clip_id}/media")
 def clip_media(
-    clip_id: int, request: Request, _: CallerDep, session: SessionDep, store: StoreDep
+    clip_id: ClipId, request: Request, _: CallerDep, session: SessionDep, store: StoreDep
 ) -> Response:
     """The clip's H.264/AAC mp4 preview; supports ``Range`` (206) for seeking in browsers."""
     clip = video_repo.get_clip(session, clip_id)
@@ -96,7 +133,7 @@ def clip_media(
 
 @router.get("/{clip_id}/thumbnail")
 def clip_thumbnail(
-    clip_id: int, request: Request, _: CallerDep, session: SessionDep, store: StoreDep
+    clip_id: ClipId, request: Request, _: CallerDep, session: SessionDep, store: StoreDep
 ) -> Response:
     clip = video_repo.get_clip(session, clip_id)
     return _serve_blob(request, store, clip.thumbnail_uri, "image/jpeg")

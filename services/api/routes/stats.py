@@ -13,6 +13,12 @@ from tagloop.db import stats as stats_repo
 router = APIRouter(prefix="/api/v1", tags=["stats"])
 
 
+class HoldoutCounts(BaseModel):
+    clips: int
+    labeled: int
+    queued: int
+
+
 class Counts(BaseModel):
     videos: dict[str, int]
     clips: int
@@ -20,6 +26,10 @@ class Counts(BaseModel):
     labels: int
     queue: dict[str, int]
     tags: int
+    # Clips parked after skips by several annotators, waiting for POST /clips/{id}/review.
+    needs_review: int
+    # The audit sample (GET /api/v1/holdout gives the same numbers).
+    holdout: HoldoutCounts
 
 
 class RunningJob(BaseModel):
@@ -42,6 +52,11 @@ class CurvePoint(BaseModel):
     version_id: int
     n_labels: int
     score: float | None
+    # The version's score on the labeled holdout and how many clips that was; None when the
+    # holdout had no labels when it was trained. Unlike ``score`` (validation clips drawn
+    # from actively chosen labels) it is an unbiased estimate.
+    holdout_score: float | None = None
+    n_holdout: int | None = None
     status: str
     created_at: datetime
 

@@ -25,6 +25,7 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column("needs_review", sa.Boolean(), nullable=False, server_default="0")
         )
+        batch_op.add_column(sa.Column("reviewed_at", sa.DateTime(timezone=True), nullable=True))
     with op.batch_alter_table("queue_item", schema=None) as batch_op:
         batch_op.add_column(
             sa.Column("lane", sa.String(length=16), nullable=False, server_default="al")
@@ -49,5 +50,6 @@ def downgrade() -> None:
         batch_op.drop_column("skip_reason")
         batch_op.drop_column("lane")
     with op.batch_alter_table("clip", schema=None) as batch_op:
+        batch_op.drop_column("reviewed_at")
         batch_op.drop_column("needs_review")
         batch_op.drop_column("split")
