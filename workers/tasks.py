@@ -83,6 +83,7 @@ def train(self: Task, job_id: int) -> int | None:
     refills), a rejected one leaves the scores as they are and refills a low queue.
 
     A failure ends the job ``failed`` with a code (no retry: new labels start the next)."""
+    from tagloop.pipeline.holdout_eval import refresh_holdout_metrics
     from tagloop.pipeline.training import train_round
 
     settings = get_settings()
@@ -93,6 +94,10 @@ def train(self: Task, job_id: int) -> int | None:
         return None
     trigger = "promoted" if outcome.promoted else "round_rejected"
     _send(_plan(settings, trigger=trigger, score=outcome.promoted))
+    try:  # older versions on today's holdout labels: a failure here must not undo the round
+        refresh_holdout_metrics(settings=settings)
+    except Exception:
+        log.exception("refreshing holdout metrics failed")
     return outcome.version_id
 
 

@@ -157,7 +157,9 @@ def train_round(*, settings: Settings, job_id: int, task_id: str | None = None) 
         baseline_score = _score_on(old, val, vocab) if old is not None else None
         metrics = dict(result.metrics)
         if holdout:
-            metrics["holdout"] = evaluate_on(result.model, holdout, vocab=vocab, options=options)
+            metrics["holdout"] = evaluate_on(
+                result.model, holdout, vocab=vocab, audio_frames=options.audio_frames
+            )
         metrics.update(
             n_val=len(val),
             val_is_train=val is train,
@@ -231,7 +233,7 @@ def _score_on(old: Any, val: list[Any], vocab: TagVocabulary) -> float | None:
 
 
 def evaluate_on(
-    model: Any, clips: list[Any], *, vocab: TagVocabulary, options: Any
+    model: Any, clips: list[Any], *, vocab: TagVocabulary, audio_frames: int | None
 ) -> dict[str, Any]:
     """Metrics of ``model`` on labeled clips it never trained on (the holdout), with
     ``score`` the same single number promotion uses."""
@@ -239,9 +241,7 @@ def evaluate_on(
     from tagloop.training.metrics import evaluate_predictions
     from tagloop.training.predict import predict_clips
 
-    preds = predict_clips(
-        model, [s.tensors for s in clips], vocab=vocab, audio_frames=options.audio_frames
-    )
+    preds = predict_clips(model, [s.tensors for s in clips], vocab=vocab, audio_frames=audio_frames)
     targets = np.stack([s.targets for s in clips])
     known = np.stack([s.known for s in clips])
     metrics = evaluate_predictions(preds.probs, targets, known, vocab=vocab)
