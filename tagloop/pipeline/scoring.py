@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -325,6 +326,8 @@ def _refill_seed(settings: Settings, session: Session, store: BlobStore) -> int:
     from tagloop.features.descriptor import describe_clip
     from tagloop.selection import seed_batch
 
+    # Descriptors need the tensors: read a deterministic, spread-out sample of at most
+    # seed_candidates clips (every step-th id), never the whole pool into memory.
     rows: list[Any] = []
     for skipped in (False, True):  # clips nobody skipped first, as in refill_queue
         where = offerable(
@@ -333,17 +336,16 @@ def _refill_seed(settings: Settings, session: Session, store: BlobStore) -> int:
             queued_too=True,
             skipped=skipped,
         )
+        n = int(session.scalar(select(func.count(Clip.id)).where(*where)) or 0)
+        step = max(1, math.ceil(n / max(1, settings.seed_candidates)))
         q = select(Clip.id, Clip.video_id, Clip.tensor_uri).where(*where).order_by(Clip.id)
-        rows += session.execute(q).all()
+        q = q.limit(settings.seed_candidates - len(rows))
+        found = session.execute(q.where(Clip.id % step == 0) if step > 1 else q).all()
+        rows += found or session.execute(q).all()  # ids that all miss the stride: take the first
         if len(rows) >= settings.queue_size:
             break
     if not rows:
         return queue_repo.replace_queue(session, items=[])
-    # Descriptors need the tensors: read a deterministic, spread-out sample, not all of them.
-    limit = settings.seed_candidates
-    if len(rows) > limit:
-        step = len(rows) / limit
-        rows = [rows[int(i * step)] for i in range(limit)]
     descriptors = np.stack(
         [describe_clip(load_clip_tensors(store.get_bytes(str(r[2])))) for r in rows]
     )

@@ -265,3 +265,39 @@ def test_an_expired_lease_of_a_labeled_clip_does_not_come_back(api: ApiHarness) 
     assert queued(db) == []
     assert api.client.get(NEXT, headers=headers(api, "bo")).status_code == 204
     assert lease["clip"]["id"] == x
+
+
+def test_the_seed_batch_reads_a_bounded_spread_out_sample(tmp_path: Path, db_url: str) -> None:
+    """Before any model, a refill reads at most seed_candidates clips' tensors (every k-th
+    id), queues clips nobody skipped first, and never the whole pool into memory."""
+    import torch
+
+    from tagloop.features.clip_tensor import ClipTensors, dump_clip_tensors
+    from tagloop.storage import BlobStore
+
+    h = make_api(tmp_path, db_url, queue_size=4, seed_candidates=8, per_video_cap=1)
+    store = BlobStore(h.settings.blob_url)
+    gen = torch.Generator().manual_seed(0)
+    with session_scope(db_url) as s:
+        ids = []
+        for i in range(30):
+            video = Video(sha256=uuid.uuid4().hex * 2, filename="v.mp4", blob_uri="v")
+            s.add(video)
+            s.flush()
+            frames = torch.randint(0, 255, (2, 3, 8, 8), generator=gen, dtype=torch.uint8)
+            tensors = ClipTensors(frames=frames, logmel=torch.randn(16, 20), audio_mask=True)
+            store.put_bytes(f"t/{i}", dump_clip_tensors(tensors))
+            clip = Clip(video_id=video.id, index=0, start_s=0, end_s=1, tensor_uri=f"t/{i}")
+            s.add(clip)
+            s.flush()
+            ids.append(clip.id)
+    assert refill_queue(settings=h.settings) == 4
+    picked = queued(db_url)
+    step = -(-30 // 8)  # 30 offerable clips, 8 candidates: every 4th id
+    assert len(set(picked)) == 4 and all(c % step == 0 for c in picked), picked
+    assert all(r == "seed_kcenter" for r in strategies(db_url))
+
+
+def strategies(db_url: str) -> list[str]:
+    with session_scope(db_url) as s:
+        return list(s.scalars(select(QueueItem.strategy).where(QueueItem.status == "queued")))
