@@ -36,6 +36,10 @@ _AAC_BITRATE = 64_000
 # model's rate is not one AAC supports.
 MAX_PREVIEW_FPS = 15.0
 MAX_PREVIEW_AUDIO_RATE = 24_000
+# Neither side of a preview below one H.264 macroblock (a 2 px wide picture shows nothing, and
+# some decoders refuse it); the long side at most 4x the preview height (960 px at 240).
+MIN_PREVIEW_SIDE = 16
+MAX_PREVIEW_ASPECT = 4
 # A fine time base so variable frame rates keep their exact timing.
 _VIDEO_TIME_BASE = Fraction(1, 90_000)
 
@@ -57,11 +61,21 @@ def pick_h264_encoder() -> str:
 
 
 def preview_size(width: int, height: int, *, max_height: int) -> tuple[int, int]:
-    """``(width, height)`` of the preview: at most ``max_height`` tall, never upscaled, even."""
-    target_h = min(height, max_height)
-    target_h = max(2, target_h - target_h % 2)
+    """``(width, height)`` of the preview, both even, with the source's aspect where it can.
+
+    At most ``max_height`` tall and ``MAX_PREVIEW_ASPECT * max_height`` wide, not upscaled,
+    except that neither side goes below ``MIN_PREVIEW_SIDE`` (or ``max_height`` when that is
+    smaller): a 16x2000 strip becomes 16x240, a 2000x16 one 960x16, not 2x240 or 2000x16.
+    """
+    max_h = max(2, max_height - max_height % 2)
+    max_w = MAX_PREVIEW_ASPECT * max_h
+    floor = min(MIN_PREVIEW_SIDE, max_h)
+    target_h = min(height, max_h, max_w * height // width)
+    # Raise a short side below the floor, then let the caps clip the long side.
+    target_h = max(target_h, floor, -(-floor * height // width))
+    target_h = min(max_h, target_h - target_h % 2)
     target_w = round(width * target_h / height / 2) * 2
-    return max(2, target_w), target_h
+    return min(max_w, max(floor, target_w)), max(floor, target_h)
 
 
 def preview_frame_step(fps: float) -> int:

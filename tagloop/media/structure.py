@@ -17,6 +17,9 @@ _EBML_MAGIC = b"\x1a\x45\xdf\xa3"
 _EBML_SEGMENT_ID = b"\x18\x53\x80\x67"
 _ISO_BOX_TYPES = {b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot", b"uuid", b"styp"}
 _MAX_ISO_BOXES = 10_000
+# Top-level boxes that hold media: one of these cut short is lost video, even after a complete
+# moov and mdat (a fragmented MP4 keeps its later samples in moof + mdat pairs).
+_ISO_MEDIA_BOXES = {b"moov", b"mdat", b"moof"}
 
 
 def find_truncation(fh: BinaryIO, *, size: int) -> str | None:
@@ -104,26 +107,42 @@ def _check_ebml(fh: BinaryIO, *, size: int) -> str | None:
 
 
 def _check_iso_bmff(fh: BinaryIO, *, size: int) -> str | None:
-    """MP4/MOV: walk the top-level boxes; a box that runs past the end means truncation."""
+    """MP4/MOV: walk the top-level boxes; a box that runs past the end means truncation.
+
+    Bytes after a complete ``moov`` and ``mdat`` that do not fit as a box (too short for a
+    header, or a size past the end) are stray bytes some tools append, not a cut file, unless
+    they start a box that holds media: FFmpeg reads such files to their last frame.
+    """
     pos = 0
+    complete: set[bytes] = set()
     for _ in range(_MAX_ISO_BOXES):
         if pos >= size:
             return None
         fh.seek(pos)
         header = fh.read(16)
-        if len(header) < 8:
-            return f"MP4 box header cut short at byte {pos}"
-        box_size = int.from_bytes(header[:4], "big")
-        if box_size == 1:
-            if len(header) < 16:
-                return f"MP4 box header cut short at byte {pos}"
-            box_size = int.from_bytes(header[8:16], "big")
-        elif box_size == 0:  # "extends to the end of the file"
-            return None
-        if box_size < 8:
+        kind = header[4:8]
+        box_size: int | None = None
+        if len(header) >= 8:
+            box_size = int.from_bytes(header[:4], "big")
+            if box_size == 1:
+                box_size = int.from_bytes(header[8:16], "big") if len(header) >= 16 else None
+            elif box_size == 0:  # "extends to the end of the file"
+                return None
+        if box_size is not None and box_size < 8:
             return None  # not a box structure we understand; FFmpeg decides
-        if pos + box_size > size:
-            kind = header[4:8].decode("latin-1")
-            return f"MP4 box {kind!r} declares {pos + box_size} bytes, file has {size}"
+        if box_size is None or pos + box_size > size:
+            if {b"moov", b"mdat"} <= complete and kind not in _ISO_MEDIA_BOXES:
+                return None  # trailing garbage
+            if box_size is None:
+                return f"MP4 box header cut short at byte {pos}"
+            return f"MP4 box {_box_name(kind)} declares {pos + box_size} bytes, file has {size}"
+        complete.add(kind)
         pos += box_size
     return None
+
+
+def _box_name(kind: bytes) -> str:
+    """A box type fit for a message: ``'moov'``, or hex (``0x00ff6162``) when not printable."""
+    if len(kind) == 4 and all(0x20 <= b < 0x7F for b in kind):
+        return repr(kind.decode("ascii"))
+    return "0x" + kind.hex()
