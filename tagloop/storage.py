@@ -11,11 +11,14 @@ import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
 from typing import IO, Any, BinaryIO
 
 import fsspec
 from fsspec.core import url_to_fs
 
+from tagloop.config import private_dir
 from tagloop.errors import NotFound, PayloadTooLarge, TransientError
 
 CHUNK = 1024 * 1024
@@ -28,6 +31,13 @@ class StreamedBlob:
     size: int
 
 
+@dataclass(frozen=True)
+class BlobInfo:
+    key: str
+    size: int
+    modified: float | None  # POSIX seconds; None when the store does not say
+
+
 class BlobStore:
     def __init__(self, url: str) -> None:
         self.url = url.rstrip("/")
@@ -35,7 +45,8 @@ class BlobStore:
         self.fs: fsspec.AbstractFileSystem = fs
         self.root: str = root.rstrip("/")
         if self._is_local:
-            self.fs.makedirs(self.root, exist_ok=True)
+            # A missing root (and data dir above it) is created owner-only (0700).
+            private_dir(Path(self.root))
 
     @property
     def _is_local(self) -> bool:
@@ -129,6 +140,27 @@ class BlobStore:
             if key:
                 self.delete(key)
 
+    def iter_blobs(self, prefix: str) -> Iterator[BlobInfo]:
+        """Every blob under ``prefix`` (a key folder such as ``videos``), one directory
+        listing at a time, so memory follows the largest folder, not the whole store."""
+        base = self.path(prefix.strip("/"))
+        with self._wrap_io():
+            for _root, _dirs, files in self.fs.walk(base, detail=True):
+                for info in files.values():
+                    name = str(info["name"])
+                    if not name.startswith(self.root + "/"):
+                        continue
+                    yield BlobInfo(
+                        key=name[len(self.root) + 1 :],
+                        size=int(info.get("size") or 0),
+                        modified=_modified_of(info),
+                    )
+
+    def modified(self, key: str) -> float | None:
+        """When a blob was last written (POSIX seconds), None when the store does not say."""
+        with self._wrap_io():
+            return _modified_of(self.fs.info(self.path(key)))
+
     def copy_from_local(self, key: str, local_path: str) -> StreamedBlob:
         with open(local_path, "rb") as src:
             return self.put_stream(key, src)
@@ -142,6 +174,22 @@ class BlobStore:
             raise NotFound(f"blob not found: {exc}", code="blob_not_found") from exc
         except (ConnectionError, TimeoutError) as exc:
             raise TransientError(f"blob store unavailable: {exc}", code="blob_store") from exc
+
+
+def _modified_of(info: dict[str, Any]) -> float | None:
+    # Local files say "mtime", S3 "LastModified", GCS "updated", memory:// "created".
+    for field in ("mtime", "LastModified", "updated", "created"):
+        value = info.get(field)
+        if isinstance(value, int | float):
+            return float(value)
+        if isinstance(value, datetime):
+            return value.timestamp()
+        if isinstance(value, str):
+            try:
+                return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+            except ValueError:
+                continue
+    return None
 
 
 def video_key(sha256: str, filename: str) -> str:

@@ -12,6 +12,7 @@ ALL_QUEUES = (QUEUE_MEDIA, QUEUE_ML, QUEUE_LOOP)
 
 PROCESS_VIDEO = "tagloop.media.process_video"
 RECOVER_STALE = "tagloop.media.recover_stale"
+SWEEP_BLOBS = "tagloop.media.sweep_blobs"
 
 TRAIN = "tagloop.ml.train"
 SCORE = "tagloop.ml.score"
@@ -21,6 +22,7 @@ LOOP_TICK = "tagloop.loop.tick"
 TASK_QUEUES = {
     PROCESS_VIDEO: QUEUE_MEDIA,
     RECOVER_STALE: QUEUE_MEDIA,
+    SWEEP_BLOBS: QUEUE_MEDIA,
     TRAIN: QUEUE_ML,
     SCORE: QUEUE_ML,
     REFILL_QUEUE: QUEUE_LOOP,

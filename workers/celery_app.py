@@ -11,11 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_init
+from celery.signals import beat_init, worker_init
 from kombu import Queue
 
 from tagloop.broker import declare_queues
-from tagloop.config import Settings, get_settings
+from tagloop.config import Settings, ensure_data_dir, get_settings, make_files_private
 from tagloop.task_names import (
     ALL_QUEUES,
     LOOP_TICK,
@@ -23,6 +23,7 @@ from tagloop.task_names import (
     QUEUE_MEDIA,
     QUEUE_ML,
     RECOVER_STALE,
+    SWEEP_BLOBS,
 )
 
 
@@ -53,7 +54,7 @@ def create_celery(settings: Settings | None = None) -> Celery:
     settings = settings or get_settings()
     if settings.broker_url.startswith("sqla+"):
         tune_sqlalchemy_transport(settings.broker_poll_seconds)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    ensure_data_dir(settings)
     app = Celery("tagloop", broker=settings.broker_url, include=["workers.tasks"])
     app.conf.update(
         task_serializer="json",
@@ -85,6 +86,15 @@ def create_celery(settings: Settings | None = None) -> Celery:
                 "schedule": settings.recover_every_seconds,
                 "options": {"queue": QUEUE_MEDIA},
             },
+            "sweep-orphan-blobs": {
+                "task": SWEEP_BLOBS,
+                "schedule": settings.blob_sweep_every_minutes * 60,
+                # Sweeps that piled up behind long videos are superseded by the next one.
+                "options": {
+                    "queue": QUEUE_MEDIA,
+                    "expires": settings.blob_sweep_every_minutes * 60,
+                },
+            },
         },
     )
     return app
@@ -96,3 +106,12 @@ app = create_celery()
 @worker_init.connect
 def _declare_queues(**_: Any) -> None:
     declare_queues(app.conf.broker_url, list(ALL_QUEUES))
+
+
+@worker_init.connect
+@beat_init.connect
+def _private_files(**_: Any) -> None:
+    # Blobs, tensors, models and the beat schedule are the data dir owner's only; set at
+    # start (pool children inherit it), not at import, so importing this module changes
+    # nothing in the importing process.
+    make_files_private()

@@ -23,6 +23,7 @@ from tagloop.task_names import (
     RECOVER_STALE,
     REFILL_QUEUE,
     SCORE,
+    SWEEP_BLOBS,
     TASK_QUEUES,
     TRAIN,
 )
@@ -75,6 +76,17 @@ def recover_stale() -> int:
     for video_id, job_id in requeue:
         process_video.apply_async(args=[video_id, job_id], queue=QUEUE_MEDIA)
     return len(requeue)
+
+
+@app.task(name=SWEEP_BLOBS)
+def sweep_blobs() -> int:
+    """Remove blobs no row references (beat, every ``blob_sweep_every_minutes``); returns
+    how many were removed."""
+    from tagloop.pipeline.sweep import sweep_orphan_blobs
+
+    settings = get_settings()
+    report = sweep_orphan_blobs(settings=settings, older_than_s=settings.blob_sweep_min_age_seconds)
+    return report.removed
 
 
 @app.task(name=TRAIN, bind=True, acks_late=True)

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from tagloop.db.models import Clip, Label, Prediction, Video, utcnow
@@ -23,6 +27,34 @@ def get_video(session: Session, video_id: int) -> Video:
 
 def find_video_by_sha(session: Session, sha256: str) -> Video | None:
     return session.scalar(select(Video).where(Video.sha256 == sha256))
+
+
+def add_video_unless_sha_exists(session: Session, **values: Any) -> Video | None:
+    """Insert a video row unless one with the same ``sha256`` exists; None when it does.
+
+    Racing requests with the same bytes get exactly one row and no IntegrityError: the
+    insert waits for a concurrent uncommitted row with that sha256 and then does nothing
+    (``ON CONFLICT DO NOTHING`` on SQLite and PostgreSQL), so the transaction stays usable.
+    """
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        pg_stmt = pg_insert(Video).values(**values)
+        return session.scalar(
+            pg_stmt.on_conflict_do_nothing(index_elements=[Video.sha256]).returning(Video)
+        )
+    if dialect == "sqlite":
+        lite_stmt = sqlite_insert(Video).values(**values)
+        return session.scalar(
+            lite_stmt.on_conflict_do_nothing(index_elements=[Video.sha256]).returning(Video)
+        )
+    # Any other backend: a savepoint keeps the outer transaction usable after the conflict.
+    video = Video(**values)
+    try:
+        with session.begin_nested():
+            session.add(video)
+    except IntegrityError:
+        return None
+    return video
 
 
 def list_videos(

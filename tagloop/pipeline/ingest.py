@@ -22,9 +22,16 @@ from tagloop.db import jobs as job_repo
 from tagloop.db import videos as video_repo
 from tagloop.db.engine import session_scope
 from tagloop.db.models import Clip, Job, Video
-from tagloop.errors import Forbidden, InvalidInput, InvalidMedia, NotFound, TagloopError
+from tagloop.errors import (
+    Forbidden,
+    InvalidInput,
+    InvalidMedia,
+    NotFound,
+    TagloopError,
+    TransientError,
+)
 from tagloop.media.probe import MediaInfo, probe_media
-from tagloop.storage import BlobStore, clip_key, upload_key, video_key
+from tagloop.storage import BlobStore, StreamedBlob, clip_key, upload_key, video_key
 
 if TYPE_CHECKING:
     from tagloop.media.extract import ClipMedia
@@ -52,7 +59,10 @@ def ingest_stream(
     """Stream bytes into the blob store, dedupe by SHA-256, probe, and register a video.
 
     Bad bytes (empty, not a video) raise InvalidMedia and leave nothing behind. The same
-    bytes twice give the same video with ``duplicate=True``.
+    bytes twice give the same video with ``duplicate=True``, also when the requests race:
+    the row is claimed first (one wins per sha256) and only the winner moves its upload into
+    the video's key, so a loser deletes nothing but its own private upload and never touches
+    a blob that a row references.
     """
     temp = store.put_stream(upload_key(), stream, max_bytes=max_bytes)
     try:
@@ -60,26 +70,51 @@ def ingest_stream(
             raise InvalidMedia("the file is empty (0 bytes)", code="empty_file")
         existing = video_repo.find_video_by_sha(session, temp.sha256)
         if existing is not None:
-            store.delete(temp.key)
-            return IngestResult(existing, True, _requeue_if_stuck(session, existing))
+            return _duplicate(session, existing)
         info = _probe_blob(store, temp.key)
         key = video_key(temp.sha256, filename)
+        video = _claim_video(session, temp=temp, key=key, filename=filename, info=info)
+        if video is None:
+            return _duplicate(session, _winner_of(session, temp.sha256))
+        # The row is ours and uncommitted: the blob is in place before anyone can see it.
         store.move(temp.key, key)
-    except BaseException:
-        store.delete(temp.key)
-        raise
-    video = Video(
+    finally:
+        store.delete(temp.key)  # a no-op once moved
+    job = job_repo.create_job(session, kind=PROCESS_VIDEO_JOB, params={"video_id": video.id})
+    return IngestResult(video, False, job.id)
+
+
+def _claim_video(
+    session: Session, *, temp: StreamedBlob, key: str, filename: str, info: MediaInfo
+) -> Video | None:
+    """The new video row, or None when a concurrent request registered the same bytes."""
+    return video_repo.add_video_unless_sha_exists(
+        session,
         sha256=temp.sha256,
         filename=Path(filename).name or "video",
         blob_uri=key,
         size_bytes=temp.size,
         status="queued",
+        duration_s=info.duration_s,
+        width=info.width,
+        height=info.height,
+        fps=info.fps,
+        has_audio=info.has_audio,
     )
-    _apply_info(video, info)
-    session.add(video)
-    session.flush()
-    job = job_repo.create_job(session, kind=PROCESS_VIDEO_JOB, params={"video_id": video.id})
-    return IngestResult(video, False, job.id)
+
+
+def _winner_of(session: Session, sha256: str) -> Video:
+    existing = video_repo.find_video_by_sha(session, sha256)
+    if existing is None:  # the winner's row was deleted in the meantime
+        raise TransientError(
+            "a concurrent upload of the same file was removed; try again",
+            code="ingest_conflict",
+        )
+    return existing
+
+
+def _duplicate(session: Session, existing: Video) -> IngestResult:
+    return IngestResult(existing, True, _requeue_if_stuck(session, existing))
 
 
 def resolve_import_path(path: str, *, roots: list[Path]) -> Path:
@@ -93,10 +128,17 @@ def resolve_import_path(path: str, *, roots: list[Path]) -> Path:
         )
     if "\x00" in path:
         raise InvalidInput("invalid path", code="invalid_path")
-    real = Path(path).expanduser().resolve()
-    if not any(real.is_relative_to(root) for root in roots):
-        raise Forbidden(f"{path} is outside the import roots", code="path_not_allowed")
-    if not real.is_file():
+    try:
+        real = Path(path).expanduser().resolve()
+        if not any(real.is_relative_to(root) for root in roots):
+            raise Forbidden(f"{path} is outside the import roots", code="path_not_allowed")
+        is_file = real.is_file()
+    except (OSError, RuntimeError) as exc:  # a name too long, a symlink loop (RuntimeError)
+        raise InvalidInput(
+            f"cannot resolve this path ({type(exc).__name__}: too long, or a symlink loop)",
+            code="invalid_path",
+        ) from exc
+    if not is_file:
         raise NotFound(f"{path} is not a file", code="file_not_found")
     return real
 

@@ -7,7 +7,14 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response, UploadFile, status
 
 from services.api.deps import AdminDep, CallerDep, SenderDep, SessionDep, SettingsDep, StoreDep
-from services.api.schemas import ImportRequest, Page, VideoOut, decode_cursor, encode_cursor
+from services.api.schemas import (
+    ImportRequest,
+    Page,
+    PathId,
+    VideoOut,
+    decode_cursor,
+    encode_cursor,
+)
 from tagloop import pipeline
 from tagloop.db import videos as video_repo
 from tagloop.db.models import Video
@@ -27,11 +34,18 @@ def _out(
     return out
 
 
-def _enqueue(session: SessionDep, sender: SenderDep, result: pipeline.IngestResult) -> None:
+def _accept(session: SessionDep, sender: SenderDep, result: pipeline.IngestResult) -> VideoOut:
+    """Commit, send the video's job (if any) and answer with the video; a duplicate answers
+    with the existing video's real clip count."""
     # Commit first so the worker finds the rows the message points to.
     session.commit()
     if result.job_id is not None:
         sender.send(PROCESS_VIDEO, result.video.id, result.job_id)
+    video_id = result.video.id
+    n_clips = (
+        video_repo.count_clips(session, [video_id]).get(video_id, 0) if result.duplicate else 0
+    )
+    return _out(result.video, n_clips=n_clips, result=result)
 
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=VideoOut)
@@ -59,8 +73,7 @@ def upload_video(
         filename=file.filename or "video",
         max_bytes=settings.upload_max_bytes,
     )
-    _enqueue(session, sender, result)
-    return _out(result.video, result=result)
+    return _accept(session, sender, result)
 
 
 @router.post("/import", status_code=status.HTTP_202_ACCEPTED, response_model=VideoOut)
@@ -77,8 +90,7 @@ def import_video(
     result = pipeline.ingest_path(
         session, store=store, path=path, max_bytes=settings.upload_max_bytes
     )
-    _enqueue(session, sender, result)
-    return _out(result.video, result=result)
+    return _accept(session, sender, result)
 
 
 @router.get("", response_model=Page[VideoOut])
@@ -103,13 +115,13 @@ def list_videos(
 
 
 @router.get("/{video_id}", response_model=VideoOut)
-def get_video(video_id: int, _: CallerDep, session: SessionDep) -> VideoOut:
+def get_video(video_id: PathId, _: CallerDep, session: SessionDep) -> VideoOut:
     video = video_repo.get_video(session, video_id)
     return _out(video, n_clips=video_repo.count_clips(session, [video_id]).get(video_id, 0))
 
 
 @router.delete("/{video_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_video(video_id: int, _: AdminDep, session: SessionDep, store: StoreDep) -> Response:
+def delete_video(video_id: PathId, _: AdminDep, session: SessionDep, store: StoreDep) -> Response:
     """Delete a video with its clips, labels, predictions and blobs."""
     keys = pipeline.delete_video(session, video_id=video_id)
     session.commit()
