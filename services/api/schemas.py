@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import base64
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
+from fastapi import Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
+from tagloop.db.models import MAX_ID
 from tagloop.errors import InvalidInput
 
 T = TypeVar("T")
+
+# Ids from clients: a number outside 1..MAX_ID (the INTEGER primary keys) is a 422
+# ``validation_error`` here instead of an overflow (500) in the database driver.
+PathId = Annotated[int, Path(ge=1, le=MAX_ID)]
+QueryId = Annotated[int | None, Query(ge=1, le=MAX_ID)]
+BodyId = Annotated[int, Field(ge=1, le=MAX_ID)]
 
 
 class VideoOut(BaseModel):
@@ -100,7 +108,10 @@ def decode_cursor(cursor: str | None) -> int | None:
         kind, _, value = base64.urlsafe_b64decode(cursor.encode()).decode().partition(":")
         if kind != "id":
             raise ValueError(kind)
-        return int(value)
+        last_id = int(value)
+        if not 0 <= last_id <= MAX_ID:
+            raise ValueError(value)
+        return last_id
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidInput("invalid cursor", code="invalid_cursor") from exc
 
@@ -125,7 +136,11 @@ class TagCreate(BaseModel):
 
 
 class LabelCreate(BaseModel):
-    tags: list[str]
+    """``tags`` must not be empty unless ``none_apply`` says, on purpose, that no tag of the
+    vocabulary applies (that label is stored with no tags)."""
+
+    tags: list[str] = Field(default_factory=list)
+    none_apply: bool = False
     seconds_spent: float | None = Field(default=None, ge=0)
     lease_id: str | None = Field(default=None, max_length=64)
 

@@ -16,6 +16,10 @@ from tagloop.db.models import Label
 from tagloop.db.videos import get_clip
 from tagloop.errors import InvalidInput
 
+# A label names a handful of tags; far more is a broken or hostile client, refused before
+# any lookup.
+MAX_TAGS_PER_LABEL = 200
+
 
 class UnknownTags(InvalidInput):
     """Some submitted tag names are not in the vocabulary; ``names`` lists them."""
@@ -30,23 +34,35 @@ class UnknownTags(InvalidInput):
 
 
 def validate_tag_set(session: Session, names: Sequence[str]) -> list[str]:
-    """Trimmed, de-duplicated names in submit order.
+    """The tags' canonical names (as the tag table spells them), de-duplicated, in submit
+    order: names match tags ignoring case and spacing, so "DOG" is stored as "dog".
 
-    Raises ``UnknownTags`` (unknown_tag) or ``conflicting_tags`` when two tags of one
+    Raises ``too_many_tags`` past ``MAX_TAGS_PER_LABEL`` names, ``invalid_tag_name``,
+    ``UnknownTags`` (unknown_tag) or ``conflicting_tags`` when two tags of one
     mutually-exclusive group are both present.
     """
-    clean: list[str] = []
+    if len(names) > MAX_TAGS_PER_LABEL:
+        raise InvalidInput(
+            f"a label has at most {MAX_TAGS_PER_LABEL} tags, got {len(names)}",
+            code="too_many_tags",
+        )
+    asked: list[str] = []
     for raw in names:
         name = tag_repo.normalize_name(raw)
-        if name not in clean:
-            clean.append(name)
-    known = tag_repo.find_tags(session, clean)
-    unknown = [n for n in clean if n not in known]
+        if name not in asked:
+            asked.append(name)
+    known = tag_repo.find_tags(session, asked)
+    unknown = [n for n in asked if n not in known]
     if unknown:
         raise UnknownTags(unknown)
+    clean: list[str] = []
+    for name in asked:
+        if known[name].name not in clean:
+            clean.append(known[name].name)
+    groups = {t.name: t.group for t in known.values()}
     by_group: dict[str, list[str]] = {}
     for name in clean:
-        group = known[name].group
+        group = groups[name]
         if group is not None:
             by_group.setdefault(group, []).append(name)
     clashes = {g: ns for g, ns in by_group.items() if len(ns) > 1}

@@ -45,6 +45,10 @@ class Base(DeclarativeBase):
 
 # DateTime(timezone=True) keeps the offset on PostgreSQL; SQLite stores naive UTC.
 TS = DateTime(timezone=True)
+# Primary keys are INTEGER columns: 32-bit on PostgreSQL, which fails ("integer out of
+# range") on a larger bound id, and SQLite's driver overflows past 64 bits. Ids from clients
+# are checked against this bound before they reach a query.
+MAX_ID = 2**31 - 1
 
 
 class Video(Base):
@@ -102,6 +106,9 @@ class Tag(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(128), unique=True)
+    # The name case-folded with its spacing collapsed (tagloop.db.tags.tag_key): "Dog" and
+    # "dog" are one tag. Computed in Python so SQLite and PostgreSQL agree on Unicode case.
+    name_key: Mapped[str] = mapped_column(String(512), unique=True)
     description: Mapped[str] = mapped_column(Text, default="")
     group: Mapped[str | None] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(TS, default=utcnow)

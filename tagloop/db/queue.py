@@ -31,6 +31,7 @@ from sqlalchemy import and_, delete, func, insert, or_, select, text, update
 from sqlalchemy.orm import Session, aliased
 
 from tagloop.db.models import Clip, Label, Prediction, QueueItem, utcnow
+from tagloop.db.tags import unstorable
 from tagloop.errors import Conflict, InvalidInput, NotFound
 
 QUEUE_STATUSES = ("queued", "leased", "done", "skipped", "expired")
@@ -262,7 +263,15 @@ def lease_next(
     return None
 
 
+def _check_lease_id(lease_id: str) -> None:
+    """A lease id no lease can have (too long, NUL) is unknown, before any query: PostgreSQL
+    would refuse to compare it."""
+    if len(lease_id) > 64 or unstorable(lease_id):
+        raise NotFound("no such lease", code="lease_not_found")
+
+
 def _own_lease(session: Session, *, lease_id: str, annotator: str) -> QueueItem:
+    _check_lease_id(lease_id)
     row = session.scalar(select(QueueItem).where(QueueItem.lease_id == lease_id))
     # Someone else's lease reads as unknown: lease ids are secrets of their holder.
     if row is None or row.annotator != annotator:
@@ -276,6 +285,11 @@ def clean_skip_reason(reason: str | None) -> str | None:
     if reason is None or not reason.strip():
         return None
     reason = " ".join(reason.split())
+    if unstorable(reason):
+        raise InvalidInput(
+            "a skip reason must not hold NUL or lone surrogate characters",
+            code="invalid_skip_reason",
+        )
     if len(reason) > MAX_SKIP_REASON:
         raise InvalidInput(
             f"a skip reason is at most {MAX_SKIP_REASON} characters", code="invalid_skip_reason"
@@ -301,6 +315,7 @@ def skip(
     """
     now = now or utcnow()
     reason = clean_skip_reason(reason)
+    _check_lease_id(lease_id)
     taken = session.execute(
         update(QueueItem)
         .where(

@@ -108,3 +108,42 @@ def test_stale_jobs_found_by_heartbeat(db_url: str) -> None:
         ] == [job_id, job_id + 1]
         assert job_repo.find_stale_jobs(s, older_than=timedelta(seconds=500), now=later) == []
         assert job_repo.active_job_for(s, kind="process_video", key="video_id", value=2) is not None
+
+
+def test_migration_0004_keys_tags_and_keeps_legacy_case_duplicates(db_url: str) -> None:
+    """Tags that differ only in case were allowed before 0004: the upgrade keeps them all
+    (labels name them), each reachable by its own name, and refuses new ones of that name."""
+    from sqlalchemy import text
+
+    from tagloop.db import labels as label_repo
+    from tagloop.db import tags as tag_repo
+    from tagloop.db.models import Tag
+    from tagloop.errors import Conflict
+
+    upgrade_database(db_url, revision="0003")
+    with get_engine(db_url).begin() as conn:
+        for name in ["dog", "Dog", "hot  dog", "Straße"]:
+            conn.execute(
+                text("INSERT INTO tag (name, description, created_at) VALUES (:n, '', :t)"),
+                {"n": name, "t": utcnow()},
+            )
+    upgrade_database(db_url)
+    with session_scope(db_url) as s:
+        keys = {t.name: t.name_key for t in s.query(Tag).order_by(Tag.id)}
+        dup_id = s.query(Tag.id).filter(Tag.name == "Dog").scalar()
+        assert keys == {
+            "dog": "dog",
+            "Dog": f"dog#{dup_id}",
+            "hot  dog": "hot dog",
+            "Straße": "strasse",
+        }
+        assert label_repo.validate_tag_set(s, ["Dog", "DOG", "Hot Dog", "STRASSE"]) == [
+            "Dog",
+            "dog",
+            "hot  dog",
+            "Straße",
+        ]
+        with pytest.raises(Conflict):
+            tag_repo.create_tag(s, name="DOG")
+    downgrade_database(db_url, revision="0003")
+    assert "name_key" not in {c["name"] for c in inspect(get_engine(db_url)).get_columns("tag")}

@@ -82,8 +82,10 @@ def test_label_submit_good_tags(api: ApiHarness, db_url: str) -> None:
     assert body["annotator"] == "ann" and body["clip_id"] == clip
     assert body["tags"] == ["one", "dog", "indoor"] and body["seconds_spent"] == 4.5
     assert body["lease_closed"] is False
-    # Several labels per clip, from anyone; an empty tag set ("none of these") is a label too.
-    r = api.client.post(f"/api/v1/clips/{clip}/labels", headers=api.admin, json={"tags": []})
+    # Several labels per clip, from anyone; "none of these apply" is a label too, on purpose.
+    r = api.client.post(
+        f"/api/v1/clips/{clip}/labels", headers=api.admin, json={"tags": [], "none_apply": True}
+    )
     assert r.status_code == 201 and r.json()["annotator"] == "root"
     detail = api.client.get(f"/api/v1/clips/{clip}", headers=api.admin).json()
     assert [lb["tags"] for lb in detail["labels"]] == [["one", "dog", "indoor"], []]
@@ -117,7 +119,9 @@ def test_conflicting_tags_store_nothing(api: ApiHarness, db_url: str) -> None:
 
 def test_label_errors_for_clip_and_body(api: ApiHarness, db_url: str) -> None:
     clip = add_clips(db_url, 1)[0]
-    r = api.client.post("/api/v1/clips/999999/labels", headers=api.annotator, json={"tags": []})
+    r = api.client.post(
+        "/api/v1/clips/999999/labels", headers=api.annotator, json={"none_apply": True}
+    )
     assert r.status_code == 404 and r.json()["error"]["code"] == "clip_not_found"
     r = api.client.post(
         f"/api/v1/clips/{clip}/labels",

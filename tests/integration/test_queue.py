@@ -151,11 +151,13 @@ def test_label_submit_closes_the_lease(api: ApiHarness, db_url: str) -> None:
     assert r.status_code == 422 and r.json()["error"]["code"] == "lease_mismatch"
     # Without a lease id the caller's lease on that clip is closed all the same.
     r = api.client.post(
-        f"/api/v1/clips/{clips[1]}/labels", headers=api.annotator, json={"tags": []}
+        f"/api/v1/clips/{clips[1]}/labels", headers=api.annotator, json={"none_apply": True}
     )
     assert r.status_code == 201 and r.json()["lease_closed"] is True
     # Labeling a queued clip outside the queue takes it off the queue.
-    r = api.client.post(f"/api/v1/clips/{clips[2]}/labels", headers=api.admin, json={"tags": []})
+    r = api.client.post(
+        f"/api/v1/clips/{clips[2]}/labels", headers=api.admin, json={"none_apply": True}
+    )
     assert r.status_code == 201 and r.json()["lease_closed"] is False
     assert api.client.get(NEXT, headers=api.annotator).status_code == 204
     assert statuses(db_url) == {c: ["done"] for c in clips}
@@ -178,7 +180,7 @@ def test_expired_lease_returns_to_the_queue(tmp_path: Path, db_url: str) -> None
     r = h.client.post(
         f"/api/v1/clips/{clip}/labels",
         headers=h.annotator,
-        json={"tags": [], "lease_id": first["lease_id"]},
+        json={"tags": [], "none_apply": True, "lease_id": first["lease_id"]},
     )
     assert r.status_code == 201 and r.json()["lease_closed"] is False
     assert statuses(db_url) == {clip: ["expired", "leased"]}

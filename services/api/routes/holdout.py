@@ -7,6 +7,7 @@ from pydantic import BaseModel, Field
 
 from services.api.deps import AdminDep, CallerDep, SenderDep, SessionDep, SettingsDep
 from services.api.loop_events import after_queue_change
+from services.api.schemas import BodyId
 from tagloop.db import holdout as holdout_repo
 from tagloop.errors import InvalidInput
 
@@ -17,7 +18,7 @@ class HoldoutRequest(BaseModel):
     """Either ``fraction`` of the pool at random, or explicit ``clip_ids``."""
 
     fraction: float | None = Field(default=None, gt=0.0, le=1.0)
-    clip_ids: list[int] | None = Field(default=None, max_length=100_000)
+    clip_ids: list[BodyId] | None = Field(default=None, max_length=100_000)
 
 
 class HoldoutOut(BaseModel):

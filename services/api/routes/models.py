@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict
 
 from services.api.deps import AdminDep, CallerDep, SenderDep, SessionDep, SettingsDep
 from services.api.loop_events import after_promotion
+from services.api.schemas import PathId
 from tagloop.db import jobs as job_repo
 from tagloop.db import model_versions as version_repo
 from tagloop.errors import Conflict
@@ -60,7 +61,7 @@ def list_models(_: CallerDep, session: SessionDep) -> list[ModelVersionOut]:
 
 @router.post("/{version_id}/promote", response_model=ModelVersionOut)
 def promote_model(
-    version_id: int, _: AdminDep, session: SessionDep, settings: SettingsDep, sender: SenderDep
+    version_id: PathId, _: AdminDep, session: SessionDep, settings: SettingsDep, sender: SenderDep
 ) -> ModelVersionOut:
     """Serve this version (the current one is retired); promoting an older one rolls back.
     The version then scores the clips it has not scored and the queue is refilled."""
