@@ -1,7 +1,8 @@
-"""The `tagloop` command line: up, demo, db, token, ingest."""
+"""The `tagloop` command line: up, demo, db, token, ingest, simulate, sweep."""
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import time
@@ -10,7 +11,13 @@ from typing import Annotated, Any
 
 import typer
 
-from tagloop.config import Settings, get_settings
+from tagloop.config import (
+    PRIVATE_FILE_MODE,
+    Settings,
+    ensure_data_dir,
+    get_settings,
+    make_files_private,
+)
 from tagloop.db.engine import session_scope
 from tagloop.errors import TagloopError
 
@@ -19,6 +26,14 @@ db_app = typer.Typer(help="Database schema (Alembic).", no_args_is_help=True)
 token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(token_app, name="token")
+
+
+@app.callback()
+def _main() -> None:
+    """tagloop: tag short videos with active learning."""
+    # Every file this command and its children (the `up` stack) create is private: the data
+    # dir holds the database, the blobs and tokens (README "Configuration").
+    make_files_private()
 
 
 def _fail(exc: TagloopError) -> None:
@@ -76,9 +91,12 @@ def ensure_admin_token(settings: Settings) -> str:
                 return token
     with session_scope(settings.database_url) as session:
         token = create_token(session, name="admin", role="admin")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(token + "\n")
-    path.chmod(0o600)
+    ensure_data_dir(settings)
+    # Created 0600 (never readable by others, not even for a moment), then written.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE_MODE)
+    with os.fdopen(fd, "w") as f:
+        os.fchmod(f.fileno(), PRIVATE_FILE_MODE)  # an older, looser file keeps its mode
+        f.write(token + "\n")
     return token
 
 
@@ -90,20 +108,38 @@ def _stop_children_on_sigterm() -> None:
 def prepare(settings: Settings) -> str:
     from tagloop.db.migrate import upgrade_database
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    ensure_data_dir(settings)
     upgrade_database(settings.database_url)
+    _make_sqlite_private(settings.database_url)
     return ensure_admin_token(settings)
+
+
+def _make_sqlite_private(database_url: str) -> None:
+    """The SQLite files owner-only, even when this process's umask is not (tests, an older
+    data dir); SQLite gives its -wal and -shm files the database file's mode."""
+    if not database_url.startswith("sqlite:///"):
+        return
+    db = Path(database_url.removeprefix("sqlite:///").split("?", 1)[0])
+    for path in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+        if path.exists() and path.stat().st_uid == os.getuid():
+            path.chmod(PRIVATE_FILE_MODE)
 
 
 @app.command()
 def up(
     ui: Annotated[bool, typer.Option(help="also serve the Streamlit UI")] = True,
     concurrency: Annotated[int, typer.Option(help="worker processes")] = 1,
+    single_user: Annotated[
+        bool,
+        typer.Option(
+            help="the UI signs in with the local admin token; turn off when others can reach it"
+        ),
+    ] = True,
 ) -> None:
     """Run API, worker, beat and UI on this machine until Ctrl-C."""
     from tagloop.launcher import Stack, child_specs
 
-    settings = get_settings()
+    settings = get_settings().model_copy(update={"ui_single_user": single_user})
     prepare(settings)
     _stop_children_on_sigterm()
     components = ["api", "worker", "beat"] + (["ui"] if ui else [])
@@ -348,6 +384,29 @@ def simulate(
     write_summary(summary, csv_path=out / "al_summary.csv", json_path=out / "al_summary.json")
     typer.echo(format_summary(summary))
     typer.echo(f"curves: {out / 'al_curves.csv'}, {out / 'al_curves.png'}; table: {out}")
+
+
+@app.command()
+def sweep(
+    dry_run: Annotated[bool, typer.Option(help="report the orphans, delete nothing")] = False,
+    min_age_seconds: Annotated[
+        float | None, typer.Option(help="default: TAGLOOP_BLOB_SWEEP_MIN_AGE_SECONDS")
+    ] = None,
+) -> None:
+    """Remove blobs that no database row references (what beat runs every hour)."""
+    from tagloop.pipeline.sweep import sweep_orphan_blobs
+
+    settings = get_settings()
+    age = settings.blob_sweep_min_age_seconds if min_age_seconds is None else min_age_seconds
+    try:
+        report = sweep_orphan_blobs(settings=settings, older_than_s=age, dry_run=dry_run)
+    except TagloopError as exc:
+        _fail(exc)
+    typer.echo(report.describe())
+    for key in report.sample:
+        typer.echo(f"  {key}")
+    if report.removed > len(report.sample):
+        typer.echo(f"  ... and {report.removed - len(report.sample)} more")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ URLs left empty are derived from ``data_dir`` so a laptop needs no configuration
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -82,6 +83,10 @@ class Settings(BaseSettings):
     stale_job_seconds: float = 300.0
     max_job_attempts: int = 3
     recover_every_seconds: float = 60.0
+    # The blob sweep (beat, and `tagloop sweep`) removes blobs no row references, every N
+    # minutes, once they are older than this: a blob is written before its row commits.
+    blob_sweep_every_minutes: float = 60.0
+    blob_sweep_min_age_seconds: float = 3600.0
     # How often a worker polls the embedded SQLAlchemy broker for work.
     broker_poll_seconds: float = 0.2
     # Redis redelivers an unacked task after this many seconds (a killed worker's task).
@@ -91,9 +96,21 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     ui_port: int = 8501
+    # Local single-user mode (`tagloop up` sets it): the UI signs in with <data>/admin.token.
+    # Off by default, so a UI served to others (docker-compose) never hands out the admin token.
+    ui_single_user: bool = False
     api_url: str = ""  # default: http://<api_host>:<api_port>
     # uvicorn worker processes for the API under `tagloop up` (one per core is typical).
     api_workers: int = 1
+    # The API's own log (a line per request, errors with tracebacks) on stderr, which
+    # `tagloop up` writes to <data_dir>/logs/api.log; WARNING keeps only the errors.
+    api_log_level: str = "INFO"
+
+    # Signed media URLs (``GET /export?format=label-studio&signed_urls=true``): HMAC key and
+    # lifetime. Empty: a random key is made once and kept in <data_dir>/media_url.secret (0600),
+    # so every API process on this data dir agrees; set it when API machines share no data dir.
+    media_url_secret: str = ""
+    media_url_ttl_seconds: int = Field(default=3600, ge=1)
 
     @model_validator(mode="after")
     def _derive_defaults(self) -> Settings:
@@ -113,6 +130,53 @@ class Settings(BaseSettings):
     @property
     def admin_token_path(self) -> Path:
         return self.data_dir / "admin.token"
+
+    @property
+    def media_url_secret_path(self) -> Path:
+        return self.data_dir / "media_url.secret"
+
+
+# The data dir holds the database, the blobs and the admin token: its owner's only.
+PRIVATE_DIR_MODE = 0o700
+PRIVATE_FILE_MODE = 0o600
+PRIVATE_UMASK = 0o077
+
+
+def private_dir(path: Path, *, tighten: bool = False) -> Path:
+    """Create ``path`` and every missing parent with mode 0700 (``mkdir -p`` would give the
+    parents the umask's mode). ``tighten``: an existing ``path`` owned by this user loses any
+    group and other access too (one owned by someone else is left as it is)."""
+    missing: list[Path] = []
+    p = path
+    while not p.exists():
+        missing.append(p)
+        p = p.parent
+    for d in reversed(missing):
+        try:
+            d.mkdir(mode=PRIVATE_DIR_MODE)
+        except FileExistsError:  # another process made it first
+            pass
+        else:
+            d.chmod(PRIVATE_DIR_MODE)  # mkdir's mode is filtered by the umask
+    if not tighten:
+        return path
+    st = path.stat()
+    if st.st_uid == os.getuid() and st.st_mode & 0o077:
+        path.chmod(PRIVATE_DIR_MODE)
+    return path
+
+
+def ensure_data_dir(settings: Settings) -> Path:
+    """The data dir, created (or tightened) to 0700: every process that may be first to
+    touch it calls this (the CLI, the launcher, the workers, the blob store, migrations)."""
+    return private_dir(settings.data_dir, tighten=True)
+
+
+def make_files_private() -> None:
+    """New files and folders of this process (and of its children, which inherit it) are
+    its owner's only: umask 077. Entry points call it (``tagloop``, the API server, the
+    Celery worker and beat), never library code."""
+    os.umask(PRIVATE_UMASK)
 
 
 @lru_cache

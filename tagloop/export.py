@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from tagloop.db.models import MAX_ID
 from tagloop.errors import InvalidInput
 
 FROM_NAME = "tags"
@@ -286,9 +287,12 @@ def _clip_id(task: dict[str, Any], position: int) -> int:
     if isinstance(raw, bool) or raw is None:
         raise _bad(f"task {position} has no data.clip_id (export tasks from tagloop first)")
     try:
-        return int(raw)
+        clip_id = int(raw)
     except (TypeError, ValueError) as exc:
         raise _bad(f"task {position}: data.clip_id {raw!r} is not a clip id") from exc
+    if not 1 <= clip_id <= MAX_ID:  # no clip has it, and the database cannot bind it
+        raise _bad(f"task {position}: data.clip_id {raw!r} is not a clip id")
+    return clip_id
 
 
 def _annotator(annotation: dict[str, Any]) -> str:

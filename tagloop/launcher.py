@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 
-from tagloop.config import Settings
+from tagloop.config import Settings, ensure_data_dir, private_dir
 from tagloop.errors import TagloopError
 
 UI_APP = Path(__file__).resolve().parent.parent / "ui" / "app.py"
@@ -85,11 +85,15 @@ def child_specs(
                     "true",
                     "--server.port",
                     str(settings.ui_port),
-                    # Same interface as the API: the UI pre-fills the local admin token.
+                    # Same interface as the API (the UI signs in with the local admin token
+                    # only when settings.ui_single_user is on, as `tagloop up` sets it).
                     "--server.address",
                     settings.api_host,
                     "--browser.gatherUsageStats",
                     "false",
+                    # No Deploy button, rerun or clear-cache menu for the people labeling.
+                    "--client.toolbarMode",
+                    "viewer",
                 ],
             )
         ],
@@ -116,12 +120,15 @@ class Stack:
     def __init__(self, settings: Settings, specs: Sequence[ChildSpec], *, log_dir: Path) -> None:
         self.settings = settings
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        log_dir.mkdir(parents=True, exist_ok=True)
+        ensure_data_dir(settings)
+        private_dir(log_dir)
         self.log_dir = log_dir
         env = child_env(settings)
         root = Path(__file__).resolve().parent.parent
         for spec in specs:
-            log = (log_dir / f"{spec.name}.log").open("ab")
+            # Owner-only, like the rest of the data dir (request logs name callers).
+            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+            log = os.fdopen(os.open(log_dir / f"{spec.name}.log", flags, 0o600), "ab")
             self.procs[spec.name] = subprocess.Popen(
                 spec.argv,
                 env=env,

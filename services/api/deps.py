@@ -66,6 +66,7 @@ def get_caller(request: Request, session: SessionDep) -> Caller:
     identity = tokens.lookup(session, token.strip())
     if identity is None:
         raise Unauthorized("unknown or revoked token", code="invalid_token")
+    request.state.caller = identity.name  # for the request log line (request_log.py)
     return identity
 
 

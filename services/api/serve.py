@@ -12,12 +12,15 @@ with one worker and 52 ms with two. The protocol below turns Nagle off per conne
 from __future__ import annotations
 
 import asyncio
+import copy
 import socket
+from typing import Any
 
 import uvicorn
+from uvicorn.config import LOGGING_CONFIG
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from tagloop.config import Settings, get_settings
+from tagloop.config import Settings, get_settings, make_files_private
 
 
 class NoDelayH11Protocol(H11Protocol):
@@ -30,8 +33,32 @@ class NoDelayH11Protocol(H11Protocol):
         super().connection_made(transport)
 
 
+def log_config(level: str) -> dict[str, Any]:
+    """uvicorn's logging config plus tagloop's loggers (the request lines of
+    ``request_log.py``, errors with tracebacks) at ``level`` on stderr. uvicorn applies it in
+    every worker process; uvicorn's own access log stays off (the request lines replace it).
+    """
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["formatters"]["tagloop"] = {
+        "format": "%(asctime)s %(levelname)s %(name)s pid=%(process)d %(message)s"
+    }
+    config["handlers"]["tagloop"] = {
+        "formatter": "tagloop",
+        "class": "logging.StreamHandler",
+        "stream": "ext://sys.stderr",
+    }
+    for name in ("tagloop", "services"):  # tagloop.api.*, tagloop.pipeline.*, services.api.*
+        config["loggers"][name] = {
+            "handlers": ["tagloop"],
+            "level": level.upper(),
+            "propagate": False,
+        }
+    return config
+
+
 def serve(settings: Settings) -> None:
     """Run the API until interrupted, ``settings.api_workers`` processes on one socket."""
+    make_files_private()
     uvicorn.run(
         "services.api.app:create_app",
         factory=True,
@@ -39,6 +66,8 @@ def serve(settings: Settings) -> None:
         port=settings.api_port,
         workers=settings.api_workers,
         log_level="warning",
+        log_config=log_config(settings.api_log_level),
+        access_log=False,
         http=NoDelayH11Protocol,
     )
 

@@ -7,6 +7,8 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
+from tagloop.config import private_dir
+
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 
@@ -20,7 +22,8 @@ def alembic_config(url: str) -> Config:
 
 def upgrade_database(url: str, *, revision: str = "head") -> None:
     if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        # Missing folders are made 0700: a database's folder is nobody else's business.
+        private_dir(Path(url.removeprefix("sqlite:///")).parent)
     command.upgrade(alembic_config(url), revision)
 
 

@@ -5,13 +5,23 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from services.api.deps import AdminDep, CallerDep, SenderDep, SessionDep, SettingsDep, StoreDep
 from services.api.http_range import parse_range
 from services.api.loop_events import after_queue_change
-from services.api.schemas import ClipDetail, ClipOut, LabelOut, Page, decode_cursor, encode_cursor
+from services.api.schemas import (
+    ClipDetail,
+    ClipOut,
+    LabelOut,
+    Page,
+    PathId,
+    QueryId,
+    decode_cursor,
+    encode_cursor,
+)
+from services.api.signed_media import MediaAccessDep
 from tagloop.db import holdout as holdout_repo
 from tagloop.db import videos as video_repo
 from tagloop.errors import NotFound
@@ -19,17 +29,14 @@ from tagloop.storage import BlobStore
 
 router = APIRouter(prefix="/api/v1/clips", tags=["clips"])
 CHUNK = 256 * 1024
-# Primary keys are INTEGER columns (32-bit on PostgreSQL, which casts the bound id to one): a
-# larger number is a 422 here, not an overflow (500) in the driver.
-MAX_ID = 2**31 - 1
-ClipId = Annotated[int, Path(ge=1, le=MAX_ID)]
+ClipId = PathId
 
 
 @router.get("", response_model=Page[ClipOut])
 def list_clips(
     _: CallerDep,
     session: SessionDep,
-    video_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+    video_id: QueryId = None,
     labeled: Annotated[bool | None, Query()] = None,
     needs_review: Annotated[bool | None, Query()] = None,
     split: Annotated[Literal["pool", "holdout"] | None, Query()] = None,
@@ -124,9 +131,10 @@ def _serve_blob(request: Request, store: BlobStore, key: str | None, media_type:
 
 @router.get("/{clip_id}/media")
 def clip_media(
-    clip_id: ClipId, request: Request, _: CallerDep, session: SessionDep, store: StoreDep
+    clip_id: ClipId, request: Request, _: MediaAccessDep, session: SessionDep, store: StoreDep
 ) -> Response:
-    """The clip's H.264/AAC mp4 preview; supports ``Range`` (206) for seeking in browsers."""
+    """The clip's H.264/AAC mp4 preview; supports ``Range`` (206) for seeking in browsers.
+    A signed URL (``expires``, ``sig``: ``GET /export?...&signed_urls=true``) needs no token."""
     clip = video_repo.get_clip(session, clip_id)
     return _serve_blob(request, store, clip.preview_uri, "video/mp4")
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Query, Request, status
@@ -12,12 +13,14 @@ from sqlalchemy import select
 
 from services.api.deps import AdminDep, CallerDep, SessionDep, SettingsDep
 from services.api.errors import error_response
+from services.api.signed_media import media_key
 from tagloop.db import labels as label_repo
 from tagloop.db import stats as stats_repo
 from tagloop.db.engine import make_session_factory
 from tagloop.db.models import Clip
 from tagloop.errors import NotFound
 from tagloop.export import format_csv, format_jsonl, format_label_studio, parse_label_studio
+from tagloop.media_urls import signed_media_query
 
 router = APIRouter(prefix="/api/v1", tags=["export"])
 
@@ -29,7 +32,7 @@ MEDIA_TYPES = {
 }
 
 
-def _stream(database_url: str, fmt: ExportFormat, media_base: str) -> Iterator[str]:
+def _stream(database_url: str, fmt: ExportFormat, media_url: Callable[[int], str]) -> Iterator[str]:
     # The request's session is closed before a streamed body is sent, so the body reads
     # through its own session for as long as the client keeps reading.
     session = make_session_factory(database_url)()
@@ -40,9 +43,7 @@ def _stream(database_url: str, fmt: ExportFormat, media_base: str) -> Iterator[s
         elif fmt == "csv":
             yield from format_csv(rows)
         else:
-            yield from format_label_studio(
-                rows, media_url=lambda clip_id: f"{media_base}/api/v1/clips/{clip_id}/media"
-            )
+            yield from format_label_studio(rows, media_url=media_url)
     finally:
         session.close()
 
@@ -53,13 +54,28 @@ def export_labels(
     _: CallerDep,
     settings: SettingsDep,
     fmt: Annotated[ExportFormat, Query(alias="format")] = "jsonl",
+    signed_urls: Annotated[bool, Query()] = False,
 ) -> StreamingResponse:
     """One record per clip that has labels or a prediction: the clip, its video, its labels
     and its latest prediction. ``label-studio`` gives Label Studio tasks whose ``data.video``
-    is the clip's media URL (it needs this API's bearer token to fetch)."""
+    is the clip's media URL, which needs this API's bearer token to fetch; with
+    ``signed_urls=true`` it is a signed URL that needs none, valid for
+    ``media_url_ttl_seconds`` (one hour by default) from the export."""
     media_type, ext = MEDIA_TYPES[fmt]
+    base = str(request.base_url).rstrip("/")
+    sign: tuple[bytes, int] | None = None
+    if signed_urls and fmt == "label-studio":
+        # One expiry for the whole export, counted from now.
+        sign = (media_key(request), int(time.time()) + settings.media_url_ttl_seconds)
+
+    def media_url(clip_id: int) -> str:
+        url = f"{base}/api/v1/clips/{clip_id}/media"
+        if sign is None:
+            return url
+        return f"{url}?{signed_media_query(sign[0], clip_id, expires=sign[1])}"
+
     return StreamingResponse(
-        _stream(settings.database_url, fmt, str(request.base_url).rstrip("/")),
+        _stream(settings.database_url, fmt, media_url),
         media_type=media_type,
         headers={"Content-Disposition": f'attachment; filename="tagloop-export.{ext}"'},
     )
