@@ -2,26 +2,90 @@
 
 from __future__ import annotations
 
+import httpx
 import streamlit as st
 
 from tagloop.client import ApiError, TagloopClient
 from tagloop.config import get_settings
 
-__all__ = ["ApiError", "get_client"]
+__all__ = ["ApiError", "get_client", "is_admin"]
+
+
+# Session keys. TOKEN is a plain key, never a widget's: Streamlit drops a widget's state when a
+# page without that widget runs, which lost (and, with a pre-filled default, swapped) the token
+# on every page change. IDENTITY is GET /me's answer for that token.
+TOKEN = "token"
+IDENTITY = "identity"
+SIGNED_OUT = "signed_out"
+
+
+def _sign_out() -> None:
+    """Forget everything of this browser session (the next person starts clean)."""
+    for key in list(st.session_state.keys()):
+        del st.session_state[key]
+    st.session_state[SIGNED_OUT] = True
+
+
+def _sign_in_form() -> None:
+    with st.sidebar.form("sign_in", clear_on_submit=True):
+        entered = st.text_input("API token", type="password")
+        if st.form_submit_button("Sign in") and entered.strip():
+            st.session_state[TOKEN] = entered.strip()
+            st.session_state.pop(SIGNED_OUT, None)
+            st.rerun()
+    st.sidebar.info("Enter a token (`tagloop token create --name you`) and sign in.")
+
+
+def _identity(client: TagloopClient, token: str) -> dict[str, str] | None:
+    """The signed-in name and role (GET /me once per token); None, with the token forgotten,
+    when the API does not accept it."""
+    known = st.session_state.get(IDENTITY)
+    if isinstance(known, dict) and known.get("token") == token:
+        return known
+    try:
+        me = client.request("GET", "/api/v1/me").json()
+    except ApiError as exc:
+        if exc.http_status != 401:
+            st.error(f"signing in: {exc.message}")
+            st.stop()
+        st.session_state.pop(TOKEN, None)
+        st.session_state.pop(IDENTITY, None)
+        st.error(f"The token was not accepted ({exc.code}); sign in again.")
+        return None
+    except httpx.HTTPError as exc:
+        st.error(f"cannot reach the API at {client.http.base_url}: {exc}")
+        st.stop()
+    identity = {"token": token, "name": str(me["name"]), "role": str(me["role"])}
+    st.session_state[IDENTITY] = identity
+    return identity
 
 
 def get_client() -> TagloopClient | None:
-    """A client for the token the user entered in the sidebar, or None before they do.
+    """A client for the signed-in token, or None (with the sign-in form) before sign-in. The
+    sidebar says who is signed in and offers sign-out.
 
-    On the machine that runs ``tagloop up`` the first admin token is offered as the default.
+    Only with ``ui_single_user`` (set by ``tagloop up`` for one person on their own machine)
+    is the first visit signed in with the local admin token; otherwise nobody gets it.
     """
     settings = get_settings()
-    if "token" not in st.session_state:
+    state = st.session_state
+    if settings.ui_single_user and not state.get(TOKEN) and not state.get(SIGNED_OUT):
         path = settings.admin_token_path
-        st.session_state["token"] = path.read_text().strip() if path.exists() else ""
-    # Keyed, so st.session_state["token"] is always what the box shows.
-    token = st.sidebar.text_input("API token", key="token", type="password").strip()
-    if not token:
-        st.sidebar.info("Enter a token (`tagloop token create --name you`).")
-        return None
-    return TagloopClient(settings.api_url, token, timeout=30)
+        if path.exists():
+            state[TOKEN] = path.read_text().strip()
+    token = str(state.get(TOKEN) or "").strip()
+    if token:
+        client = TagloopClient(settings.api_url, token, timeout=30)
+        identity = _identity(client, token)
+        if identity is not None:
+            st.sidebar.markdown(f"Signed in as **{identity['name']}** · {identity['role']}")
+            st.sidebar.button("Sign out", on_click=_sign_out, icon=":material/logout:")
+            return client
+    _sign_in_form()
+    return None
+
+
+def is_admin() -> bool:
+    """Whether the signed-in token is an admin's: admin-only controls show for admins only."""
+    identity = st.session_state.get(IDENTITY)
+    return isinstance(identity, dict) and identity.get("role") == "admin"

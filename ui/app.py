@@ -16,6 +16,8 @@ import streamlit as st
 # `streamlit run` puts ui/ on sys.path, not the repo root that holds the ui package.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from ui.label_timer import pause_timer
+
 st.set_page_config(page_title="tagloop", layout="wide")
 pages = [
     st.Page("views/label.py", title="Label", icon=":material/label:", default=True),
@@ -25,4 +27,7 @@ pages = [
     st.Page("views/tags.py", title="Tags", icon=":material/sell:"),
     st.Page("views/videos.py", title="Ingest", icon=":material/movie:"),
 ]
-st.navigation(pages).run()
+page = st.navigation(pages)
+if page.title != "Label":
+    pause_timer()  # a clip's seconds_spent counts only while the Label page shows it
+page.run()

@@ -16,7 +16,7 @@ MEDIA_CACHE_ENTRIES = 256
 
 
 def require_client() -> TagloopClient:
-    """The user's client; stops the page (with the sidebar prompt) until a token is entered."""
+    """The signed-in user's client; stops the page (with the sign-in form) until sign-in."""
     client = get_client()
     if client is None:
         st.stop()
@@ -29,7 +29,7 @@ def show_error(exc: ApiError, *, what: str = "") -> None:
     if exc.http_status == 403:
         st.error(f"{prefix}this needs an admin token ({exc.code}).")
     elif exc.http_status == 401:
-        st.error(f"{prefix}the token was not accepted ({exc.code}); check it in the sidebar.")
+        st.error(f"{prefix}the token was not accepted ({exc.code}); sign out and in again.")
     else:
         st.error(f"{prefix}{exc.message}")
 

@@ -6,6 +6,7 @@ from fastapi import FastAPI
 
 from services.api.deps import TaskSender
 from services.api.errors import install_error_handlers
+from services.api.request_log import RequestLogMiddleware
 from services.api.routes import (
     clips,
     export,
@@ -13,6 +14,7 @@ from services.api.routes import (
     holdout,
     jobs,
     labels,
+    me,
     models,
     queue,
     stats,
@@ -38,6 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.sender = TaskSender(settings.broker_url)
     app.state.tokens = TokenCache(settings.auth_cache_seconds)
     install_error_handlers(app)
+    app.add_middleware(RequestLogMiddleware)
     for module in (
         health,
         videos,
@@ -50,6 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         models,
         stats,
         export,
+        me,
     ):
         app.include_router(module.router)
     return app

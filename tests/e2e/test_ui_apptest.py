@@ -411,10 +411,7 @@ def test_clips_page_lists_parked_clips_and_admins_unpark(seeded: Seeded) -> None
         at.sidebar.checkbox[0].check().run()
         shown = {c for c in seeded.clips if f"**clip {c}**" in texts(at.markdown)}
         assert shown == {target}
-        click(at, "Un-park")
-        assert "admin token" in texts(at.error)
-        clip = seeded.admin.request("GET", f"/api/v1/clips/{target}").json()
-        assert clip["needs_review"] is True
+        assert "Un-park" not in {b.label for b in at.button}  # admins only
 
         at = open_page("views/clips.py", seeded.admin_token)
         at.sidebar.checkbox[0].check().run()
@@ -475,8 +472,7 @@ def test_models_page_lists_versions_and_admins_roll_back(seeded: Seeded) -> None
     assert holdout[0] == HOLDOUT_METRICS["score"] and pd.isna(holdout[1])
     assert table["n holdout"].tolist()[0] == HOLDOUT_METRICS["n_clips"]
     at.selectbox[0].set_value(retired).run()
-    click(at, f"Roll back to v{retired}")
-    assert "admin token" in texts(at.error)
+    assert not [b for b in at.button if b.label.startswith(("Roll back", "Promote"))]
 
     at = open_page("views/models.py", seeded.admin_token)
     at.selectbox[0].set_value(retired).run()
@@ -489,10 +485,7 @@ def test_models_page_lists_versions_and_admins_roll_back(seeded: Seeded) -> None
 def test_tags_page_lists_and_admins_create(seeded: Seeded) -> None:
     at = open_page("views/tags.py", seeded.annotator_token)
     assert at.dataframe[0].value["name"].tolist()[:4] == [n for n, _ in TAGS]
-    names = [t.label for t in at.text_input]
-    at.text_input[names.index("Name")].set_value("yak")
-    at.form_submit_button[0].click().run()
-    assert "admin token" in texts(at.error)
+    assert "Name" not in [t.label for t in at.text_input]  # the new-tag form is admins' only
 
     at = open_page("views/tags.py", seeded.admin_token)
     names = [t.label for t in at.text_input]

@@ -94,9 +94,9 @@ def test_label_a_clip_in_chromium(tmp_path: Path) -> None:
                 expect(page.get_by_role("heading", name="Label")).to_be_visible()
                 token_box = page.get_by_label("API token")
                 token_box.fill(token)
-                token_box.press("Enter")  # apply: the page reruns with the annotator's token
-                # Queue the clip only now, so the admin token the UI pre-fills on this
-                # machine does not lease it first; "Check again" finds it.
+                token_box.press("Enter")  # sign in: the page reruns with the annotator's token
+                # Queue the clip only now, so nothing can lease it before the annotator
+                # signs in; "Check again" finds it.
                 expect(page.get_by_text("The queue is empty")).to_be_visible()
                 queue_clips(settings, clips[:1])
                 page.get_by_role("button", name="Check again").click()

@@ -1,6 +1,6 @@
 """Clips: a grid of thumbnails with labels and predicted tags; open one for its detail.
 Parked clips (skipped by several annotators) can be listed on their own and un-parked by an
-admin; each card says the clip's split (pool or holdout)."""
+admin (the button shows for admins only); each card says the clip's split (pool or holdout)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import streamlit as st
 
-from ui.api_client import ApiError
+from ui.api_client import ApiError, is_admin
 from ui.components import (
     fetch_media,
     format_tags,
@@ -98,9 +98,7 @@ for start in range(0, len(shown), COLUMNS):
             )
             if st.button("Open", key=f"open_{clip['id']}"):
                 state["open_clip"] = clip["id"]
-            if parked:
-                # Shown to everyone, like promote on the Models page: annotators get the
-                # API's "needs an admin token" instead of a button that silently is not there.
+            if parked and is_admin():  # POST /clips/{id}/review is an admin's
                 st.button(
                     "Un-park",
                     key=f"unpark_{clip['id']}",

@@ -2,25 +2,52 @@
 
 Shortcuts: 1-9 toggle the suggestions, Enter submits, S skips without a reason (Streamlit
 button shortcuts); "Skip with a reason" says why (unclear, not applicable, or in words).
+Enter submits exactly the checked tags, also while the tag box has the focus: a small script
+(``ENTER_SUBMITS``) takes Enter from the box before its dropdown can add the highlighted
+option. Only admins may type new tags into the box (only they can create tags).
 When the holdout (the random audit sample) has clips waiting, a sidebar toggle labels from
 its queue instead of the active-learning one.
 """
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import streamlit as st
 
 from tagloop.client import TagloopClient
-from ui.api_client import ApiError
+from ui.api_client import ApiError, is_admin
 from ui.components import fetch_media, get_json, require_client, show_error
+from ui.label_timer import seconds_on, start_timer
 
 state = st.session_state
 # What the annotator picks -> what the API stores (``other`` sends the typed words instead).
 SKIP_REASONS = {"unclear": "unclear", "not applicable": "not_applicable", "other": None}
 HOLDOUT = "holdout"
+# Element keys the script below finds the tag box and the submit button by (Streamlit gives a
+# keyed element the class ``st-key-<key>``).
+TAGS_BOX = "label_tags_box"
+SUBMIT = "label_submit"
+# Enter inside the tag box: submit, and keep the key from the box, whose dropdown would add its
+# highlighted option (or the typed text) to the tags. Capture phase on window runs before
+# React's listeners; installed once per browser tab. Elsewhere the button's shortcut does it.
+ENTER_SUBMITS = f"""<script>
+(() => {{
+  if (window.__tagloopEnterSubmits) return;
+  window.__tagloopEnterSubmits = true;
+  window.addEventListener("keydown", (e) => {{
+    if (e.key !== "Enter" || e.isComposing || e.shiftKey || e.altKey || e.ctrlKey || e.metaKey) {{
+      return;
+    }}
+    const box = document.querySelector(".st-key-{TAGS_BOX}");
+    const submit = document.querySelector(".st-key-{SUBMIT} button");
+    if (!box || !submit || !(e.target instanceof Node) || !box.contains(e.target)) return;
+    e.preventDefault();
+    e.stopImmediatePropagation();
+    if (!submit.disabled) submit.click();
+  }}, true);
+}})();
+</script>"""
 
 
 def _tags_key(lease_id: str) -> str:
@@ -38,7 +65,6 @@ def _lease_next(client: TagloopClient, queue: str) -> dict[str, Any] | None:
     if resp.status_code == 204:
         return None
     item: dict[str, Any] = resp.json()
-    state["shown_at"] = time.monotonic()
     return item
 
 
@@ -154,6 +180,8 @@ with left:
         st.warning("This clip has no preview yet; label it from the suggestions or skip it.")
     else:
         st.video(media, format="video/mp4", autoplay=True, muted=True, loop=True)
+    # The clip is on screen from this run on (not from when it was leased).
+    start_timer(lease_id)
     st.caption(
         f"clip {clip['id']} · video {clip['video_id']} · "
         f"{clip['start_s']:.1f}-{clip['end_s']:.1f} s · audio: {clip['has_audio']}"
@@ -185,15 +213,19 @@ with right:
             type="primary" if on else "secondary",
             width="stretch",
         )
-    st.multiselect(
-        "Tags",
-        options=sorted(set(vocabulary) | set(state[key])),
-        key=key,
-        accept_new_options=True,
-        placeholder="Pick tags, or type a new one (admins)",
-    )
+    admin = is_admin()
+    with st.container(key=TAGS_BOX):
+        st.multiselect(
+            "Tags",
+            options=sorted(set(vocabulary) | set(state[key])),
+            key=key,
+            accept_new_options=admin,
+            placeholder="Pick tags, or type a new one" if admin else "Pick tags",
+        )
     submit_col, skip_col = st.columns(2)
-    submit = submit_col.button("Submit", type="primary", shortcut="Enter", width="stretch")
+    submit = submit_col.button(
+        "Submit", key=SUBMIT, type="primary", shortcut="Enter", width="stretch"
+    )
     skip = skip_col.button("Skip", shortcut="S", width="stretch")
     with st.expander("Skip with a reason"):
         why = st.radio("Reason", list(SKIP_REASONS), key=f"skip_reason_{lease_id}", horizontal=True)
@@ -201,17 +233,17 @@ with right:
             "Other reason", key=f"skip_other_{lease_id}", max_chars=500, disabled=why != "other"
         )
         skip_why = st.button("Skip with reason", key=f"skip_why_{lease_id}", width="stretch")
+    st.html(ENTER_SUBMITS, unsafe_allow_javascript=True)
 
 if submit:
     chosen = list(state[key])
     if _create_missing_tags(client, chosen, set(vocabulary)):
-        seconds = round(time.monotonic() - state.get("shown_at", time.monotonic()), 2)
+        seconds = round(seconds_on(lease_id), 2)
+        body: dict[str, Any] = {"tags": chosen, "seconds_spent": seconds, "lease_id": lease_id}
+        if not chosen:
+            body["none_apply"] = True  # "none of the tags apply", said on purpose
         try:
-            client.request(
-                "POST",
-                f"/api/v1/clips/{clip['id']}/labels",
-                json={"tags": chosen, "seconds_spent": seconds, "lease_id": lease_id},
-            )
+            client.request("POST", f"/api/v1/clips/{clip['id']}/labels", json=body)
         except ApiError as exc:
             show_error(exc, what="submit")
         else:

@@ -7,7 +7,7 @@ from typing import Any
 
 import streamlit as st
 
-from ui.api_client import ApiError
+from ui.api_client import ApiError, is_admin
 from ui.components import get_json, require_client, show_error
 
 st.title("Models")
@@ -61,7 +61,11 @@ choice = st.selectbox(
 chosen = next(v for v in versions if v["id"] == choice)
 with st.expander(f"v{choice} metrics", expanded=False):
     st.json(chosen["metrics"])
-if chosen["status"] in ("ready", "retired"):
+if chosen["status"] == "promoted":
+    st.caption(f"v{choice} is serving.")
+elif chosen["status"] not in ("ready", "retired"):
+    st.caption(f"v{choice} is {chosen['status']} and cannot be promoted.")
+elif is_admin():  # POST /models/{id}/promote is an admin's: annotators get no button
     verb = "Roll back to" if promoted is not None and choice < promoted else "Promote"
     if st.button(f"{verb} v{choice}", type="primary"):
         try:
@@ -70,7 +74,3 @@ if chosen["status"] in ("ready", "retired"):
             st.rerun()
         except ApiError as exc:
             show_error(exc, what="promote")
-elif chosen["status"] == "promoted":
-    st.caption(f"v{choice} is serving.")
-else:
-    st.caption(f"v{choice} is {chosen['status']} and cannot be promoted.")

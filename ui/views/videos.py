@@ -1,28 +1,31 @@
-"""Ingest: upload videos (admin) and follow their processing."""
+"""Ingest: upload videos (admins only: the form is not shown to annotators) and follow their
+processing."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from ui.api_client import ApiError, get_client
+from ui.api_client import ApiError, is_admin
+from ui.components import require_client
 
 st.title("Ingest")
-client = get_client()
-if client is None:
-    st.stop()
+client = require_client()
 
-with st.form("upload", clear_on_submit=True):
-    files = st.file_uploader("Upload videos", accept_multiple_files=True)
-    if st.form_submit_button("Ingest") and files:
-        for f in files:
-            try:
-                v = client.request(
-                    "POST", "/api/v1/videos", files={"file": (f.name, f, f.type or "video/mp4")}
-                ).json()
-                note = " (already ingested)" if v["duplicate"] else ""
-                st.success(f"{f.name}: video {v['id']} {v['status']}{note}")
-            except ApiError as exc:
-                st.error(f"{f.name}: {exc.code}: {exc.message}")
+if is_admin():  # POST /videos is an admin's
+    with st.form("upload", clear_on_submit=True):
+        files = st.file_uploader("Upload videos", accept_multiple_files=True)
+        if st.form_submit_button("Ingest") and files:
+            for f in files:
+                try:
+                    v = client.request(
+                        "POST",
+                        "/api/v1/videos",
+                        files={"file": (f.name, f, f.type or "video/mp4")},
+                    ).json()
+                    note = " (already ingested)" if v["duplicate"] else ""
+                    st.success(f"{f.name}: video {v['id']} {v['status']}{note}")
+                except ApiError as exc:
+                    st.error(f"{f.name}: {exc.code}: {exc.message}")
 
 try:
     videos = client.request("GET", "/api/v1/videos", params={"limit": 200}).json()["items"]

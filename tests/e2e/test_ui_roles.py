@@ -1,0 +1,354 @@
+"""Who is signed in, on every page, in headless Chromium against the API and the Streamlit UI.
+
+An annotator signs in, walks every page in both orders and labels a clip: the sidebar must
+name them on every page, no admin-only control may show, and the label must be theirs, with
+no lease left open and seconds_spent counted only while the clip was on screen. Enter in the
+focused tag box, with a dropdown option highlighted, must submit exactly the checked tags. An
+admin sees the controls the annotator does not, and signs out to an empty sign-in form. The
+local single-user flag (``tagloop up``) is the only way the admin token is ever used unasked.
+
+Needs Debian's ``chromium`` (see tests/e2e/test_ui_browser.py).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import delete, update
+from streamlit.testing.v1 import AppTest
+
+from tagloop.auth import create_token
+from tagloop.client import TagloopClient
+from tagloop.config import Settings, get_settings
+from tagloop.db.engine import session_scope
+from tagloop.db.models import Clip, ModelVersion, QueueItem
+from tests.conftest import REPO, free_port
+from tests.e2e.test_ui_apptest import TAGS, ingest, queue_clips, seed_model
+from tests.e2e.test_ui_browser import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    TIMEOUT_MS,
+    _require_chromium,
+    _ui_up,
+)
+from tests.integration.stack_helpers import running_stack, stack_settings, wait_until
+
+pytestmark = pytest.mark.e2e
+
+PAGES = ["Label", "Dashboard", "Clips", "Models", "Tags", "Ingest"]
+AWAY_S = 6.0  # seconds the annotator spends on the Dashboard while holding a lease
+
+
+@dataclass
+class UiStack:
+    settings: Settings
+    admin: TagloopClient
+    ui_url: str
+    clips: list[int]
+    ready_version: int  # newer than the promoted one: admins get "Promote" by default
+
+
+@pytest.fixture(scope="module")
+def ui_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UiStack]:
+    _require_chromium()
+    tmp = tmp_path_factory.mktemp("roles")
+    settings = stack_settings(
+        tmp,
+        database_url=f"sqlite:///{tmp / 'data' / 'tagloop.db'}",
+        broker_url=f"sqla+sqlite:///{tmp / 'data' / 'broker.sqlite'}",
+        ui_port=free_port(),
+        clip_seconds=2.0,
+    )
+    with running_stack(settings, ["api", "worker"]) as (_, admin):
+        for name, group in TAGS:
+            admin.request("POST", "/api/v1/tags", json={"name": name, "group": group})
+        clips = ingest(admin)
+    assert len(clips) >= 3, clips
+    seed_model(settings, clips)
+    with session_scope(settings.database_url) as s:
+        ready = ModelVersion(
+            status="ready",
+            vocabulary=[{"name": n, "group": g} for n, g in TAGS],
+            config={"kind": "centralnet"},
+            metrics={"score": 0.8},
+            n_train=12,
+            artifact_uri="models/ready.pt",
+        )
+        s.add(ready)
+        s.flush()
+        ready_id = ready.id
+        # A parked clip: admins get "Un-park" on the Clips page.
+        s.execute(update(Clip).where(Clip.id == clips[-1]).values(needs_review=True))
+    # API and UI only: no worker refills the queue under the tests.
+    queue_clips(settings, [])
+    with running_stack(settings, ["api", "ui"]) as (_, admin):
+        ui_url = f"http://127.0.0.1:{settings.ui_port}"
+        wait_until(lambda: _ui_up(ui_url), timeout_s=60, what="the Streamlit UI")
+        yield UiStack(settings, admin, ui_url, clips, ready_id)
+
+
+@pytest.fixture(scope="module")
+def browser(ui_stack: UiStack) -> Iterator[Any]:
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=TIMEOUT_MS)
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def page(browser: Any, ui_stack: UiStack) -> Iterator[Any]:
+    """A fresh browser context per test: a new Streamlit session, nobody signed in."""
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    pg = context.new_page()
+    pg.set_default_timeout(TIMEOUT_MS)
+    try:
+        yield pg
+    finally:
+        context.close()
+
+
+def new_token(settings: Settings, name: str, role: str = "annotator") -> str:
+    with session_scope(settings.database_url) as s:
+        return create_token(s, name=name, role=role)
+
+
+def free_queue(settings: Settings) -> None:
+    """No clip queued or leased: each test queues exactly what it names."""
+    with session_scope(settings.database_url) as s:
+        s.execute(delete(QueueItem).where(QueueItem.status.in_(("queued", "leased"))))
+
+
+def settle(page: Any) -> None:
+    """Wait until the script run in flight has finished (call after seeing its first output)."""
+    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]')
+
+
+def sign_in(page: Any, token: str) -> None:
+    box = page.get_by_label("API token")
+    box.fill(token)
+    box.press("Enter")
+
+
+def visit(page: Any, title: str) -> None:
+    from playwright.sync_api import expect
+
+    page.get_by_role("link", name=title).click()
+    expect(page.get_by_role("heading", name=title, exact=True)).to_be_visible()
+    settle(page)
+
+
+def expect_signed_in(page: Any, name: str, role: str) -> None:
+    from playwright.sync_api import expect
+
+    sidebar = page.get_by_test_id("stSidebar")
+    expect(sidebar).to_contain_text(f"Signed in as {name} · {role}")
+    expect(sidebar.get_by_role("button", name="Sign out")).to_be_visible()
+
+
+def admin_controls(page: Any, title: str) -> list[Any]:
+    """Locators of the admin-only controls of a page (the AdminDep routes behind them)."""
+    controls: dict[str, Callable[[], list[Any]]] = {
+        "Label": lambda: [],
+        "Dashboard": lambda: [  # POST /models/train, POST /holdout
+            page.get_by_role("button", name="Retrain now"),
+            page.get_by_text("Holdout sample (admin)"),
+        ],
+        "Clips": lambda: [page.get_by_role("button", name="Un-park")],  # POST /clips/{id}/review
+        "Models": lambda: [  # POST /models/{id}/promote
+            page.get_by_role("button", name="Promote v"),
+            page.get_by_role("button", name="Roll back to v"),
+        ],
+        "Tags": lambda: [page.get_by_role("button", name="Create tag")],  # POST /tags
+        "Ingest": lambda: [page.get_by_test_id("stFileUploader")],  # POST /videos
+    }
+    return controls[title]()
+
+
+def expect_no_admin_controls(page: Any, title: str) -> None:
+    from playwright.sync_api import expect
+
+    for control in admin_controls(page, title):
+        expect(control).to_have_count(0)
+
+
+def labels_of(stack: UiStack, clip_id: int) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = stack.admin.request("GET", f"/api/v1/clips/{clip_id}").json()[
+        "labels"
+    ]
+    return out
+
+
+def leased(stack: UiStack) -> int:
+    return int(stack.admin.request("GET", "/api/v1/stats").json()["counts"]["queue"]["leased"])
+
+
+def test_annotator_keeps_their_identity_on_every_page(ui_stack: UiStack, page: Any) -> None:
+    from playwright.sync_api import expect
+
+    clip = ui_stack.clips[0]
+    free_queue(ui_stack.settings)
+    token = new_token(ui_stack.settings, "ana")
+    page.goto(ui_stack.ui_url)
+    # A visitor gets no token: the sign-in form, empty, and nobody signed in.
+    expect(page.get_by_role("heading", name="Label", exact=True)).to_be_visible()
+    expect(page.get_by_text("Enter a token")).to_be_visible()
+    expect(page.get_by_label("API token")).to_have_value("")
+    expect(page.get_by_test_id("stSidebar")).not_to_contain_text("Signed in as")
+
+    sign_in(page, token)
+    expect_signed_in(page, "ana", "annotator")
+    expect(page.get_by_text("The queue is empty")).to_be_visible()
+    # Streamlit's developer toolbar (Deploy, rerun, clear cache) is not offered.
+    expect(page.get_by_role("button", name="Deploy")).to_have_count(0)
+    queue_clips(ui_stack.settings, [clip])
+    page.get_by_role("button", name="Check again").click()
+    expect(page.get_by_text(f"clip {clip} · video")).to_be_visible()
+    settle(page)
+    shown_at = time.monotonic()
+    assert leased(ui_stack) == 1
+
+    # Label -> ... -> Ingest, then back: the same person, the same lease, on every page.
+    for i, title in enumerate([*PAGES[1:], *reversed(PAGES[:-1])]):
+        visit(page, title)
+        expect_signed_in(page, "ana", "annotator")
+        expect_no_admin_controls(page, title)
+        if i == 0:
+            time.sleep(AWAY_S)  # away from the clip: this must not count as labeling time
+    expect(page.get_by_text(f"clip {clip} · video")).to_be_visible()
+    back_at = time.monotonic()
+    expect(page.get_by_role("button", name="☑ cat · 91%")).to_be_visible()
+    page.evaluate("document.activeElement && document.activeElement.blur()")
+    page.keyboard.press("Enter")
+    expect(page.get_by_text(f"Labeled clip {clip} as cat in")).to_be_visible()
+    expect_signed_in(page, "ana", "annotator")
+
+    (label,) = labels_of(ui_stack, clip)
+    assert (label["tags"], label["annotator"]) == (["cat"], "ana")
+    assert leased(ui_stack) == 0  # the annotator's lease was closed by their own label
+    # Only the time the clip was on screen: the first look, then from the return to Enter.
+    away = back_at - shown_at
+    assert 0 < label["seconds_spent"] < away - AWAY_S / 2, (label["seconds_spent"], away)
+
+
+def test_enter_in_the_tag_box_submits_exactly_the_checked_tags(
+    ui_stack: UiStack, page: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    clip = ui_stack.clips[1]
+    free_queue(ui_stack.settings)
+    page.goto(ui_stack.ui_url)
+    sign_in(page, new_token(ui_stack.settings, "kbd"))
+    expect(page.get_by_text("The queue is empty")).to_be_visible()
+    queue_clips(ui_stack.settings, [clip])
+    page.get_by_role("button", name="Check again").click()
+    expect(page.get_by_text(f"clip {clip} · video")).to_be_visible()
+    expect(page.get_by_role("button", name="☑ cat · 91%")).to_be_visible()
+    settle(page)
+
+    # Typed "Do" in the tag box, arrow down to "dog": the highlighted option, which Enter
+    # must not add (nor the "Select N matches" option highlighted before the arrow).
+    box = page.locator('[data-testid="stMultiSelect"] input')
+    box.click()
+    page.keyboard.type("Do")
+    option = page.get_by_role("option", name="dog", exact=True)
+    expect(option).to_be_visible()
+    page.keyboard.press("ArrowDown")
+    expect(box).to_have_attribute("aria-activedescendant", str(option.get_attribute("id")))
+    expect(box).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.get_by_text(f"Labeled clip {clip} as cat in")).to_be_visible()
+
+    labels = labels_of(ui_stack, clip)
+    assert [(lb["tags"], lb["annotator"]) for lb in labels] == [(["cat"], "kbd")]
+    assert leased(ui_stack) == 0
+
+
+def test_admin_sees_the_admin_controls_and_signs_out(ui_stack: UiStack, page: Any) -> None:
+    """The controls the annotator must not see are there for an admin (so their absence
+    above means something), and sign-out leaves an empty sign-in form."""
+    from playwright.sync_api import expect
+
+    free_queue(ui_stack.settings)
+    me = ui_stack.admin.request("GET", "/api/v1/me").json()
+    page.goto(ui_stack.ui_url)
+    sign_in(page, ui_stack.settings.admin_token_path.read_text().strip())
+    expect_signed_in(page, me["name"], "admin")
+    expect(page.get_by_text("The queue is empty")).to_be_visible()
+    for title in PAGES[1:]:
+        visit(page, title)
+        expect_signed_in(page, me["name"], "admin")
+        if title == "Models":
+            expect(
+                page.get_by_role("button", name=f"Promote v{ui_stack.ready_version}")
+            ).to_be_visible()
+            continue
+        for control in admin_controls(page, title):
+            expect(control.first).to_be_attached()
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_text("Enter a token")).to_be_visible()
+    expect(page.get_by_label("API token")).to_have_value("")
+    expect(page.get_by_test_id("stSidebar")).not_to_contain_text("Signed in as")
+
+
+@pytest.mark.parametrize("single_user", [False, True])
+def test_only_the_single_user_flag_signs_in_the_local_admin(
+    ui_stack: UiStack, monkeypatch: pytest.MonkeyPatch, single_user: bool
+) -> None:
+    """The admin token on disk is used unasked only with TAGLOOP_UI_SINGLE_USER (``tagloop
+    up``); after sign-out it is not used again in that session."""
+    monkeypatch.setenv("TAGLOOP_API_URL", ui_stack.settings.api_url)
+    monkeypatch.setenv("TAGLOOP_DATA_DIR", str(ui_stack.settings.data_dir))
+    if single_user:
+        monkeypatch.setenv("TAGLOOP_UI_SINGLE_USER", "1")
+    else:
+        monkeypatch.delenv("TAGLOOP_UI_SINGLE_USER", raising=False)
+    get_settings.cache_clear()
+    try:
+        assert ui_stack.settings.admin_token_path.exists()
+        at = AppTest.from_file(str(REPO / "ui" / "views" / "tags.py"), default_timeout=60)
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+        sidebar = "\n".join(str(m.value) for m in at.sidebar.markdown)
+        if not single_user:
+            assert "Enter a token" in "\n".join(str(i.value) for i in at.sidebar.info)
+            assert "Signed in as" not in sidebar
+            return
+        assert "Signed in as" in sidebar and "· admin" in sidebar
+        assert at.title[0].value == "Tags"
+        (sign_out,) = [b for b in at.sidebar.button if b.label == "Sign out"]
+        sign_out.click().run()
+        assert "Enter a token" in "\n".join(str(i.value) for i in at.sidebar.info)
+        assert "Signed in as" not in "\n".join(str(m.value) for m in at.sidebar.markdown)
+    finally:
+        get_settings.cache_clear()
+
+
+def test_docker_compose_ui_is_not_single_user() -> None:
+    """The compose UI is served to others: nobody gets the admin token, no Deploy button."""
+    lines = [
+        line.split("#", 1)[0] for line in (REPO / "docker-compose.yml").read_text().splitlines()
+    ]
+    # Not in the ui service nor in the environment every service shares.
+    assert not [line for line in lines if "UI_SINGLE_USER" in line]
+    start = lines.index("  ui:")
+    (command,) = [line for line in lines[start:] if line.strip().startswith("command:")][:1]
+    assert '"--client.toolbarMode", "viewer"' in command
+
+
+def test_launcher_hides_the_deploy_button(tmp_path: Path) -> None:
+    from tagloop.launcher import child_specs
+
+    (ui,) = child_specs(Settings(data_dir=tmp_path), components=["ui"])
+    i = ui.argv.index("--client.toolbarMode")
+    assert ui.argv[i + 1] in ("viewer", "minimal")
