@@ -27,16 +27,17 @@ from tagloop.client import TagloopClient
 from tagloop.config import Settings, get_settings
 from tagloop.db.engine import session_scope
 from tagloop.db.models import Clip, ModelVersion, QueueItem
-from tests.conftest import REPO, free_port
-from tests.e2e.test_ui_apptest import TAGS, ingest, queue_clips, seed_model
+from tests.conftest import REPO
+from tests.e2e.test_ui_apptest import TAGS, queue_clips
 from tests.e2e.test_ui_browser import (
     CHROMIUM,
     CHROMIUM_ARGS,
     TIMEOUT_MS,
     _require_chromium,
     _ui_up,
+    ingested_ui_settings,
 )
-from tests.integration.stack_helpers import running_stack, stack_settings, wait_until
+from tests.integration.stack_helpers import running_stack, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -56,20 +57,8 @@ class UiStack:
 @pytest.fixture(scope="module")
 def ui_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UiStack]:
     _require_chromium()
-    tmp = tmp_path_factory.mktemp("roles")
-    settings = stack_settings(
-        tmp,
-        database_url=f"sqlite:///{tmp / 'data' / 'tagloop.db'}",
-        broker_url=f"sqla+sqlite:///{tmp / 'data' / 'broker.sqlite'}",
-        ui_port=free_port(),
-        clip_seconds=2.0,
-    )
-    with running_stack(settings, ["api", "worker"]) as (_, admin):
-        for name, group in TAGS:
-            admin.request("POST", "/api/v1/tags", json={"name": name, "group": group})
-        clips = ingest(admin)
+    settings, clips = ingested_ui_settings(tmp_path_factory.mktemp("roles"))
     assert len(clips) >= 3, clips
-    seed_model(settings, clips)
     with session_scope(settings.database_url) as s:
         ready = ModelVersion(
             status="ready",
