@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     # A new version is promoted unless its validation score is worse than the promoted
     # version's, on the same validation clips, by more than this.
     promote_tolerance: float = 0.01
+    # Promotion compares on the holdout once this many holdout clips are labeled, else on the
+    # round's validation clips; either way with a bootstrap interval (training/promotion.py).
+    promote_min_holdout: int = 30
     torch_threads: int = 2
     # Log-mel columns (10 ms each) the model sees, from the start of the clip; None = all.
     audio_frames: int | None = None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -23,6 +23,9 @@ from tagloop.db.models import Clip
 from tagloop.errors import InvalidInput
 from tagloop.storage import BlobStore
 from tagloop.vocabulary import TagVocabulary
+
+if TYPE_CHECKING:
+    from tagloop.training.promotion import Comparison
 
 log = logging.getLogger(__name__)
 
@@ -154,8 +157,20 @@ def train_round(*, settings: Settings, job_id: int, task_id: str | None = None) 
             init_vocab=init_vocab,
             progress=on_epoch,
         )
-        baseline_score = _score_on(old, val, vocab) if old is not None else None
+        # The holdout, when it has enough labels, is a fairer judge than a small validation
+        # split: neither version trained on it.
+        enough = len(holdout) >= settings.promote_min_holdout
+        comparison = _compare(
+            result.model,
+            old,
+            holdout if enough else val,
+            on="holdout" if enough else "validation",
+            vocab=vocab,
+            audio_frames=options.audio_frames,
+        )
+        baseline_score = comparison.old_score
         metrics = dict(result.metrics)
+        metrics["promotion"] = comparison.to_dict()
         if holdout:
             metrics["holdout"] = evaluate_on(
                 result.model, holdout, vocab=vocab, audio_frames=options.audio_frames
@@ -183,6 +198,8 @@ def train_round(*, settings: Settings, job_id: int, task_id: str | None = None) 
         raise
 
     score = float(result.metrics["score"])
+    if comparison.new_score is not None and baseline_score is not None:
+        score = comparison.new_score  # the same clips and tags the promoted version was scored on
     promote = should_promote(score, baseline_score, tolerance=settings.promote_tolerance)
     with session_scope(settings.database_url) as session:
         version = version_repo.get_version(session, version_id)
@@ -198,7 +215,7 @@ def train_round(*, settings: Settings, job_id: int, task_id: str | None = None) 
             session,
             job_repo.get_job(session, job_id),
             status="succeeded",
-            message=f"v{version_id}: score {score:.3f} ({verdict})",
+            message=f"v{version_id}: score {score:.3f} ({verdict}), {comparison.describe()}",
         )
     return RoundOutcome(version_id, promote, score, baseline_score)
 
@@ -214,22 +231,42 @@ def audio_frames_of(model: Any) -> int | None:
     return int(value) if value is not None else None
 
 
-def _score_on(old: Any, val: list[Any], vocab: TagVocabulary) -> float | None:
-    """The promoted model's score on this round's validation clips (old tags only)."""
-    from tagloop.training.loop import selection_score
-    from tagloop.training.metrics import evaluate_predictions
+def _compare(
+    new_model: Any,
+    old: Any,
+    clips: list[Any],
+    *,
+    on: str,
+    vocab: TagVocabulary,
+    audio_frames: int | None,
+) -> Comparison:
+    """The new and the promoted version on the same ``clips``, over the promoted version's
+    tags (a reordered vocabulary cannot be compared: old side None)."""
     from tagloop.training.predict import predict_clips
+    from tagloop.training.promotion import compare_versions
 
-    if list(old.vocab.tags) != list(vocab.tags[: len(old.vocab)]):
-        return None  # the vocabulary was reordered: no fair comparison
-    preds = predict_clips(
-        old.model, [s.tensors for s in val], vocab=old.vocab, audio_frames=audio_frames_of(old)
+    comparable = old is not None and list(old.vocab.tags) == list(vocab.tags[: len(old.vocab)])
+    cmp_vocab = old.vocab if comparable else vocab
+    k = len(cmp_vocab)
+    if not clips:
+        return compare_versions(
+            np.zeros((0, k)), None, np.zeros((0, k)), np.zeros((0, k), bool), vocab=cmp_vocab, on=on
+        )
+    tensors = [s.tensors for s in clips]
+    new_probs = predict_clips(new_model, tensors, vocab=vocab, audio_frames=audio_frames).probs
+    old_probs = (
+        predict_clips(old.model, tensors, vocab=old.vocab, audio_frames=audio_frames_of(old)).probs
+        if comparable
+        else None
     )
-    k = len(old.vocab)
-    targets = np.stack([s.targets[:k] for s in val])
-    known = np.stack([s.known[:k] for s in val])
-    score = selection_score(evaluate_predictions(preds.probs, targets, known, vocab=old.vocab))
-    return float(score) if score is not None else None
+    return compare_versions(
+        new_probs[:, :k],
+        old_probs,
+        np.stack([s.targets[:k] for s in clips]),
+        np.stack([s.known[:k] for s in clips]),
+        vocab=cmp_vocab,
+        on=on,
+    )
 
 
 def evaluate_on(

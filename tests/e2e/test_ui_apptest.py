@@ -57,6 +57,17 @@ def ingest(client: TagloopClient, path: Path = VIDEO) -> list[int]:
     return [c["id"] for c in client.list_clips(video_id=done["id"])]
 
 
+# How the promoted version compared with the retired one when its round ended.
+PROMOTION = {
+    "on": "holdout",
+    "n_clips": 40,
+    "new_score": 0.77,
+    "old_score": 0.7,
+    "delta": 0.07,
+    "ci95": [-0.02, 0.15],
+}
+
+
 def seed_model(settings: Settings, clips: list[int]) -> list[int]:
     """A retired and a promoted version (with metrics the dashboard draws, the promoted one's
     with a holdout score) and predictions of the promoted one for every clip: ``cat`` likely,
@@ -72,6 +83,9 @@ def seed_model(settings: Settings, clips: list[int]) -> list[int]:
             }
             if status == "promoted":
                 metrics["holdout"] = HOLDOUT_METRICS
+                metrics["promotion"] = PROMOTION
+            else:
+                metrics["promotion"] = {"on": "validation", "n_clips": 3, "delta": None}
             v = ModelVersion(
                 status=status,
                 vocabulary=[{"name": n, "group": g} for n, g in TAGS],
@@ -471,6 +485,10 @@ def test_models_page_lists_versions_and_admins_roll_back(seeded: Seeded) -> None
     holdout = table["holdout score"].tolist()[:2]
     assert holdout[0] == HOLDOUT_METRICS["score"] and pd.isna(holdout[1])
     assert table["n holdout"].tolist()[0] == HOLDOUT_METRICS["n_clips"]
+    assert table["vs promoted"].tolist()[:2] == [
+        "+0.070 [-0.02, +0.15] on 40 holdout",
+        "first model",
+    ]
     at.selectbox[0].set_value(retired).run()
     assert not [b for b in at.button if b.label.startswith(("Roll back", "Promote"))]
 

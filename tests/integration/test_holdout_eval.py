@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sqlalchemy import select
+
 from tagloop.config import Settings
 from tagloop.datasets.av_digits import build_demo_samples, write_av_dataset
 from tagloop.db import holdout as holdout_repo
@@ -13,7 +15,7 @@ from tagloop.db import jobs as job_repo
 from tagloop.db import tags as tag_repo
 from tagloop.db.engine import session_scope
 from tagloop.db.migrate import upgrade_database
-from tagloop.db.models import Label, ModelVersion
+from tagloop.db.models import Job, Label, ModelVersion
 from tagloop.pipeline.holdout_eval import refresh_holdout_metrics
 from tagloop.pipeline.training import train_round
 from tests.integration.test_demo_baseline import ingest_demo
@@ -32,7 +34,9 @@ def train(settings: Settings) -> int:
 
 def test_versions_are_measured_again_on_todays_holdout(tmp_path: Path) -> None:
     labels = write_av_dataset(build_demo_samples(n=16, seed=4), tmp_path / "set")
-    settings = Settings(data_dir=tmp_path / "data", clip_seconds=2.0, train_epochs=2)
+    settings = Settings(
+        data_dir=tmp_path / "data", clip_seconds=2.0, train_epochs=2, promote_min_holdout=2
+    )
     upgrade_database(settings.database_url)
     truth, _ = ingest_demo(settings, labels)
     clips = sorted(truth)
@@ -43,6 +47,8 @@ def test_versions_are_measured_again_on_todays_holdout(tmp_path: Path) -> None:
             s.add(Label(clip_id=c, annotator="a", tags=[truth[c]]))
     v1 = train(settings)
     assert "holdout" not in version_metrics(settings, v1)
+    first = version_metrics(settings, v1)["promotion"]
+    assert first["on"] == "validation" and first["old_score"] is None and first["delta"] is None
     assert refresh_holdout_metrics(settings=settings) == []  # no holdout yet: nothing to do
 
     # The admin draws a holdout of three clips after v1; two of them get labels.
@@ -54,6 +60,15 @@ def test_versions_are_measured_again_on_todays_holdout(tmp_path: Path) -> None:
     assert version_metrics(settings, v2)["holdout"]["n_clips"] == 2
     # Trained on the 10 pool labels only (train + validation split), never the holdout's.
     m2 = version_metrics(settings, v2)
+    # With enough holdout labels (2 here) promotion compares v2 and v1 on them, with an
+    # interval, and says so in the round's job message.
+    compared = m2["promotion"]
+    assert compared["on"] == "holdout" and compared["n_clips"] == 2
+    assert compared["old_score"] == m2["baseline_score"] is not None
+    assert compared["ci95"][0] <= compared["delta"] <= compared["ci95"][1]
+    with session_scope(settings.database_url) as s:
+        message = s.scalar(select(Job.message).order_by(Job.id.desc()).limit(1))
+    assert "on 2 holdout clips" in str(message)
     with session_scope(settings.database_url) as s:
         n_train = s.get(ModelVersion, v2).n_train  # type: ignore[union-attr]
     assert n_train + (0 if m2["val_is_train"] else m2["n_val"]) == 10

@@ -29,6 +29,17 @@ def _holdout(v: dict[str, Any], name: str) -> float | None:
     return _metric({"metrics": holdout}, name) if isinstance(holdout, dict) else None
 
 
+def _versus_promoted(v: dict[str, Any]) -> str:
+    """How this round compared with the version serving then: the score difference and its
+    95 % bootstrap interval, on which clips (so a coin toss reads as one)."""
+    p = v["metrics"].get("promotion") or {}
+    if p.get("delta") is None:
+        return "first model" if p else ""
+    lo, hi = p.get("ci95") or (None, None)
+    ci = f" [{lo:+.2f}, {hi:+.2f}]" if lo is not None else ""
+    return f"{p['delta']:+.3f}{ci} on {p['n_clips']} {p['on']}"
+
+
 st.dataframe(
     [
         {
@@ -39,6 +50,7 @@ st.dataframe(
             "score": _metric(v, "score"),
             "holdout score": _holdout(v, "score"),
             "n holdout": (v["metrics"].get("holdout") or {}).get("n_clips"),
+            "vs promoted": _versus_promoted(v),
             "mean accuracy": _metric(v, "mean_accuracy"),
             "mAP": _metric(v, "map"),
             "ECE": _metric(v, "ece"),
@@ -51,7 +63,9 @@ st.dataframe(
 )
 st.caption(
     "score: on validation clips drawn from the actively chosen labels; holdout score: on the "
-    "random holdout, never trained on, so the unbiased estimate (empty before it had labels)."
+    "random holdout, never trained on, so the unbiased estimate (empty before it had labels). "
+    "vs promoted: this round's score minus the serving version's on the same clips, with a "
+    "95 % bootstrap interval; an interval spanning 0 means the data could not tell them apart."
 )
 
 promoted = next((v["id"] for v in versions if v["status"] == "promoted"), None)
