@@ -50,6 +50,11 @@ class Settings(BaseSettings):
     # round's validation clips; either way with a bootstrap interval (training/promotion.py).
     promote_min_holdout: int = 30
     torch_threads: int = 2
+    # Local weight files to start the visual / audio branch from (a pretraining run, another
+    # tagloop model); nothing is downloaded. Frozen: those branches are not trained further.
+    visual_weights_path: Path | None = None
+    audio_weights_path: Path | None = None
+    freeze_backbone: bool = False
     # Log-mel columns (10 ms each) the model sees, from the start of the clip; None = all.
     audio_frames: int | None = None
     # The loop's tick (beat): every N seconds it trains when due, scores what the promoted

@@ -56,6 +56,7 @@ def train_round(*, settings: Settings, job_id: int, task_id: str | None = None) 
     from tagloop.features.clip_tensor import load_clip_tensors
     from tagloop.fusion.config import FusionConfig
     from tagloop.training.artifact import load_artifact, save_artifact
+    from tagloop.training.backbone import Backbone
     from tagloop.training.dataset import LabeledClip
     from tagloop.training.loop import TrainOptions, train_model
     from tagloop.training.split import assign_split
@@ -77,6 +78,7 @@ def train_round(*, settings: Settings, job_id: int, task_id: str | None = None) 
         holdout_labels = {c: t for c, t in every.items() if c in holdout_ids}
         promoted = version_repo.promoted_version(session)
         baseline = (promoted.id, promoted.artifact_uri) if promoted else None
+        promoted_backbone = (promoted.config or {}).get("backbone") if promoted else None
     if not labels or len(vocab) == 0:
         raise InvalidInput("there are no labels to train on yet", code="no_labels")
 
@@ -116,10 +118,17 @@ def train_round(*, settings: Settings, job_id: int, task_id: str | None = None) 
         patience=settings.train_patience,
         num_threads=settings.torch_threads,
     )
+    backbone = Backbone(
+        visual=settings.visual_weights_path,
+        audio=settings.audio_weights_path,
+        freeze=settings.freeze_backbone,
+    )
     init_state, init_vocab, old = None, None, None
     if baseline is not None and baseline[1]:
         old = load_artifact(store.get_bytes(baseline[1]))
-        if old.kind == settings.model_kind and old.config == config:
+        # Other branch weights than the promoted version started from: a new starting point.
+        same_start = promoted_backbone == (backbone.describe() if backbone else None)
+        if old.kind == settings.model_kind and old.config == config and same_start:
             init_state, init_vocab = old.model.state_dict(), old.vocab
 
     with session_scope(settings.database_url) as session:
@@ -131,6 +140,7 @@ def train_round(*, settings: Settings, job_id: int, task_id: str | None = None) 
                 "fusion": config.to_dict(),
                 "train": options.to_dict(),
                 "warm_start_from": baseline[0] if baseline and init_state else None,
+                "backbone": backbone.describe() if backbone else None,
             },
             n_train=len(train),
         )
@@ -156,6 +166,7 @@ def train_round(*, settings: Settings, job_id: int, task_id: str | None = None) 
             init_state=init_state,
             init_vocab=init_vocab,
             progress=on_epoch,
+            backbone=backbone,
         )
         # The holdout, when it has enough labels, is a fairer judge than a small validation
         # split: neither version trained on it.

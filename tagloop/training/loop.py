@@ -23,6 +23,7 @@ from torch import nn
 from tagloop.errors import InvalidInput
 from tagloop.fusion import FusionConfig, FusionModel, build_model, resize_heads
 from tagloop.training.augment import AugmentOptions, augment_batch
+from tagloop.training.backbone import Backbone, apply_backbone
 from tagloop.training.dataset import ClipBatch, ClipDataset, LabeledClip, crop_logmel
 from tagloop.training.loss import fusion_loss, multitask_loss, probabilities
 from tagloop.training.metrics import evaluate_predictions
@@ -214,6 +215,7 @@ def train_model(
     init_state: dict[str, torch.Tensor] | None = None,
     init_vocab: TagVocabulary | None = None,
     progress: Progress | None = None,
+    backbone: Backbone | None = None,
 ) -> TrainResult:
     """Train ``kind`` on ``train``, early-stop on ``val``'s score; see :class:`TrainResult`.
 
@@ -234,6 +236,9 @@ def train_model(
     model = init_model(
         kind=kind, vocab=vocab, config=config, init_state=init_state, init_vocab=init_vocab
     )
+    if backbone:
+        # A warm start already carries the branch weights; freezing applies every round.
+        apply_backbone(model, backbone, load=init_state is None)
     optimizer = build_optimizer(model, options=options)
     steps_per_epoch = math.ceil(len(train_data) / options.batch_size)
     # Cosine decay over the planned epochs: large steps early, fine ones when it settles.

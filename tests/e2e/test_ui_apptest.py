@@ -86,10 +86,14 @@ def seed_model(settings: Settings, clips: list[int]) -> list[int]:
                 metrics["promotion"] = PROMOTION
             else:
                 metrics["promotion"] = {"on": "validation", "n_clips": 3, "delta": None}
+            config: dict[str, Any] = {"kind": "centralnet"}
+            if status == "promoted":  # warm-started from the retired one, on local weights
+                config["warm_start_from"] = versions[0]
+                config["backbone"] = {"visual": "/w/vis.pt", "audio": None, "frozen": True}
             v = ModelVersion(
                 status=status,
                 vocabulary=[{"name": n, "group": g} for n, g in TAGS],
-                config={"kind": "centralnet"},
+                config=config,
                 metrics=metrics,
                 n_train=n_train,
                 artifact_uri=f"models/{status}.pt",
@@ -485,6 +489,7 @@ def test_models_page_lists_versions_and_admins_roll_back(seeded: Seeded) -> None
     holdout = table["holdout score"].tolist()[:2]
     assert holdout[0] == HOLDOUT_METRICS["score"] and pd.isna(holdout[1])
     assert table["n holdout"].tolist()[0] == HOLDOUT_METRICS["n_clips"]
+    assert table["started from"].tolist()[:2] == [f"v{retired}, visual: vis.pt, frozen", "scratch"]
     assert table["vs promoted"].tolist()[:2] == [
         "+0.070 [-0.02, +0.15] on 40 holdout",
         "first model",

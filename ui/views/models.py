@@ -3,6 +3,7 @@ promote or roll back (admin)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import streamlit as st
@@ -29,6 +30,19 @@ def _holdout(v: dict[str, Any], name: str) -> float | None:
     return _metric({"metrics": holdout}, name) if isinstance(holdout, dict) else None
 
 
+def _started_from(v: dict[str, Any]) -> str:
+    """Scratch, a warm start from an earlier version, and/or local branch weights."""
+    config = v["config"]
+    parts = [f"v{config['warm_start_from']}"] if config.get("warm_start_from") else []
+    backbone = config.get("backbone") or {}
+    for branch in ("visual", "audio"):
+        if backbone.get(branch):
+            parts.append(f"{branch}: {Path(backbone[branch]).name}")
+    if parts and backbone.get("frozen"):
+        parts.append("frozen")
+    return ", ".join(parts) or "scratch"
+
+
 def _versus_promoted(v: dict[str, Any]) -> str:
     """How this round compared with the version serving then: the score difference and its
     95 % bootstrap interval, on which clips (so a coin toss reads as one)."""
@@ -51,6 +65,7 @@ st.dataframe(
             "holdout score": _holdout(v, "score"),
             "n holdout": (v["metrics"].get("holdout") or {}).get("n_clips"),
             "vs promoted": _versus_promoted(v),
+            "started from": _started_from(v),
             "mean accuracy": _metric(v, "mean_accuracy"),
             "mAP": _metric(v, "map"),
             "ECE": _metric(v, "ece"),
