@@ -214,34 +214,56 @@ def run_rounds(
     return curve
 
 
-def write_curve(curve: list[dict[str, Any]], out_dir: Path) -> tuple[Path, Path]:
+Series = tuple[str, list[int], list[float | None], dict[str, Any]]  # label, xs, ys, style
+
+
+def plot_accuracy_curves(series: list[Series], path: Path, *, title: str, ylabel: str) -> Path:
+    """Accuracy against labels, one line per series (None: a gap), the chance line for ten
+    digits, as a PNG: the look both demo plots share."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, xs, ys, style in series:
+        ax.plot(xs, [float("nan") if y is None else y for y in ys], label=label, **style)
+    ax.axhline(0.1, color="grey", linewidth=0.8, linestyle=":", label="chance")
+    ax.set_xlabel("labels")
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(0, 1)
+    ax.set_title(title)
+    ax.legend(loc="lower right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def write_curve(curve: list[dict[str, Any]], out_dir: Path) -> tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path, png_path = out_dir / "demo_learning_curve.csv", out_dir / "demo_learning_curve.png"
     with csv_path.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(curve[0]))
         writer.writeheader()
         writer.writerows(curve)
-    fig, ax = plt.subplots(figsize=(6, 4))
-    xs = [c["labels"] for c in curve]
-    ax.plot(xs, [c["test_accuracy"] for c in curve], marker="o", label="holdout accuracy")
-    ax.plot(
-        xs, [c["val_score"] for c in curve], marker="s", linestyle="--", label="validation score"
+    xs = [int(c["labels"]) for c in curve]
+    plot_accuracy_curves(
+        [
+            ("holdout accuracy", xs, [c["test_accuracy"] for c in curve], {"marker": "o"}),
+            (
+                "validation score",
+                xs,
+                [c["val_score"] for c in curve],
+                {"marker": "s", "linestyle": "--"},
+            ),
+        ],
+        png_path,
+        title="tagloop demo: AV digits, CentralNet, entropy sampling",
+        ylabel="accuracy",
     )
-    ax.axhline(0.1, color="grey", linewidth=0.8, linestyle=":", label="chance")
-    ax.set_xlabel("labels")
-    ax.set_ylabel("accuracy")
-    ax.set_ylim(0, 1)
-    ax.set_title("tagloop demo: AV digits, CentralNet, entropy sampling")
-    ax.legend(loc="lower right")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(png_path, dpi=120)
-    plt.close(fig)
     return csv_path, png_path
 
 

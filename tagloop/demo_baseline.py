@@ -19,8 +19,6 @@ from tagloop.simulation import REFERENCE, SimulationOptions, simulate_curve
 from tagloop.simulation_data import SimulationSet, _digit_clip, digit_vocab
 from tagloop.simulation_report import labels_to_reach
 
-CHANCE = 0.1  # ten digits
-
 
 def load_demo_simulation_set(
     *, settings: Settings, truth: dict[int, str], test_clips: list[int]
@@ -164,26 +162,17 @@ def format_side_by_side(
 def plot_side_by_side(
     active: list[tuple[int, float | None]], random: list[tuple[int, float]], path: Path
 ) -> Path:
-    """Both learning curves (labels -> held-out accuracy) with the chance line, as a PNG."""
-    import matplotlib
+    """Both learning curves (labels -> held-out accuracy; a gap where no model scored yet)
+    with the chance line, as a PNG."""
+    from tagloop.demo import plot_accuracy_curves
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for curve, label, marker in ((active, "active learning", "o"), (random, "random", "s")):
-        xs = [n for n, _ in curve]
-        ys = [np.nan if a is None else a for _, a in curve]  # a gap where no model scored yet
-        ax.plot(xs, ys, marker=marker, label=label)
-    ax.axhline(CHANCE, color="grey", linewidth=0.8, linestyle=":", label="chance")
-    ax.set_xlabel("labels")
-    ax.set_ylabel("held-out accuracy")
-    ax.set_ylim(0, 1)
-    ax.set_title("tagloop demo: active learning vs random selection")
-    ax.legend(loc="lower right")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    series = [
+        (label, [n for n, _ in curve], [a for _, a in curve], {"marker": marker})
+        for curve, label, marker in ((active, "active learning", "o"), (random, "random", "s"))
+    ]
+    return plot_accuracy_curves(
+        series,
+        path,
+        title="tagloop demo: active learning vs random selection",
+        ylabel="held-out accuracy",
+    )
