@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 from datetime import datetime
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from fastapi import Path, Query
 from pydantic import BaseModel, ConfigDict, Field
@@ -179,3 +179,28 @@ class SkipRequest(BaseModel):
     """``unclear``, ``not_applicable`` or the annotator's own words."""
 
     reason: str | None = Field(default=None, max_length=500)
+
+
+# --- Co-training pseudo-labels -----------------------------------------------------------
+
+
+class PseudoLabelOut(BaseModel):
+    """A co-training pseudo-label: what one modality's head taught the other, never a
+    person's label (``kind`` is always ``"pseudo"``). ``negative_tags``: ungrouped tags the
+    teaching view said do not apply."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    kind: Literal["pseudo"] = "pseudo"
+    id: int
+    model_version_id: int
+    clip_id: int
+    tags: list[str]
+    negative_tags: list[str]
+    source: str
+    confidence: float
+    created_at: datetime
+
+
+class PseudoLabelPage(Page[PseudoLabelOut]):
+    total: int

@@ -211,3 +211,31 @@ class ApiToken(Base):
     role: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(TS, default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(TS)
+
+
+class PseudoLabelRow(Base):
+    """A co-training pseudo-label (tagloop.training.cotrain): one view's confident answer for
+    a clip its other view was unsure of, used to train ``model_version_id``. Kept apart from
+    human labels (the ``label`` table): never exported as labels, ``"kind": "pseudo"`` in the
+    API."""
+
+    __tablename__ = "pseudo_label"
+    __table_args__ = (
+        UniqueConstraint(
+            "model_version_id", "clip_id", "source", name="uq_pseudo_label_version_clip_source"
+        ),
+        # Listing one version's pseudo-labels by id (keyset pages).
+        Index("ix_pseudo_label_version_id", "model_version_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_version_id: Mapped[int] = mapped_column(
+        ForeignKey("model_version.id", ondelete="CASCADE")
+    )
+    clip_id: Mapped[int] = mapped_column(ForeignKey("clip.id", ondelete="CASCADE"), index=True)
+    tags: Mapped[list[Any]] = mapped_column(JSON)
+    # Ungrouped tags the teaching view says do not apply.
+    negative_tags: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    source: Mapped[str] = mapped_column(String(32))  # the teaching modality, e.g. "visual"
+    confidence: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(TS, default=utcnow)
