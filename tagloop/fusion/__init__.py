@@ -8,6 +8,7 @@ model maps ``frames (B, T, 3, H, W) uint8, logmel (B, n_mels, S), audio_mask (B,
 from tagloop.fusion.base import FusionModel, FusionOutput
 from tagloop.fusion.config import MODALITIES, MODEL_KINDS, FusionConfig
 from tagloop.fusion.factory import build_model, enable_mc_dropout, resize_heads
+from tagloop.fusion.probe import LinearProbe
 
 __all__ = [
     "MODALITIES",
@@ -15,6 +16,7 @@ __all__ = [
     "FusionConfig",
     "FusionModel",
     "FusionOutput",
+    "LinearProbe",
     "build_model",
     "enable_mc_dropout",
     "resize_heads",

@@ -13,7 +13,7 @@ from typing import Any
 from tagloop.errors import InvalidInput
 
 MODALITIES: tuple[str, ...] = ("visual", "audio")
-MODEL_KINDS: tuple[str, ...] = ("centralnet", "visual", "audio", "concat", "late")
+MODEL_KINDS: tuple[str, ...] = ("centralnet", "visual", "audio", "concat", "late", "probe")
 
 
 @dataclass(frozen=True)

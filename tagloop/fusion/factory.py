@@ -12,6 +12,7 @@ from tagloop.fusion.base import FusionModel
 from tagloop.fusion.baseline import AudioOnly, ConcatFusion, LateFusion, VisualOnly
 from tagloop.fusion.centralnet import CentralNet
 from tagloop.fusion.config import MODEL_KINDS, FusionConfig
+from tagloop.fusion.probe import LinearProbe
 
 _MODELS: dict[str, type[FusionModel]] = {
     "centralnet": CentralNet,
@@ -19,6 +20,7 @@ _MODELS: dict[str, type[FusionModel]] = {
     "audio": AudioOnly,
     "concat": ConcatFusion,
     "late": LateFusion,
+    "probe": LinearProbe,
 }
 
 

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from tagloop.errors import InvalidInput
-from tagloop.fusion import FusionConfig, FusionModel, build_model, resize_heads
+from tagloop.fusion import FusionConfig, FusionModel, LinearProbe, build_model, resize_heads
 from tagloop.training.augment import AugmentOptions, augment_batch
 from tagloop.training.backbone import Backbone, apply_backbone
 from tagloop.training.dataset import ClipBatch, ClipDataset, LabeledClip, crop_logmel
@@ -204,6 +204,37 @@ def train_step(
     return float(loss.detach())
 
 
+def train_probe(
+    model: LinearProbe,
+    train: ClipDataset,
+    val: ClipDataset | None,
+    *,
+    vocab: TagVocabulary,
+    options: TrainOptions,
+    progress: Progress | None = None,
+) -> TrainResult:
+    """A probe round: one convex fit (``probe_fit.fit_probe``) instead of epochs; the result
+    has the epoch loop's shape, with one history record."""
+    # Imported here: probe_fit builds on this module (TrainOptions, selection_score).
+    from tagloop.training.probe_fit import fit_probe
+
+    start_time = time.perf_counter()
+    fit = fit_probe(model, train, vocab=vocab, options=options, val=val)
+    metrics: dict[str, Any] = {"val_loss": None, "score": None}
+    record: dict[str, Any] = {"epoch": 1, "train_loss": fit["train_loss"], "probe": fit}
+    if val is not None:
+        metrics = evaluate_model(model, val, vocab=vocab, options=options)
+        record.update(val_loss=metrics["val_loss"], score=metrics["score"])
+    record["fusion_weights"] = model.fusion_weights()
+    record["seconds"] = time.perf_counter() - start_time
+    if progress is not None:
+        progress(1, 1, record)
+    model.eval()
+    return TrainResult(
+        model=model, metrics=metrics, history=[record], epochs_run=1, seconds=record["seconds"]
+    )
+
+
 def train_model(
     *,
     kind: str,
@@ -221,7 +252,8 @@ def train_model(
 
     Deterministic for ``options.seed`` (and thread count). Without validation clips it runs
     every epoch and keeps the last weights. ``progress(epoch, epochs, record)`` is called
-    after each epoch with that epoch's history record.
+    after each epoch with that epoch's history record. A ``probe`` skips the epochs: see
+    :func:`train_probe`.
     """
     start_time = time.perf_counter()
     torch.set_num_threads(options.num_threads)
@@ -237,8 +269,16 @@ def train_model(
         kind=kind, vocab=vocab, config=config, init_state=init_state, init_vocab=init_vocab
     )
     if backbone:
-        # A warm start already carries the branch weights; freezing applies every round.
-        apply_backbone(model, backbone, load=init_state is None)
+        # A warm start already carries the branch weights; freezing applies every round. A
+        # probe reloads them: its warm start may predate the backbone, and nothing of it trains.
+        fresh = init_state is None or isinstance(model, LinearProbe)
+        apply_backbone(model, backbone, load=fresh)
+    if isinstance(model, LinearProbe):
+        if backbone:
+            model.set_uses_branches(True)
+        return train_probe(
+            model, train_data, val_data, vocab=vocab, options=options, progress=progress
+        )
     optimizer = build_optimizer(model, options=options)
     steps_per_epoch = math.ceil(len(train_data) / options.batch_size)
     # Cosine decay over the planned epochs: large steps early, fine ones when it settles.
