@@ -106,13 +106,21 @@ def check_inputs(
     return audio_mask
 
 
-def masked_softmax_weights(theta: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+def masked_softmax_weights(
+    theta: torch.Tensor, present: torch.Tensor, *, floor: float = 0.0
+) -> torch.Tensor:
     """Mixing weights renormalised over the terms a sample has.
 
     theta: ``(M,)`` learned scores, one per term; present: ``(B, M)`` bool. Returns ``(B, M)``
     weights that sum to 1 over the present terms and are exactly 0 for absent ones. A
     softmax keeps the weights positive, so dropping a term never flips or blows up the sum.
+    floor: every present term gets at least this weight (``floor * M < 1``); the softmax
+    shares out the rest.
     """
     scores = theta.unsqueeze(0).expand(present.shape[0], -1)
     scores = scores.masked_fill(~present, float("-inf"))
-    return torch.softmax(scores, dim=1)
+    weights = torch.softmax(scores, dim=1)
+    if floor <= 0.0:
+        return weights
+    n_present = present.sum(dim=1, keepdim=True).to(weights.dtype)
+    return floor * present.to(weights.dtype) + (1.0 - floor * n_present) * weights

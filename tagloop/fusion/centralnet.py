@@ -9,7 +9,12 @@ output to ``hidden_dim``.
 
 The alphas are trainable scalars, parameterised as a softmax over per-depth scores so they stay
 positive and sum to 1; for a clip without audio the softmax runs over the terms it has, which
-is the renormalisation over present modalities. Each modality keeps its own head (trained with
+is the renormalisation over present modalities. Each present term keeps at least
+``config.alpha_floor`` of the mix: at a few hundred labels the picture branch learns first and
+the audio alpha fell to 0.015 in a served model, which then ignored a modality that carries
+signal; the floor keeps every branch in the central path so its projection can still grow.
+
+Each modality keeps its own head (trained with
 ``beta_m`` in ``training.loss.fusion_loss``) and the central branch has the main head.
 """
 
@@ -62,7 +67,9 @@ class CentralNet(FusionModel):
         out = []
         with torch.no_grad():
             for i, scores in enumerate(self.alpha_scores):
-                weights = torch.softmax(scores, dim=0).tolist()
+                present = torch.ones(1, scores.shape[0], dtype=torch.bool)
+                floor = self.config.alpha_floor
+                weights = masked_softmax_weights(scores, present, floor=floor)[0].tolist()
                 out.append(dict(zip(self._term_names(i), weights, strict=True)))
         return out
 
@@ -79,7 +86,9 @@ class CentralNet(FusionModel):
             audio_mask.shape[0], len(terms), dtype=torch.bool, device=audio_mask.device
         )
         present[:, -1] = audio_mask
-        weights = masked_softmax_weights(self.alpha_scores[depth], present)
+        weights = masked_softmax_weights(
+            self.alpha_scores[depth], present, floor=self.config.alpha_floor
+        )
         mixed = (weights.unsqueeze(2) * torch.stack(terms, dim=1)).sum(dim=1)
         return self.central[depth](mixed)
 

@@ -38,6 +38,8 @@ class FusionConfig:
     # Per-clip log-mel standardisation divides by max(std, floor) so a silent clip stays flat
     # instead of having its noise floor blown up to unit variance.
     audio_std_floor: float = 1.0
+    # CentralNet: the least weight any present term gets in each mix (see centralnet.py).
+    alpha_floor: float = 0.1
 
     def __post_init__(self) -> None:
         positive = {
@@ -63,6 +65,9 @@ class FusionConfig:
             raise InvalidInput(
                 f"dropout must be in [0, 1), got {self.dropout}", code="bad_fusion_config"
             )
+        if not 0.0 <= self.alpha_floor < 1.0 / 3.0:
+            # Up to three terms per mix: three floors must leave the softmax something.
+            raise InvalidInput("alpha_floor must be in [0, 1/3)", code="bad_fusion_config")
         if self.audio_std_floor <= 0.0:
             raise InvalidInput("audio_std_floor must be > 0", code="bad_fusion_config")
 
@@ -88,6 +93,8 @@ class FusionConfig:
                 f"unknown FusionConfig keys: {', '.join(unknown)}", code="bad_fusion_config"
             )
         values = dict(data)
+        # Versions stored before the floor existed were trained (and must predict) without it.
+        values.setdefault("alpha_floor", 0.0)
         for key in ("visual_channels", "audio_channels"):
             if key in values:
                 values[key] = tuple(int(c) for c in values[key])

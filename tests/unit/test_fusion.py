@@ -156,8 +156,10 @@ def test_centralnet_mixes_with_renormalised_alphas() -> None:
     model(frames, logmel, mask)
     for hook in hooks:
         hook.remove()
-    full = torch.softmax(torch.tensor([0.5, -0.2, 1.0]), dim=0)
-    two = torch.softmax(torch.tensor([0.5, -0.2]), dim=0)
+    # Each present term gets the floor, the softmax shares out the rest.
+    floor = SMALL.alpha_floor
+    full = floor + (1 - 3 * floor) * torch.softmax(torch.tensor([0.5, -0.2, 1.0]), dim=0)
+    two = floor + (1 - 2 * floor) * torch.softmax(torch.tensor([0.5, -0.2]), dim=0)
     expected_full = (
         full[0] * seen["central0"][0] + full[1] * seen["visual1"][0] + full[2] * seen["audio1"][0]
     )
@@ -414,3 +416,36 @@ def test_centralnet_learns_what_needs_both_modalities() -> None:
     assert loud_accuracy > 0.8  # chance 0.5
     visual_accuracy, _ = train_and_score("visual")
     assert visual_accuracy < 0.65
+
+
+def test_the_alpha_floor_keeps_every_present_term_in_the_mix() -> None:
+    theta = torch.tensor([8.0, -8.0, -8.0])  # the softmax alone would give ~0 to two terms
+    present = torch.tensor([[True, True, True], [True, True, False]])
+    weights = masked_softmax_weights(theta, present, floor=0.1)
+    assert torch.allclose(weights.sum(dim=1), torch.ones(2))
+    assert bool((weights[present] >= 0.1 - 1e-6).all())
+    assert weights[1, 2] == 0.0  # an absent term still gets nothing
+    assert torch.equal(
+        masked_softmax_weights(theta, present), masked_softmax_weights(theta, present, floor=0.0)
+    )
+
+
+def test_a_collapsed_centralnet_still_mixes_in_audio() -> None:
+    model = build_model("centralnet", vocab_size=len(VOCAB), config=SMALL)
+    assert isinstance(model, CentralNet)
+    with torch.no_grad():
+        for scores in model.alpha_scores:
+            scores.copy_(torch.full_like(scores, -20.0))
+            scores[-2] = 20.0  # all weight on the visual term, as in the collapsed version
+    for depth in model.fusion_weights():
+        assert depth["audio"] >= SMALL.alpha_floor - 1e-6
+        assert abs(sum(depth.values()) - 1.0) < 1e-5
+
+
+def test_a_config_stored_before_the_floor_loads_without_one() -> None:
+    stored = SMALL.to_dict()
+    del stored["alpha_floor"]
+    assert FusionConfig.from_dict(stored).alpha_floor == 0.0
+    assert FusionConfig().alpha_floor == 0.1
+    with pytest.raises(InvalidInput):
+        FusionConfig(alpha_floor=0.34)
