@@ -55,6 +55,25 @@ class Settings(BaseSettings):
     visual_weights_path: Path | None = None
     audio_weights_path: Path | None = None
     freeze_backbone: bool = False
+    # Capacity by label count (training/capacity.py): below this many training labels a round
+    # fits the linear probe on fixed clip features (and frozen pretrained embeddings), from
+    # there on ``model_kind``; 0 never uses the probe.
+    probe_below_labels: int = 200
+    # Self-supervised audio-visual pretraining on the pool (POST /models/pretrain): rounds
+    # start from the newest finished run's branch weights unless weight files are set above.
+    use_pretrained: bool = True
+    # The tick starts a pretraining run when this many clips became ready since the last run
+    # started (0: only on request). pretrain_max_clips bounds the pool one run reads.
+    pretrain_after_new_clips: int = 0
+    pretrain_max_clips: int = 20_000
+    pretrain_epochs: int | None = None  # None: PretrainOptions' default
+    # Co-training (training/cotrain.py): a round adds pseudo-labels where one modality's head
+    # is confident and the other is not; off until the cold-start benchmark says it helps.
+    cotrain: bool = False
+    cotrain_confident: float = 0.9
+    cotrain_unsure: float = 0.6
+    cotrain_max_per_round: int = 200
+    cotrain_max_candidates: int = 2000
     # Log-mel columns (10 ms each) the model sees, from the start of the clip; None = all.
     audio_frames: int | None = None
     # The loop's tick (beat): every N seconds it trains when due, scores what the promoted

@@ -113,6 +113,7 @@ def random_curve(
         patience=settings.train_patience,
         lr=service.lr,
         kind=settings.model_kind,
+        probe_below=settings.probe_below_labels,
         val_fraction=settings.val_fraction,
         per_video_cap=settings.per_video_cap,
         audio_frames=settings.audio_frames,

@@ -64,6 +64,9 @@ class SimulationOptions:
     patience: int | None = None
     lr: float = 5e-3
     kind: str = "centralnet"
+    # Below this many labels a round trains the linear probe, as the service does
+    # (``training.capacity``); 0 always trains ``kind``.
+    probe_below: int = 0
     val_fraction: float = 0.2
     per_video_cap: int = 3
     mc_passes: int = 4
@@ -121,8 +124,10 @@ def _train_round(
     seed: int,
     epochs: int,
     init_state: dict[str, torch.Tensor] | None,
+    init_kind: str | None = None,
 ) -> tuple[FusionModel, int]:
     """Train on the labeled clips as ``pipeline.training.train_round`` does; (model, epochs)."""
+    from tagloop.training.capacity import model_kind_for
     from tagloop.training.loop import TrainOptions, train_model
     from tagloop.training.split import assign_splits
 
@@ -134,8 +139,11 @@ def _train_round(
         train = val = labeled  # as the service does with too few labels for a split
     steps_per_epoch = math.ceil(len(train) / options.train_batch_size)
     epochs = max(epochs, math.ceil(options.min_steps / steps_per_epoch))
+    kind = model_kind_for(len(labeled), full_kind=options.kind, probe_below=options.probe_below)
+    if init_kind != kind:
+        init_state = None  # the capacity switch: the new kind starts fresh, as in the service
     result = train_model(
-        kind=options.kind,
+        kind=kind,
         vocab=data.vocab,
         config=data.config,
         train=train,
@@ -289,6 +297,7 @@ def simulate_curve(
             seed=seed,
             epochs=options.seed_epochs if state is None else options.epochs,
             init_state=state,
+            init_kind=None if model is None else model.kind,
         )
         record = RoundRecord(
             strategy=strategy,

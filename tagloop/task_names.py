@@ -16,6 +16,7 @@ SWEEP_BLOBS = "tagloop.media.sweep_blobs"
 
 TRAIN = "tagloop.ml.train"
 SCORE = "tagloop.ml.score"
+PRETRAIN = "tagloop.ml.pretrain"
 REFILL_QUEUE = "tagloop.loop.refill_queue"
 LOOP_TICK = "tagloop.loop.tick"
 
@@ -25,6 +26,7 @@ TASK_QUEUES = {
     SWEEP_BLOBS: QUEUE_MEDIA,
     TRAIN: QUEUE_ML,
     SCORE: QUEUE_ML,
+    PRETRAIN: QUEUE_ML,
     REFILL_QUEUE: QUEUE_LOOP,
     LOOP_TICK: QUEUE_LOOP,
 }

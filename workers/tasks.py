@@ -18,6 +18,7 @@ from tagloop.errors import TransientError
 from tagloop.pipeline import loop
 from tagloop.task_names import (
     LOOP_TICK,
+    PRETRAIN,
     PROCESS_VIDEO,
     QUEUE_MEDIA,
     RECOVER_STALE,
@@ -111,6 +112,24 @@ def train(self: Task, job_id: int) -> int | None:
     except Exception:
         log.exception("refreshing holdout metrics failed")
     return outcome.version_id
+
+
+@app.task(name=PRETRAIN, bind=True, acks_late=True)
+def pretrain(self: Task, job_id: int) -> str | None:
+    """Self-supervised pretraining on the pool; the next round starts from its weights.
+    A failure ends the job ``failed`` with a code (no retry: it would fail the same way)."""
+    from tagloop.pipeline.pretrain import pretrain_pool
+
+    settings = get_settings()
+    try:
+        outcome = pretrain_pool(settings=settings, job_id=int(job_id), task_id=self.request.id)
+    except Exception as exc:
+        _fail(settings, job_id, exc, what="pretraining")
+        return None
+    with session_scope(settings.database_url) as session:
+        plan = loop.plan_pretrained(session, settings=settings)
+    _send(plan)
+    return str(outcome["artifact_uri"])
 
 
 @app.task(name=SCORE, bind=True, acks_late=True)

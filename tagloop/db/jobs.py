@@ -81,6 +81,12 @@ def latest_job(session: Session, *, kind: str) -> Job | None:
     return session.scalar(select(Job).where(Job.kind == kind).order_by(Job.id.desc()).limit(1))
 
 
+def list_jobs_of_kind(session: Session, *, kind: str, limit: int) -> list[Job]:
+    """The newest ``limit`` jobs of this kind, newest first."""
+    q = select(Job).where(Job.kind == kind).order_by(Job.id.desc()).limit(limit)
+    return list(session.scalars(q))
+
+
 def live_job(
     session: Session, *, kind: str, stale_s: float, now: datetime | None = None
 ) -> Job | None:

@@ -11,8 +11,10 @@ label or skip (API)                    refill, if the queue is low
 ``queue/next`` found nothing (API)     refill, if the queue is low
 clips ready (media worker)             score (a model is promoted), else refill if low
 promote or roll back (round or admin)  score what that version has not scored, then refill
+pretraining run finished               rebuild the seed batch on its embeddings (no model yet)
 round not promoted                     refill, if the queue is low
-beat tick, every ``loop_tick_seconds``   train if due; score if unscored clips; refill if low
+beat tick, every ``loop_tick_seconds``   train if due; score if unscored clips; refill if low;
+                                       pretrain if ``pretrain_after_new_clips`` clips are new
 =====================================  =====================================================
 
 - **low**: fewer than ``queue_low_water`` rows queued while some offerable clip is not in the
@@ -45,11 +47,12 @@ from tagloop.db import jobs as job_repo
 from tagloop.db import model_versions as version_repo
 from tagloop.db import queue as queue_repo
 from tagloop.db.models import Clip, Job, Label, Prediction, QueueItem, utcnow
-from tagloop.task_names import REFILL_QUEUE, SCORE, TRAIN
+from tagloop.task_names import PRETRAIN, REFILL_QUEUE, SCORE, TRAIN
 
 TRAIN_JOB = "train"
 SCORE_JOB = "score"
 REFILL_JOB = "refill"
+PRETRAIN_JOB = "pretrain"
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,9 @@ class LoopState:
     scoring_active: bool
     refill_active: bool
     seconds_since_refill: float | None
+    # Clips that became ready since the last pretraining run started, and whether one runs.
+    new_clips_since_pretrain: int = 0
+    pretrain_active: bool = False
 
 
 @dataclass(frozen=True)
@@ -73,6 +79,7 @@ class LoopActions:
     train: bool = False
     score: bool = False
     refill: bool = False
+    pretrain: bool = False
 
 
 @dataclass(frozen=True)
@@ -81,6 +88,7 @@ class LoopPolicy:
     min_labels: int
     retrain_every_s: float
     refill_min_interval_s: float
+    pretrain_after_new_clips: int = 0  # 0: pretraining only on request
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LoopPolicy:
@@ -89,6 +97,7 @@ class LoopPolicy:
             min_labels=settings.retrain_min_labels,
             retrain_every_s=settings.retrain_every_minutes * 60.0,
             refill_min_interval_s=settings.refill_min_interval_seconds,
+            pretrain_after_new_clips=settings.pretrain_after_new_clips,
         )
 
 
@@ -97,6 +106,14 @@ def train_due(state: LoopState, policy: LoopPolicy) -> bool:
         state.seconds_since_round is None or state.seconds_since_round >= policy.retrain_every_s
     )
     return not state.training_active and spaced and state.new_labels >= max(1, policy.min_labels)
+
+
+def pretrain_due(state: LoopState, policy: LoopPolicy) -> bool:
+    return (
+        policy.pretrain_after_new_clips > 0
+        and not state.pretrain_active
+        and state.new_clips_since_pretrain >= policy.pretrain_after_new_clips
+    )
 
 
 def queue_low(state: LoopState, policy: LoopPolicy) -> bool:
@@ -112,7 +129,12 @@ def decide(state: LoopState, policy: LoopPolicy) -> LoopActions:
     )
     refill = queue_low(state, policy) and not state.refill_active and not recent
     # A score job refills when it ends, so asking for both would refill twice.
-    return LoopActions(train=train_due(state, policy), score=score, refill=refill and not score)
+    return LoopActions(
+        train=train_due(state, policy),
+        score=score,
+        refill=refill and not score,
+        pretrain=pretrain_due(state, policy),
+    )
 
 
 # --- Reading the state ---------------------------------------------------------------------
@@ -209,6 +231,7 @@ def read_state(session: Session, *, settings: Settings, now: datetime | None = N
     round_job = last_round(session)
     watermark = int((round_job.params or {}).get("label_watermark", 0)) if round_job else 0
     refill_job = job_repo.latest_job(session, kind=REFILL_JOB)
+    pretrain_on = settings.pretrain_after_new_clips > 0  # else skip its two queries
     return LoopState(
         promoted=promoted is not None and bool(promoted.artifact_uri),
         queued=queue_repo.count_queued(session),
@@ -220,6 +243,25 @@ def read_state(session: Session, *, settings: Settings, now: datetime | None = N
         scoring_active=job_repo.live_job(session, kind=SCORE_JOB, stale_s=stale) is not None,
         refill_active=job_repo.live_job(session, kind=REFILL_JOB, stale_s=stale) is not None,
         seconds_since_refill=_age(refill_job.created_at, now) if refill_job else None,
+        new_clips_since_pretrain=new_clips_since_pretrain(session) if pretrain_on else 0,
+        pretrain_active=pretrain_on
+        and job_repo.live_job(session, kind=PRETRAIN_JOB, stale_s=stale) is not None,
+    )
+
+
+def new_clips_since_pretrain(session: Session) -> int:
+    """Ready clips newer than the last pretraining run's clip watermark (all, before any run)."""
+    run = job_repo.latest_job(session, kind=PRETRAIN_JOB)
+    mark = int((run.params or {}).get("clip_watermark", 0)) if run else 0
+    q = select(func.count(Clip.id)).where(Clip.id > mark, Clip.status == "ready")
+    return int(session.scalar(q) or 0)
+
+
+def create_pretrain_job(session: Session, *, trigger: str) -> Job:
+    """A pretraining run's job; its clip watermark is what "new clips" count from next."""
+    mark = int(session.scalar(select(func.max(Clip.id))) or 0)
+    return job_repo.create_job(
+        session, kind=PRETRAIN_JOB, params={"trigger": trigger, "clip_watermark": mark}
     )
 
 
@@ -255,6 +297,8 @@ def _plan(session: Session, actions: LoopActions, *, trigger: str, new_labels: i
     if actions.train:
         job = create_train_job(session, trigger=trigger, new_labels=new_labels)
         tasks.append((TRAIN, job.id))
+    if actions.pretrain:
+        tasks.append((PRETRAIN, create_pretrain_job(session, trigger=trigger).id))
     if actions.score:
         tasks.append((SCORE, job_repo.create_job(session, kind=SCORE_JOB, params={}).id))
     if actions.refill:
@@ -297,6 +341,16 @@ def plan_refill_if_low(
         actions.score and queue_low(state, policy) and not state.refill_active
     )
     return _plan(session, LoopActions(refill=refill), trigger=trigger, new_labels=0)
+
+
+def plan_pretrained(session: Session, *, settings: Settings) -> LoopPlan:
+    """A pretraining run finished: before any model the seed batch is k-center on its
+    embeddings, so rebuild it now (once a model serves, its scores rank the queue)."""
+    if version_repo.promoted_version(session) is not None:
+        return LoopPlan()
+    if job_repo.live_job(session, kind=REFILL_JOB, stale_s=settings.stale_job_seconds):
+        return LoopPlan()
+    return _plan(session, LoopActions(refill=True), trigger="pretrained", new_labels=0)
 
 
 def plan_score(session: Session, *, settings: Settings, trigger: str) -> LoopPlan:

@@ -32,6 +32,7 @@ from tagloop.storage import BlobStore
 from tagloop.vocabulary import TagVocabulary
 
 if TYPE_CHECKING:
+    from tagloop.training.encoders import PretrainedEncoders
     from tagloop.training.predict import Predictions
 
 log = logging.getLogger(__name__)
@@ -320,8 +321,32 @@ def refill_queue(*, settings: Settings, job_id: int | None = None) -> int:
         return n
 
 
+def _pretrained_encoders(
+    settings: Settings, session: Session, store: BlobStore
+) -> PretrainedEncoders | None:
+    """The newest pretraining run's branches when rounds would start from them, else None."""
+    from tagloop.fusion.config import FusionConfig
+    from tagloop.pipeline.pretrain import latest_pretrain
+    from tagloop.training.encoders import PretrainedEncoders
+    from tagloop.training.pretrain import load_encoder_state
+
+    if not settings.use_pretrained or settings.visual_weights_path or settings.audio_weights_path:
+        return None
+    config = FusionConfig(
+        frames_per_clip=settings.frames_per_clip,
+        frame_size=settings.frame_size,
+        n_mels=settings.n_mels,
+    )
+    run = latest_pretrain(session, fusion=config.to_dict())
+    if run is None:
+        return None
+    saved = load_encoder_state(store.get_bytes(str(run.params["artifact_uri"])))
+    return PretrainedEncoders(saved.state, config=config)
+
+
 def _refill_seed(settings: Settings, session: Session, store: BlobStore) -> int:
-    """Before the first model: a diverse seed batch (k-center on cheap descriptors)."""
+    """Before the first model: a diverse seed batch (k-center on the newest pretraining run's
+    embeddings, else on cheap descriptors)."""
     from tagloop.features.clip_tensor import load_clip_tensors
     from tagloop.features.descriptor import describe_clip
     from tagloop.selection import seed_batch
@@ -346,9 +371,13 @@ def _refill_seed(settings: Settings, session: Session, store: BlobStore) -> int:
             break
     if not rows:
         return queue_repo.replace_queue(session, items=[])
-    descriptors = np.stack(
-        [describe_clip(load_clip_tensors(store.get_bytes(str(r[2])))) for r in rows]
-    )
+    tensors = [load_clip_tensors(store.get_bytes(str(r[2]))) for r in rows]
+    encoders = _pretrained_encoders(settings, session, store)
+    if encoders is not None:  # what the clips show and say, not their pixels
+        descriptors = encoders.embed(tensors, audio_frames=settings.audio_frames)
+    else:
+        descriptors = np.stack([describe_clip(t) for t in tensors])
+    del tensors
     picked = seed_batch(
         clip_ids=np.asarray([r[0] for r in rows], dtype=np.int64),
         descriptors=descriptors,

@@ -20,11 +20,18 @@ from tagloop.db import model_versions as version_repo
 from tagloop.db import tags as tag_repo
 from tagloop.db.engine import session_scope
 from tagloop.db.models import Clip
+from tagloop.db.pseudo_labels import add_pseudo_labels
 from tagloop.errors import InvalidInput
 from tagloop.storage import BlobStore
 from tagloop.vocabulary import TagVocabulary
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from tagloop.pipeline.cotraining import CotrainStep
+    from tagloop.training.backbone import Backbone
+    from tagloop.training.dataset import LabeledClip
+    from tagloop.training.loop import TrainResult
     from tagloop.training.promotion import Comparison
 
 log = logging.getLogger(__name__)
@@ -56,7 +63,7 @@ def train_round(*, settings: Settings, job_id: int, task_id: str | None = None) 
     from tagloop.features.clip_tensor import load_clip_tensors
     from tagloop.fusion.config import FusionConfig
     from tagloop.training.artifact import load_artifact, save_artifact
-    from tagloop.training.backbone import Backbone
+    from tagloop.training.capacity import model_kind_for
     from tagloop.training.dataset import LabeledClip
     from tagloop.training.loop import TrainOptions, train_model
     from tagloop.training.split import assign_split
@@ -118,17 +125,16 @@ def train_round(*, settings: Settings, job_id: int, task_id: str | None = None) 
         patience=settings.train_patience,
         num_threads=settings.torch_threads,
     )
-    backbone = Backbone(
-        visual=settings.visual_weights_path,
-        audio=settings.audio_weights_path,
-        freeze=settings.freeze_backbone,
+    kind = model_kind_for(
+        len(samples), full_kind=settings.model_kind, probe_below=settings.probe_below_labels
     )
+    backbone = _backbone(settings, store, fusion=config.to_dict())
     init_state, init_vocab, old = None, None, None
     if baseline is not None and baseline[1]:
         old = load_artifact(store.get_bytes(baseline[1]))
         # Other branch weights than the promoted version started from: a new starting point.
         same_start = promoted_backbone == (backbone.describe() if backbone else None)
-        if old.kind == settings.model_kind and old.config == config and same_start:
+        if old.kind == kind and old.config == config and same_start:
             init_state, init_vocab = old.model.state_dict(), old.vocab
 
     with session_scope(settings.database_url) as session:
@@ -136,7 +142,8 @@ def train_round(*, settings: Settings, job_id: int, task_id: str | None = None) 
             session,
             vocabulary=vocab.to_json(),
             config={
-                "kind": settings.model_kind,
+                "kind": kind,
+                "capacity": {"labels": len(samples), "probe_below": settings.probe_below_labels},
                 "fusion": config.to_dict(),
                 "train": options.to_dict(),
                 "warm_start_from": baseline[0] if baseline and init_state else None,
@@ -157,7 +164,7 @@ def train_round(*, settings: Settings, job_id: int, task_id: str | None = None) 
 
     try:
         result = train_model(
-            kind=settings.model_kind,
+            kind=kind,
             vocab=vocab,
             config=config,
             train=train,
@@ -168,6 +175,29 @@ def train_round(*, settings: Settings, job_id: int, task_id: str | None = None) 
             progress=on_epoch,
             backbone=backbone,
         )
+        cotrain = None
+        if settings.cotrain:
+            result, cotrain = _cotrain_round(
+                result,
+                settings=settings,
+                store=store,
+                job_id=job_id,
+                exclude=set(every),
+                retrain=lambda clips: train_model(
+                    kind=kind,
+                    vocab=vocab,
+                    config=config,
+                    train=train + clips,  # validation stays human-labeled only
+                    val=val,
+                    options=options,
+                    init_state=init_state,
+                    init_vocab=init_vocab,
+                    progress=on_epoch,
+                    backbone=backbone,
+                ),
+                vocab=vocab,
+                audio_frames=options.audio_frames,
+            )
         # The holdout, when it has enough labels, is a fairer judge than a small validation
         # split: neither version trained on it.
         enough = len(holdout) >= settings.promote_min_holdout
@@ -196,7 +226,7 @@ def train_round(*, settings: Settings, job_id: int, task_id: str | None = None) 
         )
         artifact = save_artifact(
             model=result.model,
-            kind=settings.model_kind,
+            kind=kind,
             vocab=vocab,
             config=config,
             options=options,
@@ -219,6 +249,9 @@ def train_round(*, settings: Settings, job_id: int, task_id: str | None = None) 
             model_key(version_id),
             "ready",
         )
+        if cotrain is not None:
+            version.config = {**version.config, "cotrain": cotrain.describe(settings)}
+            add_pseudo_labels(session, version_id, cotrain.labels)
         if promote:
             version_repo.promote(session, version_id)
         verdict = "promoted" if promote else f"kept v{baseline[0] if baseline else '-'}"
@@ -229,6 +262,58 @@ def train_round(*, settings: Settings, job_id: int, task_id: str | None = None) 
             message=f"v{version_id}: score {score:.3f} ({verdict}), {comparison.describe()}",
         )
     return RoundOutcome(version_id, promote, score, baseline_score)
+
+
+def _cotrain_round(
+    result: TrainResult,
+    *,
+    settings: Settings,
+    store: BlobStore,
+    job_id: int,
+    exclude: set[int],
+    retrain: Callable[[list[LabeledClip]], TrainResult],
+    vocab: TagVocabulary,
+    audio_frames: int | None,
+) -> tuple[TrainResult, CotrainStep]:
+    """Pseudo-label with the model just trained, then train again with those labels added
+    (the first model is kept when no clip qualified)."""
+    from tagloop.pipeline.cotraining import pseudo_label_step
+
+    step = pseudo_label_step(
+        result.model,
+        settings=settings,
+        store=store,
+        vocab=vocab,
+        exclude=exclude,
+        audio_frames=audio_frames,
+        progress=lambda message: _progress(settings, job_id, 0.5, message),
+    )
+    if not step.clips:
+        return result, step
+    _progress(settings, job_id, 0.5, f"co-training: training again with {len(step.clips)} pseudo")
+    return retrain(step.clips), step
+
+
+def _backbone(settings: Settings, store: BlobStore, *, fusion: dict[str, Any]) -> Backbone:
+    """Where the branches start: weight files the settings name, else the newest pretraining
+    run on the pool (``use_pretrained``), else nothing (scratch)."""
+    from tagloop.pipeline.pretrain import latest_pretrain, pretrained_backbone
+    from tagloop.training.backbone import Backbone
+
+    if settings.visual_weights_path or settings.audio_weights_path or not settings.use_pretrained:
+        return Backbone(
+            visual=settings.visual_weights_path,
+            audio=settings.audio_weights_path,
+            freeze=settings.freeze_backbone,
+        )
+    with session_scope(settings.database_url) as session:
+        run = latest_pretrain(session, fusion=fusion)
+        if run is None:
+            return Backbone()
+        session.expunge(run)
+    return pretrained_backbone(
+        settings=settings, store=store, run=run, freeze=settings.freeze_backbone
+    )
 
 
 def should_promote(score: float, baseline: float | None, *, tolerance: float) -> bool:

@@ -28,9 +28,14 @@ class Backbone:
     visual: Path | None = None
     audio: Path | None = None
     freeze: bool = False
+    # Set when both files are a local copy of a pretraining run's artifact: the version's
+    # config then names the run, not a cache path that differs from machine to machine.
+    pretrain_job: int | None = None
 
     def describe(self) -> dict[str, Any]:
         """What a version started from, for its config (the Models page shows it)."""
+        if self.pretrain_job is not None:
+            return {"pretrain_job": self.pretrain_job, "frozen": self.freeze}
         return {
             "visual": str(self.visual) if self.visual else None,
             "audio": str(self.audio) if self.audio else None,

@@ -14,8 +14,46 @@ from ui.components import get_json, require_client, show_error
 st.title("Models")
 client = require_client()
 versions: list[dict[str, Any]] = get_json(client, "/api/v1/models")
+runs: list[dict[str, Any]] = get_json(client, "/api/v1/models/pretrain")
+
+
+def _pretraining(runs: list[dict[str, Any]]) -> None:
+    """The pretraining runs (the next round starts from the newest finished one) and, for an
+    admin, the button that starts one."""
+    st.subheader("Pretraining on the pool")
+    if runs:
+        st.dataframe(
+            [
+                {
+                    "job": r["job_id"],
+                    "status": r["status"],
+                    "progress": f"{r['progress']:.0%}",
+                    "clips": r["params"].get("n_clips"),
+                    "retrieval top-1": (r["params"].get("metrics") or {}).get("retrieval_top1"),
+                    "message": r["message"],
+                    "created": r["created_at"],
+                }
+                for r in runs
+            ],
+            hide_index=True,
+            width="stretch",
+        )
+    st.caption(
+        "Self-supervised: both branches learn which sound belongs to which picture on every "
+        "ready clip, no labels needed. Training rounds then start from those weights, which "
+        "helps most while there are few labels."
+    )
+    if is_admin() and st.button("Pretrain on the pool", icon=":material/school:"):
+        try:
+            job = client.request("POST", "/api/v1/models/pretrain").json()
+            st.success(f"Pretraining job {job['job_id']} queued; follow it above.")
+        except ApiError as exc:
+            show_error(exc, what="pretrain")
+
+
 if not versions:
     st.info("No model versions yet. Label some clips, then train (Dashboard → Retrain now).")
+    _pretraining(runs)
     st.stop()
 
 
@@ -35,6 +73,8 @@ def _started_from(v: dict[str, Any]) -> str:
     config = v["config"]
     parts = [f"v{config['warm_start_from']}"] if config.get("warm_start_from") else []
     backbone = config.get("backbone") or {}
+    if backbone.get("pretrain_job"):
+        parts.append(f"pretrain job {backbone['pretrain_job']}")
     for branch in ("visual", "audio"):
         if backbone.get(branch):
             parts.append(f"{branch}: {Path(backbone[branch]).name}")
@@ -66,6 +106,7 @@ st.dataframe(
             "n holdout": (v["metrics"].get("holdout") or {}).get("n_clips"),
             "vs promoted": _versus_promoted(v),
             "started from": _started_from(v),
+            "pseudo labels": (v["config"].get("cotrain") or {}).get("n_pseudo", 0),
             "mean accuracy": _metric(v, "mean_accuracy"),
             "mAP": _metric(v, "map"),
             "ECE": _metric(v, "ece"),
@@ -103,3 +144,5 @@ elif is_admin():  # POST /models/{id}/promote is an admin's: annotators get no b
             st.rerun()
         except ApiError as exc:
             show_error(exc, what="promote")
+
+_pretraining(runs)

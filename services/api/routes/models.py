@@ -15,7 +15,7 @@ from tagloop.db import jobs as job_repo
 from tagloop.db import model_versions as version_repo
 from tagloop.errors import Conflict
 from tagloop.pipeline import loop
-from tagloop.task_names import TRAIN
+from tagloop.task_names import PRETRAIN, TRAIN
 
 router = APIRouter(prefix="/api/v1/models", tags=["models"])
 
@@ -52,6 +52,58 @@ def start_training(
     session.commit()
     sender.send(TRAIN, job.id)
     return JobAccepted(job_id=job.id)
+
+
+class PretrainRunOut(BaseModel):
+    """A pretraining run (its job): params hold ``artifact_uri``, ``n_clips`` and the final
+    ``metrics`` once it succeeded."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    job_id: int
+    status: str
+    progress: float
+    message: str
+    params: dict[str, Any]
+    created_at: datetime
+    finished_at: datetime | None
+
+
+@router.post("/pretrain", status_code=status.HTTP_202_ACCEPTED, response_model=JobAccepted)
+def start_pretraining(
+    _: AdminDep, session: SessionDep, settings: SettingsDep, sender: SenderDep
+) -> JobAccepted:
+    """Queue self-supervised audio-visual pretraining on the pool's ready clips; the next
+    training round starts from its branch weights. 409 ``pretrain_running`` while one is
+    queued or running."""
+    running = job_repo.live_job(session, kind=loop.PRETRAIN_JOB, stale_s=settings.stale_job_seconds)
+    if running is not None:
+        raise Conflict(
+            f"pretraining job {running.id} is {running.status}; wait for it to finish",
+            code="pretrain_running",
+        )
+    job = loop.create_pretrain_job(session, trigger="manual")
+    session.commit()
+    sender.send(PRETRAIN, job.id)
+    return JobAccepted(job_id=job.id)
+
+
+@router.get("/pretrain", response_model=list[PretrainRunOut])
+def list_pretraining(_: CallerDep, session: SessionDep) -> list[PretrainRunOut]:
+    """Pretraining runs, newest first (the last 50)."""
+    runs = job_repo.list_jobs_of_kind(session, kind=loop.PRETRAIN_JOB, limit=50)
+    return [
+        PretrainRunOut(
+            job_id=j.id,
+            status=j.status,
+            progress=j.progress,
+            message=j.message,
+            params=j.params or {},
+            created_at=j.created_at,
+            finished_at=j.finished_at,
+        )
+        for j in runs
+    ]
 
 
 @router.get("", response_model=list[ModelVersionOut])
