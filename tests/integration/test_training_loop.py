@@ -67,7 +67,9 @@ def test_label_train_promote_score_refill(tmp_path: Path, demo_set: Path) -> Non
         [v1] = client.request("GET", "/api/v1/models").json()
         assert v1["status"] == "promoted" and v1["n_train"] > 0
         assert v1["metrics"]["accuracy"]["digit"] is not None
-        assert len(v1["metrics"]["fusion_weights"]) == 3  # CentralNet alphas per depth
+        # 40 labels: below probe_below_labels, so the default round fits the linear probe.
+        assert v1["config"]["kind"] == "probe" and v1["metrics"]["fusion_weights"] == []
+        assert v1["config"]["capacity"] == {"labels": 40, "probe_below": 200}
 
         # The promotion chain scores the 20 unlabeled clips and refills the queue, which until
         # then held the seed batch (the labels above asked for it: the queue ran low).
