@@ -25,7 +25,7 @@ from tagloop.client import TagloopClient
 from tagloop.config import Settings, get_settings
 from tagloop.db import queue as queue_repo
 from tagloop.db.engine import session_scope
-from tagloop.db.models import Clip, ModelVersion, Prediction, QueueItem
+from tagloop.db.models import Clip, Job, ModelVersion, Prediction, QueueItem
 from tests.conftest import REPO, VIDEOS
 from tests.integration.stack_helpers import running_stack, stack_settings
 
@@ -87,6 +87,12 @@ def seed_model(settings: Settings, clips: list[int]) -> list[int]:
             else:
                 metrics["promotion"] = {"on": "validation", "n_clips": 3, "delta": None}
             config: dict[str, Any] = {"kind": "centralnet"}
+            if status == "retired":  # a low-label round: probe, pretrained, co-trained
+                config = {
+                    "kind": "probe",
+                    "backbone": {"pretrain_job": 7, "frozen": False},
+                    "cotrain": {"n_pseudo": 12, "n_candidates": 40},
+                }
             if status == "promoted":  # warm-started from the retired one, on local weights
                 config["warm_start_from"] = versions[0]
                 config["backbone"] = {"visual": "/w/vis.pt", "audio": None, "frozen": True}
@@ -489,7 +495,12 @@ def test_models_page_lists_versions_and_admins_roll_back(seeded: Seeded) -> None
     holdout = table["holdout score"].tolist()[:2]
     assert holdout[0] == HOLDOUT_METRICS["score"] and pd.isna(holdout[1])
     assert table["n holdout"].tolist()[0] == HOLDOUT_METRICS["n_clips"]
-    assert table["started from"].tolist()[:2] == [f"v{retired}, visual: vis.pt, frozen", "scratch"]
+    assert table["started from"].tolist()[:2] == [
+        f"v{retired}, visual: vis.pt, frozen",
+        "pretrain job 7",
+    ]
+    assert table["kind"].tolist()[:2] == ["centralnet", "probe"]
+    assert table["pseudo labels"].tolist()[:2] == [0, 12]
     assert table["vs promoted"].tolist()[:2] == [
         "+0.070 [-0.02, +0.15] on 40 holdout",
         "first model",
@@ -503,6 +514,23 @@ def test_models_page_lists_versions_and_admins_roll_back(seeded: Seeded) -> None
     statuses = {v["id"]: v["status"] for v in seeded.admin.request("GET", "/api/v1/models").json()}
     assert statuses[retired] == "promoted" and statuses[promoted] == "retired"
     seeded.admin.request("POST", f"/api/v1/models/{promoted}/promote")  # as it was
+
+
+def test_admins_start_pretraining_from_the_models_page(seeded: Seeded) -> None:
+    at = open_page("views/models.py", seeded.annotator_token)
+    assert "Pretrain on the pool" not in [b.label for b in at.button]
+
+    at = open_page("views/models.py", seeded.admin_token)
+    click(at, "Pretrain on the pool")
+    [message] = [m for m in texts(at.success).splitlines() if m.startswith("Pretraining job")]
+    job_id = int(message.split()[2])
+    at.run()  # the runs table reads the API again
+    runs = at.dataframe[-1].value
+    assert runs["job"].tolist()[0] == job_id and runs["status"].tolist()[0] == "queued"
+    click(at, "Pretrain on the pool")  # no worker runs it here: it is still queued
+    assert f"pretraining job {job_id} is queued" in texts(at.error)
+    with session_scope(seeded.settings.database_url) as s:
+        s.get(Job, job_id).status = "failed"  # leave no job in flight for the other pages
 
 
 def test_tags_page_lists_and_admins_create(seeded: Seeded) -> None:
