@@ -10,7 +10,7 @@ and they are stored in their own table against the version they trained
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -23,8 +23,9 @@ from tagloop.storage import BlobStore
 from tagloop.vocabulary import TagVocabulary
 
 if TYPE_CHECKING:
+    from tagloop.features.clip_tensor import ClipTensors
     from tagloop.fusion import FusionModel
-    from tagloop.training.cotrain import PseudoLabel
+    from tagloop.training.cotrain import CotrainOptions, PseudoLabel
     from tagloop.training.dataset import LabeledClip
 
 
@@ -81,36 +82,53 @@ def pseudo_label_step(
     progress: Callable[[str], None] | None = None,
 ) -> CotrainStep:
     """Pseudo-labels from ``model``'s two views over the candidate clips, as training rows."""
-    import numpy as np
-
     from tagloop.features.clip_tensor import load_clip_tensors
-    from tagloop.training.cotrain import (
-        CotrainOptions,
-        build_pseudo_targets,
-        select_pseudo_labels,
-    )
-    from tagloop.training.dataset import LabeledClip
-    from tagloop.training.predict import predict_clips
+    from tagloop.training.cotrain import CotrainOptions
 
     uris = candidate_uris(settings, exclude=exclude)
     if not uris:
         return CotrainStep()
     if progress is not None:
         progress(f"co-training: reading {len(uris)} unlabeled clips")
-    ids = np.asarray(list(uris), dtype=np.int64)
-    tensors = [load_clip_tensors(store.get_bytes(uris[int(c)])) for c in ids]
-    preds = predict_clips(model, tensors, vocab=vocab, audio_frames=audio_frames)
-    present = {"audio": np.asarray([bool(t.audio_mask) for t in tensors])}
+    ids = list(uris)
+    tensors = [load_clip_tensors(store.get_bytes(uris[c])) for c in ids]
     options = CotrainOptions(
         confident=settings.cotrain_confident,
         unsure=settings.cotrain_unsure,
         max_per_round=settings.cotrain_max_per_round,
     )
+    return pseudo_label_clips(
+        model, tensors, ids, vocab=vocab, options=options, audio_frames=audio_frames
+    )
+
+
+def pseudo_label_clips(
+    model: FusionModel,
+    tensors: Sequence[ClipTensors],
+    clip_ids: Sequence[int],
+    *,
+    vocab: TagVocabulary,
+    options: CotrainOptions,
+    audio_frames: int | None,
+) -> CotrainStep:
+    """The pure part (no database): pseudo-labels of ``model`` on these clips, as training
+    rows; the benchmarks call it on in-memory clips."""
+    import numpy as np
+
+    from tagloop.training.cotrain import build_pseudo_targets, select_pseudo_labels
+    from tagloop.training.dataset import LabeledClip
+    from tagloop.training.predict import predict_clips
+
+    ids = np.asarray(clip_ids, dtype=np.int64)
+    if ids.size == 0:
+        return CotrainStep()
+    preds = predict_clips(model, list(tensors), vocab=vocab, audio_frames=audio_frames)
+    present = {"audio": np.asarray([bool(t.audio_mask) for t in tensors])}
     labels = select_pseudo_labels(preds.modality_probs, present, ids, vocab=vocab, options=options)
-    clip_ids, targets, known = build_pseudo_targets(labels, vocab=vocab)
+    pseudo_ids, targets, known = build_pseudo_targets(labels, vocab=vocab)
     row = {int(c): i for i, c in enumerate(ids)}
     clips = [
         LabeledClip(clip_id=int(c), tensors=tensors[row[int(c)]], targets=t, known=k)
-        for c, t, k in zip(clip_ids, targets, known, strict=True)
+        for c, t, k in zip(pseudo_ids, targets, known, strict=True)
     ]
-    return CotrainStep(labels=labels, clips=clips, n_candidates=len(ids))
+    return CotrainStep(labels=labels, clips=clips, n_candidates=int(ids.size))
