@@ -13,8 +13,10 @@ Features per clip (sizes at the default FusionConfig: 32x32 frames, 64 mel bands
   of a stroke (a digit is legible at 14x14) and smooths one-pixel jitter, while it cuts the
   feature count 4x, which a model fit on 40 labels and the k-center embedding both need.
 - audio ``(n_mels * (4 + 2),)``: the log-mel standardised per clip as ``AudioBranch`` does, then
-  mean-pooled on time to 4 bins (coarse temporal shape), plus each band's mean and std over
-  time (spectral envelope and its variation): 384 at 64 bands. Zero for clips without audio.
+  mean-pooled on time to 16 bins (8 columns, 80 ms each at the default 128-column window:
+  a spoken word's syllables stay apart), plus each band's mean and std over time (spectral
+  envelope and its variation): 1152 at 64 bands. Zero for clips without audio. On the AV
+  digits, 16 bins against 4 gave 0.90 against 0.86 at 320 labels and 0.72 against 0.75 at 80.
 - optional frozen branch embeddings (``uses_branches``): the last block's pooled output of
   ``self.visual`` / ``self.audio`` appended to their modality (+256 visual, +512 audio by
   default). The branches keep the attribute names of CentralNet so
@@ -42,7 +44,7 @@ from tagloop.fusion.branch import AudioBranch, VisualBranch
 from tagloop.fusion.config import FusionConfig
 
 _VISUAL_MAX_SIDE = 16
-_AUDIO_TIME_BINS = 4
+_AUDIO_TIME_BINS = 16
 # A feature that hardly varies on the training clips (an always-black corner pixel) is not
 # blown up to unit variance: its std is floored at this fraction of the modality's mean std,
 # so it cannot dominate the embedding distances on a clip where it does vary.

@@ -115,11 +115,11 @@ def fitted(data: tuple[list[LabeledClip], ...]) -> TrainResult:
 def test_feature_layout_at_the_default_config() -> None:
     model = build_model("probe", vocab_size=3, config=FusionConfig())
     assert isinstance(model, LinearProbe)
-    # 3 x 16 x 16 pooled pixels; 64 bands x (4 time bins + mean + std).
-    assert model.feature_dims() == {"visual": 768, "audio": 384}
+    # 3 x 16 x 16 pooled pixels; 64 bands x (16 time bins + mean + std).
+    assert model.feature_dims() == {"visual": 768, "audio": 1152}
     model.set_uses_branches(True)
-    assert model.feature_dims() == {"visual": 768 + 64 * 2 * 2, "audio": 384 + 64 * 8}
-    assert model.head_parameters("central")[0].shape == (3, 768 + 256 + 384 + 512)
+    assert model.feature_dims() == {"visual": 768 + 64 * 2 * 2, "audio": 1152 + 64 * 8}
+    assert model.head_parameters("central")[0].shape == (3, 768 + 256 + 1152 + 512)
 
 
 def test_output_fields_and_shapes(data: tuple[list[LabeledClip], ...]) -> None:
