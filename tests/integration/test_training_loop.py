@@ -69,7 +69,7 @@ def test_label_train_promote_score_refill(tmp_path: Path, demo_set: Path) -> Non
         assert v1["metrics"]["accuracy"]["digit"] is not None
         # 40 labels: below probe_below_labels, so the default round fits the linear probe.
         assert v1["config"]["kind"] == "probe" and v1["metrics"]["fusion_weights"] == []
-        assert v1["config"]["capacity"] == {"labels": 40, "probe_below": 200}
+        assert v1["config"]["capacity"] == {"labels": 40, "probe_below": 500}
 
         # The promotion chain scores the 20 unlabeled clips and refills the queue, which until
         # then held the seed batch (the labels above asked for it: the queue ran low).
