@@ -21,6 +21,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -29,6 +30,9 @@ from tagloop.errors import InvalidInput
 from tagloop.fusion import FusionModel
 from tagloop.simulation_data import SimulationSet, describe_pool
 from tagloop.training.dataset import LabeledClip
+
+if TYPE_CHECKING:
+    from tagloop.training.backbone import Backbone
 
 REFERENCE = "random"
 # The service's refill_queue lets k-center choose among this many candidates per batch slot.
@@ -125,8 +129,14 @@ def _train_round(
     epochs: int,
     init_state: dict[str, torch.Tensor] | None,
     init_kind: str | None = None,
+    backbone: Backbone | None = None,
 ) -> tuple[FusionModel, int]:
-    """Train on the labeled clips as ``pipeline.training.train_round`` does; (model, epochs)."""
+    """Train on the labeled clips as ``pipeline.training.train_round`` does; (model, epochs).
+
+    backbone: branch weights to start from (a pretraining run), as the round's ``_backbone``
+    passes them: a fresh model loads them, a warm-started one keeps its own (a probe always
+    reloads its frozen ones).
+    """
     from tagloop.training.capacity import model_kind_for
     from tagloop.training.loop import TrainOptions, train_model
     from tagloop.training.split import assign_splits
@@ -159,6 +169,7 @@ def _train_round(
         ),
         init_state=init_state,
         init_vocab=data.vocab if init_state is not None else None,
+        backbone=backbone,
     )
     return result.model, result.epochs_run
 
@@ -269,10 +280,12 @@ def simulate_curve(
     options: SimulationOptions,
     descriptors: np.ndarray | None = None,
     progress: RoundProgress | None = None,
+    backbone: Backbone | None = None,
 ) -> list[RoundRecord]:
     """One learning curve: the seed round, then ``options.rounds`` rounds of ``strategy``.
 
     descriptors: ``(len(pool), D)`` from :func:`describe_pool` (computed if None).
+    backbone: pretrained branch weights every round starts from (None: scratch).
     """
     torch.set_num_threads(options.num_threads)
     if descriptors is None:
@@ -298,6 +311,7 @@ def simulate_curve(
             epochs=options.seed_epochs if state is None else options.epochs,
             init_state=state,
             init_kind=None if model is None else model.kind,
+            backbone=backbone,
         )
         record = RoundRecord(
             strategy=strategy,
@@ -327,9 +341,14 @@ def simulate_curve(
 
 
 def run_simulation(
-    data: SimulationSet, *, options: SimulationOptions, progress: RoundProgress | None = None
+    data: SimulationSet,
+    *,
+    options: SimulationOptions,
+    progress: RoundProgress | None = None,
+    backbone: Backbone | None = None,
 ) -> list[RoundRecord]:
-    """Every curve: ``random`` plus ``options.strategies``, for seeds 0 .. seeds-1."""
+    """Every curve: ``random`` plus ``options.strategies``, for seeds 0 .. seeds-1; every
+    round starts its branches from ``backbone`` when given (see :func:`_train_round`)."""
     from tagloop.selection import get_strategy
 
     strategies = [REFERENCE, *[s for s in options.strategies if s != REFERENCE]]
@@ -347,6 +366,7 @@ def run_simulation(
                     options=options,
                     descriptors=descriptors,
                     progress=progress,
+                    backbone=backbone,
                 )
             )
     return records
