@@ -5,7 +5,9 @@ branches (``al_pretrained_*``).
 ``tagloop.simulation`` as in ``bench_al`` (the service's training, scoring and selection code
 with an oracle; FSDD+MNIST at 35% image energy and 20 dB, pool = the 2,500 clips of the five
 training speakers, test = the 500 clips of theo; one frame per clip; one torch thread), to
-400 labels: a seed round of 50 (k-center on descriptors), then 7 rounds of 50, 2 seeds. With
+400 labels: a seed round of 100 (k-center on descriptors), then 3 rounds of 100, 2 seeds (the
+probe's fit takes 1-2 minutes a round on 2 shared cores, so rounds of 50 would take hours).
+With
 ``probe_below = Settings().probe_below_labels`` the simulated service follows the capacity
 policy: the linear probe below that many labels, CentralNet from there on (fresh at the
 switch, then warm-started round to round). At the default 500 every round to 400 labels is the
@@ -50,9 +52,9 @@ if TYPE_CHECKING:
     from tagloop.simulation import RoundRecord
 
 SEEDS = 2
-SEED_SIZE = 50
-BATCH = 50
-ROUNDS = 7  # 50 + 7 x 50 = 400 labels
+SEED_SIZE = 100
+BATCH = 100
+ROUNDS = 3  # 100 + 3 x 100 = 400 labels
 FRAMES = 1
 NUM_THREADS = 1  # see bench_al: 2 threads on 2 shared cores ran rounds 6x slower
 CONFIGS = ("scratch", "pretrained")
@@ -220,7 +222,8 @@ def run(*, out: dict[str, Any], seeds: int | None = None, rounds: int | None = N
 
         run_simulation(data, options=options, progress=on_round, backbone=backbone)
         by_config[config] = found
-    title = f"AV digits, speaker theo held out: {strategy} vs random ({seeds} seeds)"
+    runs = f"{seeds} seed" + ("" if seeds == 1 else "s")
+    title = f"AV digits, speaker theo held out: {strategy} vs random ({runs})"
     plot_al_pretrained(
         records,
         CURVE_PNG,

@@ -35,7 +35,8 @@ Targets (means over seeds), ``cold_start_targets_met``: ``pretrained_cotrain`` a
 at least 10 points above ``scratch`` at 100, and at 200 labels above ``scratch`` at 400.
 
 Threshold sweep (``--sweep``, not part of ``run``): the co-training variant again at other
-``(confident, unsure)`` pairs (default ``SWEEP``), reusing the saved encoders; the pretrained
+``(confident, unsure, max_per_round)`` settings (default ``SWEEP``), reusing the saved
+encoders; the pretrained
 models are retrained (deterministic for a seed, so the same ones).
 
     python -m tests.benchmarks.bench_cold_start [--quick] [--budgets 50,100]
@@ -95,7 +96,10 @@ MARGIN = 0.10  # pretrained_cotrain at MARGIN_AT labels vs scratch at MARGIN_AT
 MARGIN_AT = 100
 MATCH_AT = 200  # pretrained_cotrain at MATCH_AT labels vs scratch at MATCH_SCRATCH
 MATCH_SCRATCH = 400
-SWEEP = ((0.9, 0.6), (0.95, 0.6), (0.8, 0.6), (0.9, 0.8))  # (confident, unsure)
+# (confident, unsure, max_per_round). The cap takes the most confident decisions first, so a
+# higher ``confident`` changes nothing while more than the cap qualify: the levers are
+# ``unsure`` (more students to choose the surest teachers among) and the cap itself.
+SWEEP = ((0.9, 0.8, 200), (0.99, 0.9, 200), (0.9, 0.6, 50))
 CURVE_PNG = REPO / "benchmarks" / "cold_start.png"
 ENCODER_DIR = WORK / "cold_start"
 SWEEP_JSON = WORK / "cold_start" / "sweep.json"
@@ -296,13 +300,12 @@ def train_with_pseudo(
     )
 
 
-def cotrain_options(settings: Settings, *, confident: float, unsure: float) -> CotrainOptions:
-    """What ``pseudo_label_step`` builds from the settings, with these thresholds."""
+def cotrain_options(*, confident: float, unsure: float, max_per_round: int) -> CotrainOptions:
+    """What ``pseudo_label_step`` builds from the settings (``cotrain_confident``,
+    ``cotrain_unsure``, ``cotrain_max_per_round``; the per-class cap at its default)."""
     from tagloop.training.cotrain import CotrainOptions
 
-    return CotrainOptions(
-        confident=confident, unsure=unsure, max_per_round=settings.cotrain_max_per_round
-    )
+    return CotrainOptions(confident=confident, unsure=unsure, max_per_round=max_per_round)
 
 
 def run_cotrain(
@@ -383,11 +386,12 @@ def run_seed(
     settings: Settings,
     vocab: TagVocabulary,
     backbone: Backbone,
-    thresholds: Sequence[tuple[float, float]],
+    thresholds: Sequence[tuple[float, float, int]],
     with_scratch: bool = True,
 ) -> list[dict[str, Any]]:
     """Every budget of one seed; budgets in ``SCRATCH_ONLY`` train ``scratch`` alone. The
-    first ``thresholds`` pair gives ``pretrained_cotrain``; every pair is in ``cotrain``."""
+    first ``thresholds`` (confident, unsure, max_per_round) gives ``pretrained_cotrain``; every
+    one is in ``cotrain``."""
     is_test = data.is_test.numpy()
     rows = np.arange(len(is_test))
     pool_rows = rows[~is_test]
@@ -420,7 +424,7 @@ def run_seed(
             with_audio, exclude=chosen, limit=settings.cotrain_max_candidates
         )
         record["cotrain"] = []
-        for confident, unsure in thresholds:
+        for confident, unsure, cap in thresholds:
             step = run_cotrain(
                 done.model,
                 labeled,
@@ -429,7 +433,7 @@ def run_seed(
                 digits=digits,
                 test=test,
                 kind=kind,
-                options=cotrain_options(settings, confident=confident, unsure=unsure),
+                options=cotrain_options(confident=confident, unsure=unsure, max_per_round=cap),
                 vocab=vocab,
                 seed=seed,
                 settings=settings,
@@ -547,7 +551,9 @@ def run(
     )
     pretraining["overrides"] = overrides
     backbone = Backbone(visual=encoders, audio=encoders)
-    thresholds = [(settings.cotrain_confident, settings.cotrain_unsure)]
+    thresholds = [
+        (settings.cotrain_confident, settings.cotrain_unsure, settings.cotrain_max_per_round)
+    ]
     records: list[dict[str, Any]] = []
     for seed in seeds:
         records += run_seed(
@@ -596,11 +602,12 @@ def run(
 
 def run_sweep(
     *,
-    pairs: Sequence[tuple[float, float]] = SWEEP,
+    pairs: Sequence[tuple[float, float, int]] = SWEEP,
     seeds: Sequence[int] = SEEDS,
     budgets: Sequence[int] = BUDGETS,
 ) -> list[dict[str, Any]]:
-    """Co-training at every ``(confident, unsure)`` pair (pretrained variants only), from the
+    """Co-training at every ``(confident, unsure, max_per_round)`` (pretrained variants only),
+    from the
     saved encoders of a ``run`` with the default options (pretrained here when missing)."""
     from tagloop.config import Settings
     from tagloop.simulation_data import digit_vocab
@@ -633,7 +640,7 @@ def run_sweep(
 
 def format_sweep(records: Sequence[Mapping[str, Any]]) -> str:
     """One line per (budget, thresholds): accuracy, n_pseudo and pseudo-label accuracy."""
-    lines = ["labels | confident/unsure | pretrained | + cotrain | n_pseudo | pseudo acc"]
+    lines = ["labels | confident/unsure/cap | pretrained | + cotrain | n_pseudo | pseudo acc"]
     for budget in sorted({r["budget"] for r in records}):
         rows = [r for r in records if r["budget"] == budget]
         base = mean_std([r["pretrained"] for r in rows])
@@ -642,7 +649,7 @@ def format_sweep(records: Sequence[Mapping[str, Any]]) -> str:
             acc = mean_std([s["accuracy"] for s in steps])
             pseudo = [s["pseudo_accuracy"] for s in steps if s["pseudo_accuracy"] is not None]
             lines.append(
-                f"{budget} | {first['confident']}/{first['unsure']} | "
+                f"{budget} | {first['confident']}/{first['unsure']}/{first['max_per_round']} | "
                 f"{base[0]:.3f} ± {base[1]:.3f} | {acc[0]:.3f} ± {acc[1]:.3f} | "
                 f"{[s['n_pseudo'] for s in steps]} | "
                 f"{np.mean(pseudo) if pseudo else float('nan'):.3f}"
@@ -667,10 +674,13 @@ def format_table(out: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def parse_pair(text: str) -> tuple[float, float]:
-    """``"0.95/0.6"`` -> ``(0.95, 0.6)`` (confident, unsure)."""
-    confident, unsure = text.split("/")
-    return float(confident), float(unsure)
+def parse_setting(text: str, *, default_cap: int) -> tuple[float, float, int]:
+    """``"0.9/0.8"`` -> ``(0.9, 0.8, default_cap)``; ``"0.9/0.6/50"`` -> ``(0.9, 0.6, 50)``."""
+    parts = text.split("/")
+    if len(parts) not in (2, 3):
+        raise ValueError(f"expected CONFIDENT/UNSURE[/MAX_PER_ROUND], got {text!r}")
+    cap = int(parts[2]) if len(parts) == 3 else default_cap
+    return float(parts[0]), float(parts[1]), cap
 
 
 def main(argv: Sequence[str]) -> None:
@@ -679,7 +689,10 @@ def main(argv: Sequence[str]) -> None:
     parser = argparse.ArgumentParser(prog="python -m tests.benchmarks.bench_cold_start")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument(
-        "--sweep", nargs="*", metavar="CONFIDENT/UNSURE", help="co-training thresholds only"
+        "--sweep",
+        nargs="*",
+        metavar="CONFIDENT/UNSURE[/MAX_PER_ROUND]",
+        help="co-training settings only (cap default: the Settings')",
     )
     parser.add_argument("--budgets", type=lambda t: [int(b) for b in t.split(",")])
     args = parser.parse_args(argv)
@@ -687,8 +700,11 @@ def main(argv: Sequence[str]) -> None:
         os.environ["COLD_START_QUICK"] = "1"
     start = time.perf_counter()
     if args.sweep is not None:
+        from tagloop.config import Settings
+
+        cap = Settings().cotrain_max_per_round
         found = run_sweep(
-            pairs=[parse_pair(p) for p in args.sweep] or SWEEP,
+            pairs=[parse_setting(p, default_cap=cap) for p in args.sweep] or SWEEP,
             seeds=QUICK_SEEDS if args.quick else SEEDS,
             budgets=args.budgets or (QUICK_BUDGETS if args.quick else BUDGETS),
         )

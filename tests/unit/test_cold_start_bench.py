@@ -13,6 +13,7 @@ from tests.benchmarks.bench_cold_start import (
     VARIANTS,
     candidate_rows,
     encoders_path,
+    parse_setting,
     pretrain_options,
     pseudo_label_accuracy,
     public_cell,
@@ -111,3 +112,10 @@ def test_encoder_files_are_one_per_option_set(tmp_path: Path) -> None:
     assert path.parent == tmp_path and path.suffix == ".pt"
     assert encoders_path(pretrain_options(), folder=tmp_path) == path
     assert encoders_path(pretrain_options({"epochs": 9}), folder=tmp_path) != path
+
+
+def test_sweep_settings_parse_with_the_default_cap() -> None:
+    assert parse_setting("0.9/0.8", default_cap=200) == (0.9, 0.8, 200)
+    assert parse_setting("0.99/0.9/50", default_cap=200) == (0.99, 0.9, 50)
+    with pytest.raises(ValueError):
+        parse_setting("0.9", default_cap=200)

@@ -146,9 +146,11 @@ def test_saved_encoders_load_into_a_centralnet_through_the_backbone_path(
         assert all(torch.equal(loaded[k], v) for k, v in branch_state(result, name).items())
     fresh = build_model("centralnet", vocab_size=5, config=CONFIG)
     apply_backbone(fresh, Backbone(visual=path, audio=path, freeze=True), load=True)
+    audio = fresh.get_submodule("audio")
     assert torch.equal(
-        fresh.audio.state_dict()["blocks.0.0.weight"], result.state["audio.blocks.0.0.weight"]
+        audio.state_dict()["blocks.0.0.weight"], result.state["audio.blocks.0.0.weight"]
     )
+    assert not any(p.requires_grad for p in audio.parameters())  # frozen as asked
     back = load_encoder_state(path.read_bytes())
     assert back.config == CONFIG and back.options == OPTIONS and back.n_clips == result.n_clips
     assert back.history == result.history
