@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -92,6 +93,9 @@ class Settings(BaseSettings):
     score_batch_size: int = 256
     mc_passes: int = 8
     seed_candidates: int = 5000
+    # The seed batch before any model: "k_center" (farthest-first on descriptors) or "typical"
+    # (TypiClust: the densest clip of each k-means cluster). Chosen by the cold-start benchmark.
+    seed_batch_rule: Literal["k_center", "typical"] = "k_center"
 
     # Labeling queue: a lease not closed by a label or a skip returns to the queue after this.
     lease_seconds: float = 600.0

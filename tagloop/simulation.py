@@ -21,7 +21,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
@@ -53,7 +53,8 @@ class SimulationOptions:
     passes for strategies that need them (``bald``). candidates: score only this many
     unlabeled clips per round, drawn at random (None: the whole pool, as the service does).
     diversity: k-center over the top ``TOP_M_FACTOR * batch_size`` (the service's batch
-    assembly); random never uses it.
+    assembly, or the strategy's own batch rule); random never uses it. seed_rule: the seed
+    round's rule, as the service's ``seed_batch_rule`` (``"k_center"`` or ``"typical"``).
     """
 
     strategies: tuple[str, ...] = (REFERENCE, "entropy")
@@ -78,6 +79,7 @@ class SimulationOptions:
     diversity: bool = True
     audio_frames: int | None = 128
     num_threads: int = 2
+    seed_rule: Literal["k_center", "typical"] = "k_center"
 
     def __post_init__(self) -> None:
         counts = {
@@ -208,7 +210,7 @@ def select_next(
     """Pool row indices ``(<= batch_size,)`` to label next, as the service's scoring and
     refill would pick them among the ``unlabeled (U,)`` pool rows."""
     from tagloop.pipeline.scoring import uncertainty_of
-    from tagloop.selection import assemble_batch, get_strategy, score_pool
+    from tagloop.selection import assemble_batch, count_tag_labels, get_strategy, score_pool
     from tagloop.selection.strategy import hash_uniform
     from tagloop.training.predict import predict_clips
 
@@ -238,7 +240,17 @@ def select_next(
             mc_passes=options.mc_passes if "mc_probs" in spec.requires else 0,
             audio_frames=options.audio_frames,
         )
-        scores = uncertainty_of(preds, vocab=data.vocab, strategy=strategy, clip_ids=ids)
+        counts = None
+        if "tag_counts" in spec.requires:
+            # The oracle's labeled rows: every pool row not offered as unlabeled.
+            labeled = np.setdiff1d(np.arange(len(data.pool)), unlabeled)
+            targets = [data.pool[i].targets for i in labeled]
+            counts = count_tag_labels(
+                np.stack(targets) if targets else np.zeros((0, len(data.vocab)))
+            )
+        scores = uncertainty_of(
+            preds, vocab=data.vocab, strategy=strategy, clip_ids=ids, tag_counts=counts
+        )
         embeddings = preds.embedding if options.diversity else None
     picked = assemble_batch(
         clip_ids=ids,
@@ -248,6 +260,7 @@ def select_next(
         per_video_cap=options.per_video_cap,
         embeddings=embeddings,
         top_m=min(ids.size, TOP_M_FACTOR * options.batch_size),
+        batch_rule=spec.batch,
     )
     position = {int(c): int(r) for c, r in zip(ids, rows, strict=True)}
     return np.asarray([position[int(c)] for c in picked], dtype=np.int64)
@@ -256,7 +269,8 @@ def select_next(
 def seed_rows(
     data: SimulationSet, descriptors: np.ndarray, *, seed: int, options: SimulationOptions
 ) -> np.ndarray:
-    """Pool row indices of the seed batch: ``seed_batch`` (k-center) on the descriptors."""
+    """Pool row indices of the seed batch: ``seed_batch`` (``options.seed_rule``) on the
+    descriptors."""
     from tagloop.selection import seed_batch
 
     ids = np.asarray([c.clip_id for c in data.pool], dtype=np.int64)
@@ -267,6 +281,7 @@ def seed_rows(
         batch_size=options.seed_size,
         per_video_cap=options.per_video_cap,
         seed=seed,
+        rule=options.seed_rule,
     )
     position = {int(c): r for r, c in enumerate(ids.tolist())}
     return np.asarray([position[int(c)] for c in picked], dtype=np.int64)

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from tagloop.config import Settings
 from tagloop.db import holdout as holdout_repo
 from tagloop.db import jobs as job_repo
+from tagloop.db import labels as label_repo
 from tagloop.db import model_versions as version_repo
 from tagloop.db import queue as queue_repo
 from tagloop.db.engine import session_scope
@@ -89,12 +90,13 @@ def score_pool(*, settings: Settings, job_id: int | None = None, task_id: str | 
             if version.id != version_id:
                 version_id, artifact_uri, after = version.id, version.artifact_uri, 0
                 model = load_artifact(store.get_bytes(artifact_uri))
+                counts = _counts_if_needed(settings, session, model.vocab)
             batch = _unscored_batch(
                 session, version_id=version_id, after=after, limit=settings.score_batch_size
             )
         if not batch:
             break
-        _score_batch(settings, store, model, version_id, batch)
+        _score_batch(settings, store, model, version_id, batch, tag_counts=counts)
         after = batch[-1][0]
         done += len(batch)
         if job_id is not None:
@@ -122,6 +124,8 @@ def _score_batch(
     model: Any,
     version_id: int,
     batch: list[tuple[int, str]],
+    *,
+    tag_counts: np.ndarray | None = None,
 ) -> None:
     """Predict one page of clips and store their predictions and embeddings."""
     from tagloop.features.clip_tensor import load_clip_tensors
@@ -140,7 +144,11 @@ def _score_batch(
     )
     ids = np.asarray([c for c, _ in batch], dtype=np.int64)
     uncertainty = uncertainty_of(
-        preds, vocab=model.vocab, strategy=settings.selection_strategy, clip_ids=ids
+        preds,
+        vocab=model.vocab,
+        strategy=settings.selection_strategy,
+        clip_ids=ids,
+        tag_counts=tag_counts,
     )
     emb_key = f"embeddings/{version_id:06d}/{int(ids[0]):012d}.npy"
     buffer = io.BytesIO()
@@ -170,11 +178,41 @@ def _score_batch(
             )
 
 
+def label_counts(session: Session, vocab: TagVocabulary) -> np.ndarray:
+    """``(K,)`` how many labeled clips carry each tag of ``vocab``, by each clip's latest
+    label (the one training believes), counted as ``tagloop simulate`` counts its oracle's."""
+    from tagloop.selection import count_tag_labels
+    from tagloop.training.targets import build_targets
+
+    latest = label_repo.latest_labels(session)
+    targets = [build_targets(tags, vocab=vocab)[0] for tags in latest.values()]
+    return count_tag_labels(np.stack(targets) if targets else np.zeros((0, len(vocab))))
+
+
+def _counts_if_needed(
+    settings: Settings, session: Session, vocab: TagVocabulary
+) -> np.ndarray | None:
+    """Per-tag label counts when the configured strategy weighs tags by them, else None
+    (reading every label is not free). Counted once per scoring run: a page scored a few
+    labels later would barely differ."""
+    from tagloop.selection import get_strategy
+
+    if "tag_counts" not in get_strategy(settings.selection_strategy).requires:
+        return None
+    return label_counts(session, vocab)
+
+
 def uncertainty_of(
-    preds: Predictions, *, vocab: TagVocabulary, strategy: str, clip_ids: np.ndarray
+    preds: Predictions,
+    *,
+    vocab: TagVocabulary,
+    strategy: str,
+    clip_ids: np.ndarray,
+    tag_counts: np.ndarray | None = None,
 ) -> np.ndarray:
     """``(N,)`` scores of a strategy for predicted clips: the one place the service and
-    ``tagloop simulate`` turn model outputs into selection scores."""
+    ``tagloop simulate`` turn model outputs into selection scores. tag_counts: ``(K,)`` from
+    ``count_tag_labels`` over the labeled clips, for strategies that require them."""
     from tagloop.selection import score_pool as score_strategy
 
     modality = (
@@ -188,6 +226,7 @@ def uncertainty_of(
         strategy=strategy,
         mc_probs=preds.mc_probs,
         modality_probs=modality,
+        tag_counts=tag_counts,
         clip_ids=clip_ids,
     )
 
@@ -260,7 +299,7 @@ def _assemble(
     settings: Settings, store: BlobStore, rows: list[tuple[int, int, float, str | None]], n: int
 ) -> list[tuple[int, str, float]]:
     """The diverse, per-video-capped batch of ``n`` among ``rows`` as queue items."""
-    from tagloop.selection import assemble_batch
+    from tagloop.selection import assemble_batch, get_strategy
 
     if not rows or n <= 0:
         return []
@@ -275,6 +314,7 @@ def _assemble(
         per_video_cap=settings.per_video_cap,
         embeddings=_load_embeddings(store, uris) if len(uris) == len(rows) else None,
         top_m=len(rows),
+        batch_rule=get_strategy(settings.selection_strategy).batch,
     )
     by_id = dict(zip(clip_ids.tolist(), scores.tolist(), strict=True))
     return [(int(c), settings.selection_strategy, by_id[int(c)]) for c in picked]
@@ -345,8 +385,8 @@ def _pretrained_encoders(
 
 
 def _refill_seed(settings: Settings, session: Session, store: BlobStore) -> int:
-    """Before the first model: a diverse seed batch (k-center on the newest pretraining run's
-    embeddings, else on cheap descriptors)."""
+    """Before the first model: a diverse seed batch (``settings.seed_batch_rule``: k-center or
+    typical points, on the newest pretraining run's embeddings, else on cheap descriptors)."""
     from tagloop.features.clip_tensor import load_clip_tensors
     from tagloop.features.descriptor import describe_clip
     from tagloop.selection import seed_batch
@@ -385,6 +425,7 @@ def _refill_seed(settings: Settings, session: Session, store: BlobStore) -> int:
         batch_size=settings.queue_size,
         per_video_cap=settings.per_video_cap,
         seed=0,
+        rule=settings.seed_batch_rule,
     )
     # Seed items carry their pick order as a descending score so the reason reads sensibly.
     n = len(picked)

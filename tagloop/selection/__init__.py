@@ -3,12 +3,22 @@
 Strategies are pure functions behind a name registry (``get_strategy``, ``list_strategies``,
 ``register_strategy``); ``score_pool`` scores a pool with tag groups respected; ``assemble_batch``
 and ``seed_batch`` build a diverse batch under a per-video cap; ``top_k_streaming`` keeps the
-best k of a pool of any size in O(k + chunk) memory.
+best k of a pool of any size in O(k + chunk) memory. ``balanced_entropy`` weighs rare tags more
+(``count_tag_labels`` gives its counts); ``cluster_margin`` and the typical seed rule build
+batches on k-means clusters (``selection.cluster``).
 """
 
-from tagloop.selection.batch import assemble_batch, pick_k_center, seed_batch
+from tagloop.selection.balance import (
+    class_balanced_weights,
+    count_tag_labels,
+    score_balanced_entropy,
+)
+from tagloop.selection.batch import SEED_RULES, SeedRule, assemble_batch, pick_k_center, seed_batch
+from tagloop.selection.cluster import fit_kmeans, pick_cluster_round_robin, pick_typical
 from tagloop.selection.rank import rank_clips, select_top_k, top_k_streaming
 from tagloop.selection.registry import (
+    BATCH_RULES,
+    BatchRule,
     Strategy,
     UnitInputs,
     get_strategy,
@@ -30,14 +40,24 @@ from tagloop.selection.strategy import (
 )
 
 __all__ = [
+    "BATCH_RULES",
+    "SEED_RULES",
+    "BatchRule",
+    "SeedRule",
     "Strategy",
     "UnitInputs",
     "assemble_batch",
+    "class_balanced_weights",
+    "count_tag_labels",
+    "fit_kmeans",
     "get_strategy",
     "list_strategies",
+    "pick_cluster_round_robin",
     "pick_k_center",
+    "pick_typical",
     "rank_clips",
     "register_strategy",
+    "score_balanced_entropy",
     "score_bald",
     "score_binary_entropy",
     "score_disagreement",

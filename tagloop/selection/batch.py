@@ -3,16 +3,22 @@
 Uncertainty alone picks near-duplicates (neighbouring clips of one video, or one confusing
 scene), so the batch is built in two steps: take the top-M most uncertain clips, then run
 k-center greedy (farthest-first traversal, Sener & Savarese 2018) on their embeddings, never
-taking more than ``per_video_cap`` clips of one video. Before any model exists, the seed round
-runs the same traversal on cheap clip descriptors over a random sample of the pool.
+taking more than ``per_video_cap`` clips of one video. A strategy may ask for cluster round
+robin instead (``Strategy.batch``, see ``selection.cluster``). Before any model exists, the seed
+round runs the same traversal, or picks typical points (``rule="typical"``), on cheap clip
+descriptors over a random sample of the pool.
 """
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 
 from tagloop.errors import InvalidInput
+from tagloop.selection.cluster import pick_cluster_round_robin, pick_typical
 from tagloop.selection.rank import rank_clips
+from tagloop.selection.registry import BATCH_RULES, BatchRule
 from tagloop.selection.strategy import hash_uniform
 from tagloop.selection.validate import (
     check_ids,
@@ -25,6 +31,18 @@ from tagloop.selection.validate import (
 # With embeddings and no top_m, k-center runs over this many candidates per batch slot.
 DEFAULT_TOP_M_FACTOR = 10
 DEFAULT_SEED_CANDIDATES = 50_000
+# The seed round's rule: farthest-first (k-center) or TypiClust's typical points.
+SeedRule = Literal["k_center", "typical"]
+SEED_RULES: tuple[str, ...] = ("k_center", "typical")
+# k-means seed of the cluster rules: a batch depends on the pool, not on a draw.
+CLUSTER_SEED = 0
+
+
+def _check_rule(rule: object, *, name: str, known: tuple[str, ...]) -> None:
+    if rule not in known:
+        raise InvalidInput(
+            f"{name} must be one of {', '.join(known)}, got {rule!r}", code="invalid_argument"
+        )
 
 
 def pick_k_center(
@@ -111,6 +129,7 @@ def assemble_batch(
     top_m: int | None = None,
     costs: np.ndarray | None = None,
     cost_gamma: float = 0.0,
+    batch_rule: BatchRule = "k_center",
 ) -> np.ndarray:
     """Clip ids ``(<= batch_size,)`` int64 to label next, in rank order (most uncertain first).
 
@@ -118,7 +137,9 @@ def assemble_batch(
     the video each clip comes from. embeddings: ``(N, D)`` fused clip embeddings; without them
     the batch is the top of the ranking under the per-video cap. top_m: how many top clips
     k-center chooses among (default ``10 * batch_size``). costs: ``(N,)`` > 0 labeling costs,
-    e.g. clip seconds; the ranking uses ``score / cost ** cost_gamma``.
+    e.g. clip seconds; the ranking uses ``score / cost ** cost_gamma``. batch_rule: the
+    strategy's ``Strategy.batch``: ``"k_center"`` or ``"cluster_round_robin"`` (k-means of the
+    top_m candidates into batch_size clusters, most uncertain clip of each, smallest first).
 
     If k-center runs out of candidates (the cap closes their videos), the batch is filled from
     the rest of the ranking under the same cap. Fewer than batch_size ids come back only when
@@ -126,6 +147,7 @@ def assemble_batch(
     ``top_k_streaming`` to a few thousand candidates.
     """
     ids, videos, batch_size, cap = _check_common(clip_ids, video_ids, batch_size, per_video_cap)
+    _check_rule(batch_rule, name="batch_rule", known=BATCH_RULES)
     n = ids.shape[0]
     priority = check_scores(scores, n=n)
     if costs is not None and cost_gamma != 0.0:
@@ -145,7 +167,17 @@ def assemble_batch(
         m = min(check_positive_int(m, name="top_m"), n)
         candidates = order[:m]  # rank order, so k-center ties go to the more uncertain clip
         emb = check_matrix_rows(embeddings, n=n, rows=candidates, name="embeddings")
-        picks = pick_k_center(emb, k=batch_size, groups=videos[candidates], per_group_cap=cap)
+        if batch_rule == "cluster_round_robin":
+            picks = pick_cluster_round_robin(
+                emb,
+                k=batch_size,
+                n_clusters=min(batch_size, m),
+                seed=CLUSTER_SEED,
+                groups=videos[candidates],
+                per_group_cap=cap,
+            )
+        else:
+            picks = pick_k_center(emb, k=batch_size, groups=videos[candidates], per_group_cap=cap)
         chosen = candidates[picks]
     if chosen.size < batch_size:
         extra = _fill_by_rank(
@@ -166,6 +198,7 @@ def seed_batch(
     per_video_cap: int,
     seed: int,
     max_candidates: int = DEFAULT_SEED_CANDIDATES,
+    rule: SeedRule = "k_center",
 ) -> np.ndarray:
     """The first batch, before any model: clip ids ``(<= batch_size,)`` int64 in pick order.
 
@@ -174,8 +207,11 @@ def seed_batch(
     batch over descriptor space instead of sampling the crowded regions. It runs over
     ``max_candidates`` clips drawn by a hash of (seed, clip id), starting from the first of
     them: the result depends on the seed and the set of clips, not on their row order.
+    rule ``"typical"`` instead takes the most typical clip of each of batch_size k-means
+    clusters, largest first (TypiClust): at a tiny budget, typical beats spread-out outliers.
     """
     ids, videos, batch_size, cap = _check_common(clip_ids, video_ids, batch_size, per_video_cap)
+    _check_rule(rule, name="seed rule", known=SEED_RULES)
     n = ids.shape[0]
     max_candidates = check_positive_int(max_candidates, name="max_candidates")
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
@@ -187,9 +223,13 @@ def seed_batch(
     x = check_matrix_rows(descriptors, n=n, rows=candidates, name="descriptors")
     spread = x.std(axis=0)
     x = (x - x.mean(axis=0)) / np.where(spread > 0, spread, 1.0)
-    chosen = candidates[
-        pick_k_center(x, k=batch_size, groups=videos[candidates], per_group_cap=cap)
-    ]
+    if rule == "typical":
+        picks = pick_typical(
+            x, k=batch_size, seed=seed, groups=videos[candidates], per_group_cap=cap
+        )
+    else:
+        picks = pick_k_center(x, k=batch_size, groups=videos[candidates], per_group_cap=cap)
+    chosen = candidates[picks]
     if chosen.size < batch_size:
         extra = _fill_by_rank(
             order, chosen=chosen, groups=videos, cap=cap, need=batch_size - chosen.size

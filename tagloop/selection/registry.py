@@ -4,6 +4,8 @@ A strategy scores *units*. A unit is one categorical distribution over the last 
 mutually exclusive tag group (one softmax over its columns) or an independent tag seen as the
 Bernoulli pair ``(1 - p, p)``. :func:`tagloop.selection.score.score_pool` cuts a clip's
 probabilities into units, calls the strategy on each, and combines the unit scores per clip.
+A strategy also names the batch rule that turns its top candidates into a batch
+(:func:`tagloop.selection.batch.assemble_batch`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,11 @@ from tagloop.errors import InvalidInput
 Combine = Literal["mean", "max"]
 COMBINE_RULES: tuple[str, ...] = ("mean", "max")
 # Inputs beyond the fused probabilities that a strategy may need.
-Requirement = Literal["mc_probs", "modality_probs"]
+Requirement = Literal["mc_probs", "modality_probs", "tag_counts"]
+# How the top candidates become a batch: farthest-first on embeddings, or round robin over
+# k-means clusters of them (cluster margin, Citovsky et al. 2021).
+BatchRule = Literal["k_center", "cluster_round_robin"]
+BATCH_RULES: tuple[str, ...] = ("k_center", "cluster_round_robin")
 
 
 @dataclass(frozen=True)
@@ -30,11 +36,15 @@ class UnitInputs:
     mc_probs: ``(P, ..., C)`` probabilities from P stochastic (MC-dropout) passes, or None.
     modality_probs: ``(M, ..., C)`` probabilities of M single-modality heads
         (visual, audio), or None.
+    tag_weights: per-outcome weights in [0, 1] broadcastable to ``probs``: ``(C,)`` for a
+        group (its tags' weights), ``(L, 2)`` for L independent tags (the tag's weight on both
+        outcomes of its Bernoulli pair); None unless the strategy requires ``tag_counts``.
     """
 
     probs: np.ndarray
     mc_probs: np.ndarray | None = None
     modality_probs: np.ndarray | None = None
+    tag_weights: np.ndarray | None = None
 
 
 UnitScorer = Callable[[UnitInputs], np.ndarray]
@@ -48,6 +58,7 @@ class Strategy:
         labeling; None for strategies that ignore the predictions (random).
     requires: the optional inputs of ``score_pool`` the strategy cannot do without.
     combine: how a clip's unit scores are combined unless the caller says otherwise.
+    batch: how ``assemble_batch`` picks the batch among the top candidates.
     """
 
     name: str
@@ -55,6 +66,7 @@ class Strategy:
     requires: frozenset[Requirement] = field(default_factory=frozenset)
     combine: Combine = "mean"
     description: str = ""
+    batch: BatchRule = "k_center"
 
 
 _REGISTRY: dict[str, Strategy] = {}
@@ -66,10 +78,13 @@ def register_strategy(
     requires: tuple[Requirement, ...] = (),
     combine: Combine = "mean",
     description: str = "",
+    batch: BatchRule = "k_center",
 ) -> Callable[[UnitScorer], UnitScorer]:
     """Decorator: register ``fn`` as the unit scorer of strategy ``name``."""
     if combine not in COMBINE_RULES:
         raise ValueError(f"combine must be one of {COMBINE_RULES}, got {combine!r}")
+    if batch not in BATCH_RULES:
+        raise ValueError(f"batch must be one of {BATCH_RULES}, got {batch!r}")
 
     def decorate(fn: UnitScorer) -> UnitScorer:
         add_strategy(
@@ -79,6 +94,7 @@ def register_strategy(
                 requires=frozenset(requires),
                 combine=combine,
                 description=description or (fn.__doc__ or "").strip().split("\n")[0],
+                batch=batch,
             )
         )
         return fn

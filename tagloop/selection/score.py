@@ -11,9 +11,15 @@ from __future__ import annotations
 import numpy as np
 
 from tagloop.errors import InvalidInput
+from tagloop.selection.balance import class_balanced_weights
 from tagloop.selection.registry import COMBINE_RULES, Combine, UnitInputs, get_strategy
 from tagloop.selection.strategy import score_random, to_bernoulli
-from tagloop.selection.validate import check_group_sums, check_ids, check_probabilities
+from tagloop.selection.validate import (
+    check_counts,
+    check_group_sums,
+    check_ids,
+    check_probabilities,
+)
 from tagloop.vocabulary import TagVocabulary
 
 
@@ -39,6 +45,7 @@ def score_pool(
     combine: Combine | None = None,
     mc_probs: np.ndarray | None = None,
     modality_probs: np.ndarray | None = None,
+    tag_counts: np.ndarray | None = None,
     clip_ids: np.ndarray | None = None,
     rng: np.random.Generator | int | None = None,
 ) -> np.ndarray:
@@ -52,6 +59,8 @@ def score_pool(
     mc_probs: ``(P, N, K)`` probabilities of P stochastic MC-dropout passes (``bald``).
     modality_probs: ``(M, N, K)`` probabilities of M >= 2 single-modality heads, e.g. visual
         and audio (``disagreement``).
+    tag_counts: ``(K,)`` how many labeled clips carry each tag, from ``count_tag_labels``
+        (``balanced_entropy``); turned into per-tag weights by ``class_balanced_weights``.
     clip_ids: ``(N,)`` int ids; with them ``random`` scores a clip by a hash of (seed, id), so
         they do not depend on row order or chunking.
     rng: a seed or Generator, used by ``random`` only.
@@ -84,6 +93,11 @@ def score_pool(
         if "modality_probs" in spec.requires
         else None
     )
+    weights = None
+    if "tag_counts" in spec.requires:
+        if tag_counts is None:
+            raise InvalidInput(f"strategy {spec.name!r} needs tag_counts", code="missing_input")
+        weights = class_balanced_weights(check_counts(tag_counts, k=k))
 
     blocks: list[np.ndarray] = []  # each (N, units in block)
     for group, cols in vocab.group_indices.items():
@@ -98,6 +112,7 @@ def score_pool(
             probs=p[:, cols],
             mc_probs=None if mc is None else mc[:, :, cols],
             modality_probs=None if heads is None else heads[:, :, cols],
+            tag_weights=None if weights is None else weights[cols],
         )
         blocks.append(spec.score_unit(units).reshape(n, 1))
     free = vocab.ungrouped_indices
@@ -106,6 +121,8 @@ def score_pool(
             probs=to_bernoulli(p[:, free]),
             mc_probs=None if mc is None else to_bernoulli(mc[:, :, free]),
             modality_probs=None if heads is None else to_bernoulli(heads[:, :, free]),
+            # A tag's weight on both outcomes of its pair: (L, 2).
+            tag_weights=None if weights is None else np.repeat(weights[free, None], 2, axis=1),
         )
         blocks.append(spec.score_unit(units).reshape(n, free.size))
     if not blocks:

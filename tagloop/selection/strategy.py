@@ -164,6 +164,13 @@ def _margin(units: UnitInputs) -> np.ndarray:
     return score_margin(units.probs)
 
 
+@register_strategy("cluster_margin", batch="cluster_round_robin")
+def _cluster_margin(units: UnitInputs) -> np.ndarray:
+    """Margin, batch by round robin over k-means clusters of the top candidates."""
+    # Citovsky et al. 2021: margin picks the candidates, clusters spread the batch.
+    return score_margin(units.probs)
+
+
 @register_strategy("entropy")
 def _entropy(units: UnitInputs) -> np.ndarray:
     """Normalised Shannon entropy of each softmax group and each tag."""

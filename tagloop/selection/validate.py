@@ -6,6 +6,7 @@ Every check raises :class:`tagloop.errors.InvalidInput` with a code a caller can
 - ``invalid_scores``: scores that are not a finite 1-D float array of the right length
 - ``invalid_ids``: clip ids that are not 1-D integers, or are repeated
 - ``invalid_embeddings``: embeddings/descriptors that are not a finite ``(N, D)`` matrix
+- ``invalid_counts``: per-tag label counts that are not a finite, non-negative ``(K,)`` vector
 - ``invalid_argument``: an option out of range (a batch size of 0, an unknown combine rule)
 """
 
@@ -143,6 +144,19 @@ def encode_groups(x: object, *, n: int, name: str = "video_ids") -> np.ndarray:
     except TypeError as exc:
         raise InvalidInput(f"{name} must be sortable labels ({exc})", code="invalid_ids") from exc
     return codes.astype(np.int64).reshape(-1)
+
+
+def check_counts(x: object, *, k: int | None = None, name: str = "tag_counts") -> np.ndarray:
+    """A finite, non-negative float64 vector ``(K,)`` of per-tag label counts."""
+    code = "invalid_counts"
+    arr = _as_float_array(x, name=name, code=code)
+    if arr.ndim != 1 or (k is not None and arr.shape[0] != k):
+        want = "(K,)" if k is None else f"({k},)"
+        raise InvalidInput(f"{name} has shape {arr.shape}, expected {want}", code=code)
+    _check_finite(arr, name=name, code=code)
+    if arr.size and arr.min() < 0:
+        raise InvalidInput(f"{name} must be >= 0, found {arr.min():.6g}", code=code)
+    return arr
 
 
 def check_positive_int(x: object, *, name: str) -> int:

@@ -65,6 +65,7 @@ def make_extras(rng: np.random.Generator, n: int) -> dict[str, Any]:
     return {
         "mc_probs": np.stack([make_probs(rng, n) for _ in range(4)]),
         "modality_probs": np.stack([make_probs(rng, n) for _ in range(2)]),
+        "tag_counts": rng.integers(0, 50, size=len(VOCAB)).astype(np.float64),
     }
 
 
@@ -301,6 +302,7 @@ def test_scores_follow_row_permutations(strategy: str, seed: int) -> None:
         strategy=strategy,
         mc_probs=extras["mc_probs"][:, perm],
         modality_probs=extras["modality_probs"][:, perm],
+        tag_counts=extras["tag_counts"],
     )
     assert np.array_equal(permuted, base[perm])
     assert np.all((base >= 0) & (base <= 1))
