@@ -144,6 +144,13 @@ class Settings(BaseSettings):
     media_url_secret: str = ""
     media_url_ttl_seconds: int = Field(default=3600, ge=1)
 
+    # Stopping rule (training/stopping.py, Bloodgood and Vijay-Shanker 2009): labeling more no
+    # longer changes the model once ``stop_window`` consecutive versions each agree with the
+    # one before at Cohen's kappa >= ``stop_kappa`` on a fixed set of ``stop_set_size`` clips.
+    stop_kappa: float = Field(default=0.99, ge=-1.0, le=1.0)
+    stop_window: int = Field(default=3, ge=1)
+    stop_set_size: int = Field(default=500, ge=0)
+
     @model_validator(mode="after")
     def _derive_defaults(self) -> Settings:
         data = self.data_dir.resolve()

@@ -1,5 +1,5 @@
-"""Read-only aggregates: dashboard counts, the current round, the learning curve, and the rows
-of an export. Never commits; never writes.
+"""Read-only aggregates: dashboard counts, the current round, the learning curve, the stopping
+rule, and the rows of an export. Never commits; never writes.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from tagloop.db import queue as queue_repo
 from tagloop.db.jobs import ACTIVE
 from tagloop.db.models import Clip, Job, Label, ModelVersion, Prediction, QueueItem, Tag, Video
 from tagloop.export import ExportLabel, ExportPrediction, ExportRow, ExportSkip
+from tagloop.training.metrics import rare_tags
+from tagloop.training.stopping import first_stop, should_stop
 
 VIDEO_STATUSES = ("queued", "processing", "ready", "failed")
 
@@ -102,12 +104,49 @@ def describe_round(session: Session) -> dict[str, Any]:
     }
 
 
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) else None
+
+
+def _multilabel(version: ModelVersion) -> dict[str, Any]:
+    """Macro-AP and micro-F1 on the holdout when it measured the version, else on validation
+    (``metrics_on`` says which)."""
+    metrics = version.metrics or {}
+    holdout = metrics.get("holdout")
+    source, on = (holdout, "holdout") if isinstance(holdout, dict) else (metrics, "validation")
+    return {
+        "macro_ap": _number(source.get("macro_ap")),
+        "micro_f1": _number(source.get("micro_f1")),
+        "metrics_on": on,
+    }
+
+
+def _rare_reference(versions: list[ModelVersion]) -> dict[str, int]:
+    """Positives per tag to rank rarity by: the newest holdout count (a random sample, so an
+    unbiased prevalence), else the newest round's training positives."""
+    newest_first = [v.metrics or {} for v in reversed(versions)]
+    for metrics in newest_first:
+        counts = (metrics.get("holdout") or {}).get("positives")
+        if isinstance(counts, dict) and any(counts.values()):
+            return {str(t): int(n) for t, n in counts.items()}
+    for metrics in newest_first:
+        counts = metrics.get("train_positives")
+        if isinstance(counts, dict) and counts:
+            return {str(t): int(n) for t, n in counts.items()}
+    return {}
+
+
 def learning_curve(session: Session) -> list[dict[str, Any]]:
     """Every model version, oldest first: its training-set size against its validation score
-    and its holdout score (None before the holdout had labels)."""
+    and its holdout score (None before the holdout had labels), macro-AP and micro-F1 (holdout
+    when present), its stop-set kappa, and the positives it trained on for each rare tag (the
+    rarest 20 % by ``_rare_reference``)."""
+    versions = version_repo.list_versions(session)
+    rare = rare_tags(_rare_reference(versions))
     points = []
-    for v in version_repo.list_versions(session):
+    for v in versions:
         holdout_score, n_holdout = _holdout(v)
+        positives = (v.metrics or {}).get("train_positives")
         points.append(
             {
                 "version_id": v.id,
@@ -115,11 +154,48 @@ def learning_curve(session: Session) -> list[dict[str, Any]]:
                 "score": _score(v),
                 "holdout_score": holdout_score,
                 "n_holdout": n_holdout,
+                **_multilabel(v),
+                "stop_kappa": _number((v.metrics or {}).get("stop_kappa")),
+                "rare_positives": (
+                    {t: int(positives.get(t, 0)) for t in rare}
+                    if isinstance(positives, dict)
+                    else None
+                ),
                 "status": v.status,
                 "created_at": v.created_at,
             }
         )
     return points
+
+
+def _labels_used(version: ModelVersion) -> int:
+    """Labeled clips a round used: its training clips plus its validation split."""
+    metrics = version.metrics or {}
+    n_val = metrics.get("n_val")
+    extra = int(n_val) if isinstance(n_val, int) and not metrics.get("val_is_train") else 0
+    return version.n_train + extra
+
+
+def describe_stopping(session: Session, *, threshold: float, window: int) -> dict[str, Any]:
+    """The stopping rule: each version's stop-set kappa against the version before (oldest
+    first, versions that measured a stop set); ``fired``: the last ``window`` kappas all reach
+    ``threshold`` now; ``fired_at_version`` / ``labels_at_fire``: where the rule first fired
+    (kept when later versions move again, as the paper stops at the first firing)."""
+    measured = [
+        v
+        for v in version_repo.list_versions(session)
+        if isinstance((v.metrics or {}).get("stop_set"), dict)
+    ]
+    kappas = [_number(v.metrics.get("stop_kappa")) for v in measured]
+    first = first_stop(kappas, threshold=threshold, window=window)
+    return {
+        "kappas": [{"version": v.id, "kappa": k} for v, k in zip(measured, kappas, strict=True)],
+        "threshold": threshold,
+        "window": window,
+        "fired": should_stop(kappas, threshold=threshold, window=window),
+        "fired_at_version": None if first is None else measured[first].id,
+        "labels_at_fire": None if first is None else _labels_used(measured[first]),
+    }
 
 
 def iter_export_rows(session: Session, *, batch_size: int = 500) -> Iterator[ExportRow]:

@@ -22,7 +22,9 @@ from tagloop.db.engine import session_scope
 from tagloop.db.models import Clip
 from tagloop.db.pseudo_labels import add_pseudo_labels
 from tagloop.errors import InvalidInput
+from tagloop.pipeline.stopping import measure_stop_set
 from tagloop.storage import BlobStore
+from tagloop.training.metrics import positives_per_tag
 from tagloop.vocabulary import TagVocabulary
 
 if TYPE_CHECKING:
@@ -233,6 +235,20 @@ def train_round(*, settings: Settings, job_id: int, task_id: str | None = None) 
             metrics=metrics,
         )
         store.put_bytes(model_key(version_id), artifact)
+        # Positives per tag this round learned from; its stop-set agreement (stopping rule).
+        metrics["train_positives"] = positives_per_tag(
+            np.stack([s.targets for s in train]), np.stack([s.known for s in train]), vocab=vocab
+        )
+        metrics.update(
+            measure_stop_set(
+                settings=settings,
+                store=store,
+                version_id=version_id,
+                model=result.model,
+                vocab=vocab,
+                audio_frames=options.audio_frames,
+            )
+        )
     except BaseException:
         with session_scope(settings.database_url) as session:
             version_repo.get_version(session, version_id).status = "failed"

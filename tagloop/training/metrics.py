@@ -3,13 +3,16 @@
 Inputs are ``probs (N, K)`` (from ``training.loss.probabilities``), ``targets (N, K)`` multi-hot
 (soft targets allowed) and ``known (N, K)`` bool, the entries a person decided. Grouped tags are
 scored as single-label tasks (accuracy per group); ungrouped tags as multi-label ones (mAP,
-micro/macro-F1, GAP@k). A group counts on a clip only when its known targets hold a positive,
-as in the loss; then every tag of that group is known for that clip (the positive one says
-the others are negative). Undefined values (no data) are None, so the result is plain JSON.
+micro/macro-F1, GAP@k); macro-AP is over every tag, grouped ones one-vs-rest. A group counts
+on a clip only when its known targets hold a positive, as in the loss; then every tag of that
+group is known for that clip (the positive one says the others are negative). Undefined
+values (no data) are None, so the result is plain JSON.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -163,6 +166,31 @@ def decision_confidence(
     return np.concatenate(confidences), np.concatenate(correct)
 
 
+def positives_per_tag(
+    targets: np.ndarray, known: np.ndarray, *, vocab: TagVocabulary
+) -> dict[str, int]:
+    """Tag -> how many clips have it as a known positive (``target >= 0.5``); every tag of
+    ``vocab`` appears, 0 when never seen. ``targets``/``known`` are ``(N, K)``."""
+    targets = np.asarray(targets, dtype=np.float64).reshape(-1, len(vocab))
+    known = np.asarray(known, dtype=bool).reshape(-1, len(vocab))
+    counts = ((targets >= 0.5) & known).sum(axis=0)
+    return {tag: int(n) for tag, n in zip(vocab.tags, counts, strict=True)}
+
+
+def rare_tags(counts: Mapping[str, int], *, fraction: float = 0.2) -> list[str]:
+    """The rarest ``ceil(fraction * len(counts))`` tags of ``counts`` (tag -> positives in a
+    reference sample), rarest first, ties by name so the choice is stable.
+
+    The caller picks the reference: the stats use the holdout's labeled positives when the
+    holdout has labels (a random sample, so an unbiased prevalence), else the positives the
+    newest round trained on.
+    """
+    if not 0.0 < fraction <= 1.0:
+        raise InvalidInput("fraction must be in (0, 1]", code="bad_option")
+    n = math.ceil(fraction * len(counts))
+    return [t for t, _ in sorted(counts.items(), key=lambda kv: (kv[1], kv[0]))[:n]]
+
+
 def check_arrays(
     probs: np.ndarray, targets: np.ndarray, known: np.ndarray, *, vocab: TagVocabulary
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -196,8 +224,10 @@ def evaluate_predictions(
 
     Keys: ``n_clips``; ``accuracy`` (group -> value) and ``mean_accuracy``; over ungrouped
     tags ``map``, ``micro_f1``, ``macro_f1``, ``gap`` (GAP@``gap_top_k``); ``ap_per_tag`` (every
-    tag, grouped ones one-vs-rest on clips where their group is labeled); ``ece`` over every
-    labeled decision. Values are floats, or None where there is nothing to measure.
+    tag, grouped ones one-vs-rest on clips where their group is labeled) and ``macro_ap``, its
+    mean over the tags with a defined AP (``map`` stays the ungrouped-only mean for older
+    readers); ``positives`` (tag -> known positives); ``ece`` over every labeled decision.
+    Values are floats, or None where there is nothing to measure.
     """
     probs, targets, known = check_arrays(probs, targets, known, vocab=vocab)
     accuracy = group_accuracy(probs, targets, known, vocab=vocab)
@@ -210,6 +240,7 @@ def evaluate_predictions(
     ungrouped = vocab.ungrouped_indices
     ungrouped_ap = [ap_per_tag[vocab.tags[j]] for j in ungrouped]
     defined_ap = [ap for ap in ungrouped_ap if ap is not None]
+    every_ap = [ap for ap in ap_per_tag.values() if ap is not None]
     micro, macro = f1_scores(probs, targets, known, columns=ungrouped, threshold=threshold)
     confidence, correct = decision_confidence(probs, targets, known, vocab=vocab)
     return {
@@ -222,5 +253,7 @@ def evaluate_predictions(
         "gap": global_average_precision(probs, targets, known, columns=ungrouped, top_k=top_k),
         "gap_top_k": top_k,
         "ap_per_tag": ap_per_tag,
+        "macro_ap": float(np.mean(every_ap)) if every_ap else None,
+        "positives": positives_per_tag(targets, known, vocab=vocab),
         "ece": expected_calibration_error(confidence, correct, n_bins=n_bins),
     }

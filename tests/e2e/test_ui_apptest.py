@@ -501,6 +501,7 @@ def test_models_page_lists_versions_and_admins_roll_back(seeded: Seeded) -> None
     ]
     assert table["kind"].tolist()[:2] == ["centralnet", "probe"]
     assert table["pseudo labels"].tolist()[:2] == [0, 12]
+    assert {"macro-AP", "micro-F1", "stop kappa"} <= set(table.columns)
     assert table["vs promoted"].tolist()[:2] == [
         "+0.070 [-0.02, +0.15] on 40 holdout",
         "first model",

@@ -17,6 +17,8 @@ from tagloop.training.metrics import (
     f1_scores,
     global_average_precision,
     group_accuracy,
+    positives_per_tag,
+    rare_tags,
 )
 from tagloop.vocabulary import TagVocabulary
 
@@ -163,3 +165,73 @@ def test_evaluate_predictions_rejects_mismatched_shapes() -> None:
     with pytest.raises(InvalidInput) as err:
         evaluate_predictions(np.zeros((2, 3)), np.zeros((2, 3)), np.ones((2, 3)), vocab=VOCAB)
     assert err.value.code == "bad_metric_input"
+
+
+def test_macro_ap_averages_every_tag_grouped_ones_one_vs_rest() -> None:
+    probs = np.array(
+        [
+            [0.9, 0.1, 0.6, 0.4, 0.8, 0.2, 0.5],
+            [0.3, 0.7, 0.2, 0.8, 0.3, 0.9, 0.5],
+            [0.6, 0.4, 0.5, 0.5, 0.6, 0.1, 0.5],
+        ]
+    )
+    targets = np.array(
+        [
+            [1, 0, 1, 0, 1, 0, 0],
+            [0, 1, 0, 1, 0, 1, 0],
+            [0, 1, 0, 0, 1, 0, 0],  # clip 2: no scene label
+        ],
+        dtype=float,
+    )
+    known = np.ones_like(targets, dtype=bool)
+    known[2, 2:4] = False
+    result = evaluate_predictions(probs, targets, known, vocab=VOCAB)
+    # cat: scores (0.9, 0.3, 0.6) hit on the first -> 1; dog: (0.1, 0.7, 0.4) hits 2nd, 3rd
+    # -> 1; indoor on clips 0, 1 only: 1; outdoor: 1; music: (0.8, 0.3, 0.6) hits 1st, 3rd ->
+    # 1; speech: 1; crowd: no positive -> undefined, left out.
+    expected = {"cat": 1.0, "dog": 1.0, "indoor": 1.0, "outdoor": 1.0, "music": 1.0, "speech": 1.0}
+    assert {t: v for t, v in result["ap_per_tag"].items() if v is not None} == expected
+    assert result["ap_per_tag"]["crowd"] is None
+    assert result["macro_ap"] == 1.0 and result["map"] == 1.0
+    # Dog's one-vs-rest ranking now starts with a miss: AP = 1/2 * 1/2 + 1/2 * 2/3.
+    probs[0, 1] = 0.95
+    result = evaluate_predictions(probs, targets, known, vocab=VOCAB)
+    assert math.isclose(result["ap_per_tag"]["dog"], 7 / 12)
+    assert math.isclose(result["macro_ap"], (5 + 7 / 12) / 6)
+    assert result["map"] == 1.0  # ungrouped tags only: unchanged by a grouped tag
+    assert result["positives"] == {
+        "cat": 1,
+        "dog": 2,
+        "indoor": 1,
+        "outdoor": 1,
+        "music": 2,
+        "speech": 1,
+        "crowd": 0,
+    }
+
+
+def test_positives_per_tag_counts_known_positives_only() -> None:
+    targets = np.array([[1, 0, 0, 1, 1, 0, 0], [1, 0, 1, 0, 1, 1, 0]], dtype=float)
+    known = np.ones_like(targets, dtype=bool)
+    known[1, 4] = False  # an unknown positive is no positive
+    counts = positives_per_tag(targets, known, vocab=VOCAB)
+    assert counts == {
+        "cat": 2,
+        "dog": 0,
+        "indoor": 1,
+        "outdoor": 1,
+        "music": 1,
+        "speech": 1,
+        "crowd": 0,
+    }
+    assert list(counts) == list(VOCAB.tags)
+
+
+def test_rare_tags_are_the_rarest_fifth_ties_by_name() -> None:
+    counts = {"a": 50, "b": 3, "c": 7, "d": 3, "e": 100, "f": 0, "g": 9, "h": 12, "i": 40, "j": 8}
+    assert rare_tags(counts) == ["f", "b"]  # ceil(0.2 * 10) = 2, rarest first
+    assert rare_tags(counts, fraction=0.3) == ["f", "b", "d"]
+    assert rare_tags({"x": 4}) == ["x"]  # at least one tag once there is one
+    assert rare_tags({}) == []
+    with pytest.raises(InvalidInput):
+        rare_tags(counts, fraction=0.0)

@@ -1,6 +1,7 @@
 """Dashboard: counts (parked clips and the holdout too), the learning curve with the holdout
-score beside the validation score, per-tag AP, CentralNet's alphas, jobs, retrain, and the
-admin's control to mark a holdout sample."""
+score beside the validation score, macro-AP/micro-F1, the stopping rule (stop-set kappa per
+version), per-tag AP, CentralNet's alphas, jobs, retrain, and the admin's control to mark a
+holdout sample."""
 
 from __future__ import annotations
 
@@ -86,6 +87,82 @@ if curve:
         )
 else:
     st.caption("No trained versions yet.")
+
+
+def _multilabel_chart(points: list[dict[str, Any]]) -> None:
+    """Macro-AP and micro-F1 against labels: on the holdout when versions were measured
+    there, else on validation (never mixed on one line)."""
+    measured = [p for p in points if p.get("macro_ap") is not None]
+    on_holdout = [p for p in measured if p.get("metrics_on") == "holdout"]
+    shown = on_holdout or measured
+    if not shown:
+        return
+    where = "holdout" if on_holdout else "validation"
+    st.subheader(f"Multi-label metrics ({where})")
+    frame = pd.DataFrame(shown).sort_values("n_labels")
+    frame = frame.rename(columns={"macro_ap": "macro-AP", "micro_f1": "micro-F1"})
+    st.line_chart(frame, x="n_labels", y=["macro-AP", "micro-F1"], x_label="labels")
+    st.caption(
+        "macro-AP averages every tag's average precision (grouped tags one-vs-rest), so rare "
+        "tags weigh as much as common ones; micro-F1 pools every tag decision."
+    )
+
+
+def _stopping(stopping: dict[str, Any]) -> None:
+    """Stop-set kappa per version against the threshold, and whether labeling still pays."""
+    st.subheader("When to stop labeling")
+    threshold, window = stopping["threshold"], stopping["window"]
+    points = [k for k in stopping["kappas"] if k["kappa"] is not None]
+    rule = f"kappa ≥ {threshold:g} for {window} versions"
+    if stopping["fired"]:
+        st.success(
+            f"Predictions have stabilised: labeling more is no longer changing the model ({rule})."
+        )
+    else:
+        tail = 0
+        for k in reversed(stopping["kappas"]):
+            if k["kappa"] is None or k["kappa"] < threshold:
+                break
+            tail += 1
+        latest = f"latest kappa {points[-1]['kappa']:.3f}" if points else "none compared yet"
+        st.info(
+            f"Predictions are still changing: {tail} of {window} consecutive versions at "
+            f"kappa ≥ {threshold:g} on the stop set ({latest})."
+        )
+    if stopping["fired_at_version"] is not None and not stopping["fired"]:
+        st.caption(
+            f"The rule first fired at v{stopping['fired_at_version']} "
+            f"({stopping['labels_at_fire']} labels); later versions moved again."
+        )
+    elif stopping["fired_at_version"] is not None:
+        st.caption(
+            f"It first fired at v{stopping['fired_at_version']}, "
+            f"after {stopping['labels_at_fire']} labels."
+        )
+    if points:
+        frame = pd.DataFrame(
+            {
+                "version": [k["version"] for k in points],
+                "stop-set kappa": [k["kappa"] for k in points],
+                "threshold": threshold,
+            }
+        )
+        st.line_chart(
+            frame,
+            x="version",
+            y=["stop-set kappa", "threshold"],
+            x_label="version",
+            y_label="kappa",
+        )
+    st.caption(
+        "Each version predicts the same fixed set of pool clips; Cohen's kappa measures how "
+        "much its decisions agree with the version before (Bloodgood and Vijay-Shanker 2009)."
+    )
+
+
+_multilabel_chart(stats["learning_curve"])
+if "stopping" in stats:
+    _stopping(stats["stopping"])
 
 if stats["caller"]["role"] == "admin":
     with st.expander("Holdout sample (admin)"):

@@ -68,6 +68,12 @@ def _holdout(v: dict[str, Any], name: str) -> float | None:
     return _metric({"metrics": holdout}, name) if isinstance(holdout, dict) else None
 
 
+def _top(v: dict[str, Any], name: str) -> float | None:
+    """A figure /models puts beside the metrics (macro-AP, micro-F1: holdout when measured)."""
+    value = v.get(name)
+    return round(float(value), 4) if isinstance(value, int | float) else None
+
+
 def _started_from(v: dict[str, Any]) -> str:
     """Scratch, a warm start from an earlier version, and/or local branch weights."""
     config = v["config"]
@@ -109,6 +115,9 @@ st.dataframe(
             "pseudo labels": (v["config"].get("cotrain") or {}).get("n_pseudo", 0),
             "mean accuracy": _metric(v, "mean_accuracy"),
             "mAP": _metric(v, "map"),
+            "macro-AP": _top(v, "macro_ap"),
+            "micro-F1": _top(v, "micro_f1"),
+            "stop kappa": _top(v, "stop_kappa"),
             "ECE": _metric(v, "ece"),
             "created": v["created_at"],
         }
@@ -121,7 +130,10 @@ st.caption(
     "score: on validation clips drawn from the actively chosen labels; holdout score: on the "
     "random holdout, never trained on, so the unbiased estimate (empty before it had labels). "
     "vs promoted: this round's score minus the serving version's on the same clips, with a "
-    "95 % bootstrap interval; an interval spanning 0 means the data could not tell them apart."
+    "95 % bootstrap interval; an interval spanning 0 means the data could not tell them apart. "
+    "macro-AP (every tag's AP averaged, grouped tags one-vs-rest) and micro-F1: on the holdout "
+    "when it measured the version, else on validation. stop kappa: agreement with the previous "
+    "version's predictions on the fixed stop set; near 1 means more labels changed little."
 )
 
 promoted = next((v["id"] for v in versions if v["status"] == "promoted"), None)

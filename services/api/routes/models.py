@@ -13,6 +13,7 @@ from services.api.loop_events import after_promotion
 from services.api.schemas import PathId
 from tagloop.db import jobs as job_repo
 from tagloop.db import model_versions as version_repo
+from tagloop.db.models import ModelVersion
 from tagloop.errors import Conflict
 from tagloop.pipeline import loop
 from tagloop.task_names import PRETRAIN, TRAIN
@@ -21,6 +22,11 @@ router = APIRouter(prefix="/api/v1/models", tags=["models"])
 
 
 class ModelVersionOut(BaseModel):
+    """A version. ``metrics.stop_set`` is summarised (``n_clips``, ``compared_with``): the
+    stored decisions stay in the database. ``macro_ap``/``micro_f1`` are on the holdout when it
+    measured the version, else on validation; ``stop_kappa``: agreement with the previous
+    version on the stop set (the stopping rule, see /api/v1/stats)."""
+
     model_config = ConfigDict(from_attributes=True)
 
     id: int
@@ -30,6 +36,38 @@ class ModelVersionOut(BaseModel):
     metrics: dict[str, Any]
     n_train: int
     created_at: datetime
+    macro_ap: float | None = None
+    micro_f1: float | None = None
+    stop_kappa: float | None = None
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) else None
+
+
+def version_out(version: ModelVersion) -> ModelVersionOut:
+    """The response body of a version: small multi-label and stopping fields up front."""
+    metrics = dict(version.metrics or {})
+    stop_set = metrics.get("stop_set")
+    if isinstance(stop_set, dict):
+        metrics["stop_set"] = {
+            "n_clips": len(stop_set.get("clip_ids") or []),
+            "compared_with": stop_set.get("compared_with"),
+        }
+    holdout = metrics.get("holdout")
+    measured = holdout if isinstance(holdout, dict) else metrics
+    return ModelVersionOut(
+        id=version.id,
+        status=version.status,
+        vocabulary=list(version.vocabulary),
+        config=dict(version.config or {}),
+        metrics=metrics,
+        n_train=version.n_train,
+        created_at=version.created_at,
+        macro_ap=_number(measured.get("macro_ap")),
+        micro_f1=_number(measured.get("micro_f1")),
+        stop_kappa=_number(metrics.get("stop_kappa")),
+    )
 
 
 class JobAccepted(BaseModel):
@@ -108,7 +146,7 @@ def list_pretraining(_: CallerDep, session: SessionDep) -> list[PretrainRunOut]:
 
 @router.get("", response_model=list[ModelVersionOut])
 def list_models(_: CallerDep, session: SessionDep) -> list[ModelVersionOut]:
-    return [ModelVersionOut.model_validate(v) for v in version_repo.list_versions(session)]
+    return [version_out(v) for v in version_repo.list_versions(session)]
 
 
 @router.post("/{version_id}/promote", response_model=ModelVersionOut)
@@ -118,7 +156,7 @@ def promote_model(
     """Serve this version (the current one is retired); promoting an older one rolls back.
     The version then scores the clips it has not scored and the queue is refilled."""
     version = version_repo.promote(session, version_id)
-    out = ModelVersionOut.model_validate(version)
+    out = version_out(version)
     session.commit()
     after_promotion(session, settings, sender)
     return out

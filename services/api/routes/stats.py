@@ -1,4 +1,5 @@
-"""Dashboard numbers: counts, the current training round and the learning curve."""
+"""Dashboard numbers: counts, the current training round, the learning curve and the stopping
+rule."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from datetime import datetime
 from fastapi import APIRouter
 from pydantic import BaseModel
 
-from services.api.deps import CallerDep, SessionDep
+from services.api.deps import CallerDep, SessionDep, SettingsDep
 from tagloop.db import stats as stats_repo
 
 router = APIRouter(prefix="/api/v1", tags=["stats"])
@@ -57,8 +58,37 @@ class CurvePoint(BaseModel):
     # from actively chosen labels) it is an unbiased estimate.
     holdout_score: float | None = None
     n_holdout: int | None = None
+    # Multi-label figures, on the holdout when it measured the version, else on validation
+    # (``metrics_on``); macro-AP averages every tag's AP, grouped tags one-vs-rest.
+    macro_ap: float | None = None
+    micro_f1: float | None = None
+    metrics_on: str = "validation"
+    # Agreement with the version before on the stop set (the stopping rule's kappa).
+    stop_kappa: float | None = None
+    # Positives this version trained on for each rare tag (the rarest 20 % of tags by the
+    # holdout's labeled positives, else by the newest round's); None before it was recorded.
+    rare_positives: dict[str, int] | None = None
     status: str
     created_at: datetime
+
+
+class KappaPoint(BaseModel):
+    version: int
+    kappa: float | None
+
+
+class Stopping(BaseModel):
+    """Stabilizing predictions (Bloodgood and Vijay-Shanker 2009): labeling more no longer
+    changes the model once ``window`` consecutive versions agree with the one before at
+    Cohen's kappa >= ``threshold`` on the fixed stop set. ``fired``: that holds for the newest
+    versions; ``fired_at_version``/``labels_at_fire``: where it first held."""
+
+    kappas: list[KappaPoint]
+    threshold: float
+    window: int
+    fired: bool
+    fired_at_version: int | None
+    labels_at_fire: int | None
 
 
 class CallerOut(BaseModel):
@@ -70,16 +100,22 @@ class StatsOut(BaseModel):
     counts: Counts
     round: Round
     learning_curve: list[CurvePoint]
+    stopping: Stopping
     caller: CallerOut
 
 
 @router.get("/stats", response_model=StatsOut)
-def get_stats(caller: CallerDep, session: SessionDep) -> StatsOut:
+def get_stats(caller: CallerDep, session: SessionDep, settings: SettingsDep) -> StatsOut:
     """Counts, the promoted version and the jobs in flight, score against labels per version,
-    and who is asking (so a client can show admin actions only to admins)."""
+    the stopping rule, and who is asking (so a client can show admin actions only to admins)."""
     return StatsOut(
         counts=Counts(**stats_repo.collect_counts(session)),
         round=Round(**stats_repo.describe_round(session)),
         learning_curve=[CurvePoint(**p) for p in stats_repo.learning_curve(session)],
+        stopping=Stopping(
+            **stats_repo.describe_stopping(
+                session, threshold=settings.stop_kappa, window=settings.stop_window
+            )
+        ),
         caller=CallerOut(name=caller.name, role=caller.role),
     )
