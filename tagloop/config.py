@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     visual_weights_path: Path | None = None
     audio_weights_path: Path | None = None
     freeze_backbone: bool = False
+    # The visual branch's architecture (tagloop.fusion.config.VISUAL_ARCHS): "conv", tagloop's
+    # small CNN, or "resnet18" / "mobilenet_v2", which load a torchvision state dict as saved.
+    visual_arch: str = "conv"
     # Capacity by label count (training/capacity.py): below this many training labels a round
     # fits the linear probe on fixed clip features (and frozen pretrained embeddings), from
     # there on ``model_kind``; 0 never uses the probe. On the AV digits (bench_low_label) the

@@ -35,6 +35,22 @@ class FusionOutput:
     modality_present: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
+class VisualEncoder(nn.Module):
+    """What a fusion model needs of its visual branch, whatever the architecture.
+
+    forward: frames ``(B, T, 3, H, W)`` uint8 -> list over fusion points of
+    ``(B, feature_dims[i])``; there are ``config.depth`` of them, the audio branch's count,
+    since CentralNet fuses the two after every block. ``arch`` is the ``FusionConfig.
+    visual_arch`` it implements (named in weight-mismatch errors).
+    """
+
+    arch: str = ""
+    feature_dims: list[int]
+
+    def forward(self, frames: torch.Tensor) -> list[torch.Tensor]:
+        raise NotImplementedError
+
+
 class FusionModel(nn.Module):
     """Base class: input checks, the heads dict and the (possibly empty) fusion weights."""
 

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from tagloop.fusion.base import FusionModel, FusionOutput, masked_softmax_weights
-from tagloop.fusion.branch import AudioBranch, VisualBranch
+from tagloop.fusion.branch import AudioBranch, build_visual_branch
 from tagloop.fusion.centralnet import projection_mlp
 from tagloop.fusion.config import FusionConfig
 
@@ -21,7 +21,7 @@ class VisualOnly(FusionModel):
 
     def __init__(self, *, vocab_size: int, config: FusionConfig) -> None:
         super().__init__(vocab_size=vocab_size, config=config)
-        self.visual = VisualBranch(config)
+        self.visual = build_visual_branch(config)
         self.neck = projection_mlp(
             self.visual.feature_dims[-1], config.hidden_dim, dropout=config.dropout
         )
@@ -74,7 +74,7 @@ class ConcatFusion(FusionModel):
 
     def __init__(self, *, vocab_size: int, config: FusionConfig) -> None:
         super().__init__(vocab_size=vocab_size, config=config)
-        self.visual = VisualBranch(config)
+        self.visual = build_visual_branch(config)
         self.audio = AudioBranch(config)
         width = self.visual.feature_dims[-1] + self.audio.feature_dims[-1] + 1
         self.neck = projection_mlp(width, config.hidden_dim, dropout=config.dropout)
@@ -108,7 +108,7 @@ class LateFusion(FusionModel):
     def __init__(self, *, vocab_size: int, config: FusionConfig) -> None:
         super().__init__(vocab_size=vocab_size, config=config)
         dim = config.hidden_dim
-        self.visual = VisualBranch(config)
+        self.visual = build_visual_branch(config)
         self.audio = AudioBranch(config)
         self.visual_neck = projection_mlp(self.visual.feature_dims[-1], dim, dropout=config.dropout)
         self.audio_neck = projection_mlp(self.audio.feature_dims[-1], dim, dropout=config.dropout)

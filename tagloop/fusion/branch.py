@@ -1,5 +1,8 @@
 """The two unimodal CNN branches; each returns one pooled feature vector per conv block.
 
+``build_visual_branch`` picks the visual one by ``config.visual_arch``: this module's CNN
+("conv") or a standard network that loads torchvision checkpoints (``resnet``, ``mobilenet``).
+
 Blocks are a stride-2 conv3x3 -> GroupNorm -> ReLU. The strided conv replaces conv + max pool:
 on 2 CPU cores it made a CentralNet training step about 3x cheaper. GroupNorm rather than
 BatchNorm: it does not depend on the batch, so a sample's output does not change with its
@@ -15,7 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tagloop.fusion.base import VisualEncoder
 from tagloop.fusion.config import FusionConfig
+from tagloop.fusion.mobilenet import MobileNetV2VisualBranch
+from tagloop.fusion.resnet import ResNetVisualBranch
 
 # Fixed affine normalisation of uint8 frames; roughly centres natural images around 0.
 _PIXEL_MEAN = 0.45
@@ -35,11 +41,22 @@ def conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
     )
 
 
-class VisualBranch(nn.Module):
+def build_visual_branch(config: FusionConfig) -> VisualEncoder:
+    """The visual branch ``config.visual_arch`` names, freshly initialised."""
+    if config.visual_arch == "resnet18":
+        return ResNetVisualBranch(config)
+    if config.visual_arch == "mobilenet_v2":
+        return MobileNetV2VisualBranch(config)
+    return VisualBranch(config)
+
+
+class VisualBranch(VisualEncoder):
     """Per-frame 2D CNN, pooled over space (to a grid) and over time (mean).
 
     forward: frames ``(B, T, 3, H, W)`` uint8 -> list over blocks of ``(B, C_i * g * g)``.
     """
+
+    arch = "conv"
 
     def __init__(self, config: FusionConfig) -> None:
         super().__init__()

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from tagloop.fusion.base import FusionModel, FusionOutput, masked_softmax_weights
-from tagloop.fusion.branch import AudioBranch, VisualBranch
+from tagloop.fusion.branch import AudioBranch, build_visual_branch
 from tagloop.fusion.config import FusionConfig
 
 
@@ -41,7 +41,7 @@ class CentralNet(FusionModel):
     def __init__(self, *, vocab_size: int, config: FusionConfig) -> None:
         super().__init__(vocab_size=vocab_size, config=config)
         dim = config.hidden_dim
-        self.visual = VisualBranch(config)
+        self.visual = build_visual_branch(config)
         self.audio = AudioBranch(config)
         self.visual_proj = nn.ModuleList(nn.Linear(d, dim) for d in self.visual.feature_dims)
         self.audio_proj = nn.ModuleList(nn.Linear(d, dim) for d in self.audio.feature_dims)

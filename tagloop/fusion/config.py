@@ -14,6 +14,14 @@ from tagloop.errors import InvalidInput
 
 MODALITIES: tuple[str, ...] = ("visual", "audio")
 MODEL_KINDS: tuple[str, ...] = ("centralnet", "visual", "audio", "concat", "late", "probe")
+# Visual branch architectures: tagloop's own small CNN, or a standard network laid out like
+# torchvision's so a checkpoint a user already has loads unchanged (resnet.py, mobilenet.py).
+VISUAL_ARCHS: tuple[str, ...] = ("conv", "resnet18", "mobilenet_v2")
+# Output channels of each stage of the standard networks; a config exposes the last ``depth``.
+STAGE_CHANNELS: dict[str, tuple[int, ...]] = {
+    "resnet18": (64, 128, 256, 512),
+    "mobilenet_v2": (24, 32, 96, 1280),
+}
 
 
 @dataclass(frozen=True)
@@ -40,6 +48,11 @@ class FusionConfig:
     audio_std_floor: float = 1.0
     # CentralNet: the least weight any present term gets in each mix (see centralnet.py).
     alpha_floor: float = 0.1
+    # One of VISUAL_ARCHS. For a standard network (resnet18, mobilenet_v2) ``visual_channels``
+    # only sets how many of its stages feed the fusion (the last ``depth``, at most 4); it is
+    # rewritten to those stages' widths so a stored config says what the model is. Such a
+    # backbone was trained on 224x224 images: 32x32 frames work, a larger frame_size suits it.
+    visual_arch: str = "conv"
 
     def __post_init__(self) -> None:
         positive = {
@@ -70,6 +83,21 @@ class FusionConfig:
             raise InvalidInput("alpha_floor must be in [0, 1/3)", code="bad_fusion_config")
         if self.audio_std_floor <= 0.0:
             raise InvalidInput("audio_std_floor must be > 0", code="bad_fusion_config")
+        if self.visual_arch not in VISUAL_ARCHS:
+            raise InvalidInput(
+                f"visual_arch must be one of {', '.join(VISUAL_ARCHS)}, got {self.visual_arch!r}",
+                code="bad_fusion_config",
+            )
+        stages = STAGE_CHANNELS.get(self.visual_arch)
+        if stages is not None:
+            if self.depth > len(stages):
+                raise InvalidInput(
+                    f"{self.visual_arch} has {len(stages)} stages to fuse after, so the branches"
+                    f" can be at most {len(stages)} blocks deep, got {self.depth}",
+                    code="bad_fusion_config",
+                )
+            # Frozen dataclass: __post_init__ is the one place it may set a field.
+            object.__setattr__(self, "visual_channels", stages[len(stages) - self.depth :])
 
     @property
     def depth(self) -> int:

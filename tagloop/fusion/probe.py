@@ -40,7 +40,7 @@ from torch import nn
 
 from tagloop.errors import InvalidInput
 from tagloop.fusion.base import FusionModel, FusionOutput, check_inputs
-from tagloop.fusion.branch import AudioBranch, VisualBranch
+from tagloop.fusion.branch import AudioBranch, build_visual_branch
 from tagloop.fusion.config import FusionConfig
 
 _VISUAL_MAX_SIDE = 16
@@ -107,7 +107,7 @@ class LinearProbe(FusionModel):
     def __init__(self, *, vocab_size: int, config: FusionConfig) -> None:
         super().__init__(vocab_size=vocab_size, config=config)
         self.side = visual_side(config)
-        self.visual = VisualBranch(config)
+        self.visual = build_visual_branch(config)
         self.audio = AudioBranch(config)
         for param in (*self.visual.parameters(), *self.audio.parameters()):
             param.requires_grad_(False)

@@ -120,6 +120,7 @@ def train_round(*, settings: Settings, job_id: int, task_id: str | None = None) 
         frames_per_clip=settings.frames_per_clip,
         frame_size=settings.frame_size,
         n_mels=settings.n_mels,
+        visual_arch=settings.visual_arch,
     )
     options = TrainOptions(
         audio_frames=settings.audio_frames,

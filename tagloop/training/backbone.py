@@ -4,7 +4,10 @@ already has (a pretraining run, another tagloop model), frozen or fine-tuned.
 Nothing is downloaded: a path that does not exist, a file torch cannot read, or weights that
 do not fit the branch fail at once with an error naming the path and what did not fit.
 A checkpoint may hold the branch's own keys (``blocks.0.0.weight``), a whole model's
-(``visual.blocks.0.0.weight``), or either under ``"state_dict"``.
+(``visual.blocks.0.0.weight``), either under ``"state_dict"`` or ``"model"``, and with the
+``module.`` prefix DataParallel adds. For ``visual_arch="resnet18"`` / ``"mobilenet_v2"`` that
+includes a torchvision state dict as saved: its ImageNet classifier (``fc.*``, ``classifier.*``)
+is not used, and files from before BatchNorm counted batches (no ``num_batches_tracked``) load.
 """
 
 from __future__ import annotations
@@ -19,6 +22,13 @@ from torch import nn
 from tagloop.errors import InvalidInput
 
 BRANCHES = ("visual", "audio")
+# A key only that visual_arch's checkpoints have: tells a user which arch a file is for.
+_ARCH_SIGNATURES = {
+    "conv": "blocks.0.0.weight",
+    "resnet18": "layer1.0.conv1.weight",
+    "mobilenet_v2": "features.1.conv.0.0.weight",
+}
+_DATA_PARALLEL = "module."
 
 
 @dataclass(frozen=True)
@@ -60,18 +70,36 @@ def read_branch_state(path: Path, *, branch: str) -> dict[str, torch.Tensor]:
             f"cannot read {path} as a torch checkpoint: {type(exc).__name__}: {exc}"[:500],
             code="weights_unreadable",
         ) from exc
-    if isinstance(payload, dict) and isinstance(payload.get("state_dict"), dict):
-        payload = payload["state_dict"]
+    for wrapper in ("state_dict", "model"):  # training scripts nest it next to their state
+        if isinstance(payload, dict) and isinstance(payload.get(wrapper), dict):
+            payload = payload[wrapper]
+            break
     if not isinstance(payload, dict):
         raise InvalidInput(f"{path} holds no state dict", code="weights_unreadable")
+    if payload and all(str(k).startswith(_DATA_PARALLEL) for k in payload):
+        payload = {k[len(_DATA_PARALLEL) :]: v for k, v in payload.items()}
     prefix = f"{branch}."
     own = {k[len(prefix) :]: v for k, v in payload.items() if k.startswith(prefix)}
     return own or {k: v for k, v in payload.items() if isinstance(v, torch.Tensor)}
 
 
+def checkpoint_arch(state: dict[str, torch.Tensor]) -> str | None:
+    """The visual_arch whose layout ``state`` has, None when it has none of them."""
+    return next((arch for arch, key in _ARCH_SIGNATURES.items() if key in state), None)
+
+
 def load_branch(module: nn.Module, state: dict[str, torch.Tensor], *, path: Path) -> None:
-    """Copy ``state`` into ``module``; ``weights_mismatch`` names missing keys and shapes."""
+    """Copy ``state`` into ``module``; ``weights_mismatch`` names missing keys and shapes, and
+    for a visual branch the arch the file looks made for when that is another one.
+
+    Keys the branch lacks (a classifier, the other branch, heads) are not used.
+    """
     expected = module.state_dict()
+    state = dict(state)
+    for key, value in expected.items():
+        # BatchNorm's batch counter only matters for momentum=None; old files lack it.
+        if key.endswith("num_batches_tracked") and key not in state:
+            state[key] = value
     missing = sorted(set(expected) - set(state))
     shapes = sorted(
         f"{k}: {tuple(state[k].shape)} != {tuple(v.shape)}"
@@ -83,6 +111,13 @@ def load_branch(module: nn.Module, state: dict[str, torch.Tensor], *, path: Path
             ([f"missing {', '.join(missing[:5])}"] if missing else [])
             + ([f"shapes {', '.join(shapes[:5])}"] if shapes else [])
         )
+        arch = getattr(module, "arch", None)
+        found = checkpoint_arch(state)
+        if arch and found and found != arch:
+            detail += (
+                f"; this branch is visual_arch={arch!r} but the file looks like a {found!r}"
+                f" checkpoint: set visual_arch={found!r} (TAGLOOP_VISUAL_ARCH)"
+            )
         raise InvalidInput(
             f"the weights in {path} do not fit this model's branch ({detail})",
             code="weights_mismatch",
