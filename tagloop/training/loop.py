@@ -150,9 +150,19 @@ def build_optimizer(model: nn.Module, *, options: TrainOptions) -> torch.optim.O
 
 
 def selection_score(metrics: dict[str, Any]) -> float | None:
-    """The single promotion score: mean group accuracy when there are groups, else mAP."""
-    value = metrics.get("mean_accuracy")
-    return value if value is not None else metrics.get("map")
+    """The single promotion score: the mean over the vocabulary's decisions, each tag group
+    counting by its accuracy and each ungrouped tag by its AP. One group: its accuracy; only
+    ungrouped tags: mAP. A mixed vocabulary (a ``noise`` group beside 30 independent tags) is
+    judged on all of it, not on its groups alone, which would ignore every rare ungrouped tag.
+    Metrics stored before ``map_tags`` existed keep their old rule (groups, else mAP)."""
+    groups = [v for v in (metrics.get("accuracy") or {}).values() if v is not None]
+    tag_map, n_tags = metrics.get("map"), metrics.get("map_tags")
+    if n_tags is None:
+        value = metrics.get("mean_accuracy")
+        return value if value is not None else tag_map
+    if tag_map is None or n_tags == 0:
+        return float(np.mean(groups)) if groups else None
+    return float((sum(groups) + tag_map * n_tags) / (len(groups) + n_tags))
 
 
 def evaluate_model(

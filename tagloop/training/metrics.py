@@ -248,6 +248,7 @@ def evaluate_predictions(
         "accuracy": accuracy,
         "mean_accuracy": float(np.mean(measured)) if measured else None,
         "map": float(np.mean(defined_ap)) if defined_ap else None,
+        "map_tags": len(defined_ap),
         "micro_f1": micro,
         "macro_f1": macro,
         "gap": global_average_precision(probs, targets, known, columns=ungrouped, top_k=top_k),

@@ -235,3 +235,27 @@ def test_rare_tags_are_the_rarest_fifth_ties_by_name() -> None:
     assert rare_tags({}) == []
     with pytest.raises(InvalidInput):
         rare_tags(counts, fraction=0.0)
+
+
+def test_the_promotion_score_counts_every_group_and_every_ungrouped_tag() -> None:
+    from tagloop.training.loop import selection_score
+
+    vocab = TagVocabulary.from_pairs(
+        [("grey", "tint"), ("red", "tint"), ("cat", None), ("dog", None), ("owl", None)]
+    )
+    # Clip rows: the tint group is always right; the ungrouped tags are ranked perfectly for
+    # cat and dog and exactly backwards for owl (AP 0.5 with one positive in two clips).
+    targets = np.asarray([[1, 0, 1, 0, 0], [0, 1, 0, 1, 1]], dtype=np.float32)
+    probs = np.asarray([[0.9, 0.1, 0.9, 0.1, 0.9], [0.2, 0.8, 0.1, 0.9, 0.1]])
+    metrics = evaluate_predictions(probs, targets, np.ones_like(targets, bool), vocab=vocab)
+    assert metrics["mean_accuracy"] == 1.0 and metrics["map_tags"] == 3
+    assert metrics["map"] == pytest.approx((1 + 1 + 0.5) / 3)
+    # One group and three tags: (1.0 + 2.5) / 4, not the group's 1.0 alone.
+    assert selection_score(metrics) == pytest.approx(3.5 / 4)
+    only_group = {"accuracy": {"tint": 0.7}, "mean_accuracy": 0.7, "map": None, "map_tags": 0}
+    assert selection_score(only_group) == pytest.approx(0.7)
+    assert (
+        selection_score({"accuracy": {}, "mean_accuracy": None, "map": 0.4, "map_tags": 2}) == 0.4
+    )
+    # Stored before map_tags: the old rule.
+    assert selection_score({"mean_accuracy": 0.6, "map": 0.2}) == 0.6
