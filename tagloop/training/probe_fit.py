@@ -32,6 +32,12 @@ DEFAULT_C = 1.0
 MIN_VAL_CLIPS = 20
 _BATCH = 256
 _MAX_ITER = 500
+# Stop when no gradient entry of the (mean) objective exceeds this. 1e-7 ran every fit to the
+# 500-iteration cap; 1e-4 fits 3-4x faster with the same held-out macro-AP on the long-tailed
+# set (100 labels: 0.370 either way; 400: 0.537 against 0.525), ending within about 1e-2 of the
+# optimum in predicted probability. tests/unit/test_probe.py fits to 1e-7 to check the
+# objective against scikit-learn's converged solution.
+_TOLERANCE_GRAD = 1e-4
 
 
 @dataclass(frozen=True)
@@ -124,8 +130,8 @@ def fit_linear(
         [weight, bias],
         lr=1.0,
         max_iter=_MAX_ITER,
-        tolerance_grad=1e-7,
-        tolerance_change=1e-12,
+        tolerance_grad=_TOLERANCE_GRAD,
+        tolerance_change=1e-9,
         history_size=20,
         line_search_fn="strong_wolfe",
     )
