@@ -20,8 +20,8 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -106,7 +106,8 @@ class SimulationOptions:
 class RoundRecord:
     """One point of a learning curve: test accuracy after training on ``n_labels`` labels.
 
-    accuracy: ``selection_score`` of the test metrics (mean group accuracy, else mAP).
+    accuracy: ``selection_score`` of the test metrics (mean group accuracy, else mAP), or the
+    headline figure of the curve's ``Measure``; extra: that measure's other figures.
     """
 
     strategy: str
@@ -117,9 +118,15 @@ class RoundRecord:
     epochs_run: int
     train_seconds: float
     select_seconds: float
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 RoundProgress = Callable[[RoundRecord], None]
+# A curve's own test measure, called after every round with the model and the labeled clips:
+# (headline figure, other figures). Stateful measures (agreement with the previous round's
+# predictions) get a fresh one per curve from a ``MeasureFactory(strategy, seed)``.
+Measure = Callable[[FusionModel, list[LabeledClip]], tuple[float, dict[str, Any]]]
+MeasureFactory = Callable[[str, int], Measure]
 
 
 def _train_round(
@@ -296,11 +303,13 @@ def simulate_curve(
     descriptors: np.ndarray | None = None,
     progress: RoundProgress | None = None,
     backbone: Backbone | None = None,
+    measure: Measure | None = None,
 ) -> list[RoundRecord]:
     """One learning curve: the seed round, then ``options.rounds`` rounds of ``strategy``.
 
     descriptors: ``(len(pool), D)`` from :func:`describe_pool` (computed if None).
     backbone: pretrained branch weights every round starts from (None: scratch).
+    measure: the test measure (None: :func:`measure_accuracy`).
     """
     torch.set_num_threads(options.num_threads)
     if descriptors is None:
@@ -328,15 +337,22 @@ def simulate_curve(
             init_kind=None if model is None else model.kind,
             backbone=backbone,
         )
+        train_seconds = time.perf_counter() - start
+        extra: dict[str, Any] = {}
+        if measure is None:
+            score = measure_accuracy(model, data, options=options)
+        else:
+            score, extra = measure(model, labeled)
         record = RoundRecord(
             strategy=strategy,
             seed=seed,
             round=round_no,
             n_labels=int(labeled_mask.sum()),
-            accuracy=measure_accuracy(model, data, options=options),
+            accuracy=score,
             epochs_run=epochs_run,
-            train_seconds=time.perf_counter() - start,
+            train_seconds=train_seconds,
             select_seconds=select_seconds,
+            extra=extra,
         )
         records.append(record)
         if progress is not None:
@@ -361,9 +377,11 @@ def run_simulation(
     options: SimulationOptions,
     progress: RoundProgress | None = None,
     backbone: Backbone | None = None,
+    measures: MeasureFactory | None = None,
 ) -> list[RoundRecord]:
     """Every curve: ``random`` plus ``options.strategies``, for seeds 0 .. seeds-1; every
-    round starts its branches from ``backbone`` when given (see :func:`_train_round`)."""
+    round starts its branches from ``backbone`` when given (see :func:`_train_round`);
+    ``measures`` gives each curve its test measure (None: :func:`measure_accuracy`)."""
     from tagloop.selection import get_strategy
 
     strategies = [REFERENCE, *[s for s in options.strategies if s != REFERENCE]]
@@ -382,6 +400,7 @@ def run_simulation(
                     descriptors=descriptors,
                     progress=progress,
                     backbone=backbone,
+                    measure=None if measures is None else measures(strategy, seed),
                 )
             )
     return records

@@ -218,7 +218,13 @@ def write_summary(summary: dict[str, Any], *, csv_path: Path, json_path: Path) -
             )
 
 
-def plot_curves(records: Sequence[RoundRecord], path: Path, *, title: str = "") -> Path:
+def plot_curves(
+    records: Sequence[RoundRecord],
+    path: Path,
+    *,
+    title: str = "",
+    ylabel: str = "test accuracy (mean ± std over seeds)",
+) -> Path:
     """Mean test accuracy ± std over seeds against labels, one line and band per strategy."""
     import matplotlib
 
@@ -237,7 +243,7 @@ def plot_curves(records: Sequence[RoundRecord], path: Path, *, title: str = "") 
             alpha=0.15,
         )
     ax.set_xlabel("labels")
-    ax.set_ylabel("test accuracy (mean ± std over seeds)")
+    ax.set_ylabel(ylabel)
     ax.set_title(title or "active learning: test accuracy vs labels")
     ax.grid(alpha=0.3)
     ax.legend()

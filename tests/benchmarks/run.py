@@ -24,6 +24,7 @@ BENCHMARKS = [
     "bench_pretrain",
     "bench_cold_start",
     "bench_al_pretrained",
+    "bench_al_lt",
     "bench_queue",
     "bench_refill",
     "bench_loop",

@@ -1,0 +1,72 @@
+"""The long-tailed AL benchmark's bookkeeping: best strategy by area, labels to match random,
+rare positives ratio and where the stopping rule fires, on hand-made curves."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tagloop.simulation import RoundRecord
+from tests.benchmarks.bench_al_lt import RARE_AT, area, summarize
+
+
+def record(strategy: str, seed: int, rnd: int, labels: int, ap: float, **extra: Any) -> RoundRecord:
+    return RoundRecord(
+        strategy=strategy,
+        seed=seed,
+        round=rnd,
+        n_labels=labels,
+        accuracy=ap,
+        epochs_run=1,
+        train_seconds=0.0,
+        select_seconds=0.0,
+        extra={"rare_positives": 0, "stop_kappa": None, "rare_ap": 0.1, "micro_f1": 0.2, **extra},
+    )
+
+
+def curves() -> list[RoundRecord]:
+    labels = [100, 300, 500, 700, 900]
+    random_ap = [0.10, 0.20, 0.30, 0.40, 0.50]
+    fast_ap = [0.10, 0.30, 0.50, 0.55, 0.56]  # reaches 0.5 at 500 labels
+    slow_ap = [0.10, 0.15, 0.20, 0.25, 0.30]
+    kappas = [None, 0.5, 0.995, 0.999, 0.999]  # fires at round 4 with a window of 3
+    out = []
+    for seed in (0, 1):
+        for i, n in enumerate(labels):
+            rare = {"rare_positives": 10 * (seed + 1)} if n == RARE_AT else {}
+            out.append(record("random", seed, i, n, random_ap[i], **rare))
+            rare_fast = {"rare_positives": 30 * (seed + 1)} if n == RARE_AT else {}
+            out.append(record("fast", seed, i, n, fast_ap[i], stop_kappa=kappas[i], **rare_fast))
+            out.append(record("slow", seed, i, n, slow_ap[i]))
+    return out
+
+
+def test_the_best_strategy_is_the_largest_area_and_its_figures_follow() -> None:
+    summary = summarize(curves(), stop_kappa=0.99, stop_window=3)
+    assert summary["best"] == "fast"
+    assert summary["fraction"] == pytest.approx(500 / 900)
+    assert summary["rare_ratio"] == pytest.approx(3.0)
+    assert summary["strategies"]["slow"]["fraction_to_match_random"] is None
+    assert summary["random_final_macro_ap"] == pytest.approx(0.5)
+
+
+def test_the_stopping_rule_fires_where_the_window_of_kappas_is_first_full() -> None:
+    summary = summarize(curves(), stop_kappa=0.99, stop_window=3)
+    assert summary["stop_fired_runs"] == 2
+    assert summary["stop_labels_mean"] == 900
+    assert summary["stop_gap_mean"] == pytest.approx(0.0)
+    stricter = summarize(curves(), stop_kappa=0.999, stop_window=3)
+    assert stricter["stop_fired_runs"] == 0
+    assert stricter["stop_labels_mean"] is None
+    looser = summarize(curves(), stop_kappa=0.99, stop_window=2)
+    assert looser["stop_labels_mean"] == 700
+    assert looser["stop_gap_mean"] == pytest.approx(0.56 - 0.55)
+
+
+def test_area_is_the_mean_height_over_the_label_range() -> None:
+    x = np.asarray([100.0, 300.0, 500.0])
+    assert area(x, np.asarray([0.2, 0.2, 0.2])) == pytest.approx(0.2)
+    assert area(x, np.asarray([0.0, 0.5, 1.0])) == pytest.approx(0.5)
+    assert area(np.asarray([100.0]), np.asarray([0.3])) == pytest.approx(0.3)
