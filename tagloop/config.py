@@ -68,10 +68,17 @@ class Settings(BaseSettings):
     # start from the newest finished run's branch weights unless weight files are set above.
     use_pretrained: bool = True
     # The tick starts a pretraining run when this many clips became ready since the last run
-    # started (0: only on request). pretrain_max_clips bounds the pool one run reads.
-    pretrain_after_new_clips: int = 0
+    # started (0: only on request). pretrain_max_clips bounds the pool one run reads. 1,000:
+    # the 300-clip demo never starts one; on the 2,500-clip AV-digits pool a run lifted the
+    # served model (bench_cold_start, bench_low_label). A run (about 600 steps, see
+    # pretrain_min_steps) holds the ml worker 3-10 minutes on 2 CPU cores.
+    pretrain_after_new_clips: int = 1000
     pretrain_max_clips: int = 20_000
     pretrain_epochs: int | None = None  # None: PretrainOptions' default
+    # The fewest optimiser steps a run takes: a small pool gets more epochs (2 epochs over
+    # 2,500 clips are 62 steps). None: pipeline/pretrain.py's DEFAULT_MIN_STEPS, or no floor
+    # when pretrain_epochs is set (an explicit epoch count is taken as is).
+    pretrain_min_steps: int | None = None
     # Co-training (training/cotrain.py): a round adds pseudo-labels where one modality's head
     # is confident and the other is not; off until the cold-start benchmark says it helps.
     cotrain: bool = False

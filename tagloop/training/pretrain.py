@@ -55,6 +55,7 @@ _GRAD_CLIP = 5.0
 # InfoNCE scores each clip against its batch mates: a batch of one has nothing to beat.
 _INT_MINIMUMS = {
     "epochs": 1,
+    "min_steps": 0,
     "batch_size": 2,
     "embed_dim": 1,
     "frames_used": 1,
@@ -74,6 +75,8 @@ PackProgress = Callable[[int, int | None], None]
 class PretrainOptions:
     """How the encoders are pretrained; stored with the weights (``to_dict``).
 
+    min_steps: the fewest optimiser steps a run takes: on a small pool ``epochs`` is raised
+        until it gets there (``planned_epochs``); 0 takes ``epochs`` as is.
     frames_used: frames per clip in each training step (a random pick among the packed ones);
         the visual cost is linear in it. audio_frames: log-mel columns kept per clip.
     max_clips: at most this many clips with audio are packed (a seeded reservoir sample of
@@ -86,6 +89,8 @@ class PretrainOptions:
     # smaller batches beat larger ones per second (more steps), 0.2 beat 0.1 and 0.5, 5e-3
     # was worse than 2e-3, and a third epoch did not lift the probe (0.900 vs 0.902).
     epochs: int = 2
+    # 0 here, so options mean what they say; the service's floor is Settings.pretrain_min_steps.
+    min_steps: int = 0
     batch_size: int = 64
     lr: float = 2e-3
     weight_decay: float = 1e-4
@@ -265,6 +270,14 @@ def pack_pool(
     )
 
 
+def planned_epochs(options: PretrainOptions, *, steps_per_epoch: int) -> int:
+    """``options.epochs``, raised until they make ``options.min_steps`` optimiser steps: an
+    epoch is ``steps_per_epoch`` steps, so 2 epochs over 2,500 clips are only 62 steps and
+    leave the encoders under-trained, while a pool of 20,000 clips is already past any floor
+    (and never larger: ``max_clips`` caps it)."""
+    return max(options.epochs, math.ceil(options.min_steps / max(steps_per_epoch, 1)))
+
+
 def init_branches(config: FusionConfig, *, seed: int) -> tuple[VisualBranch, AudioBranch]:
     """The branches pretraining starts from for ``seed`` (the random-init baseline)."""
     torch.manual_seed(seed)
@@ -416,7 +429,8 @@ def pretrain_encoders(
     batch_size = min(options.batch_size, len(train))
     chunk = min(options.batch_size, n_held)
     steps_per_epoch = len(train) // batch_size  # the short last batch is dropped: too easy
-    total_steps = options.epochs * steps_per_epoch
+    epochs = planned_epochs(options, steps_per_epoch=steps_per_epoch)
+    total_steps = epochs * steps_per_epoch
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=options.lr, weight_decay=options.weight_decay
     )
@@ -432,7 +446,7 @@ def pretrain_encoders(
         ),
     )
     history: list[dict[str, Any]] = []
-    for epoch in range(1, options.epochs + 1):
+    for epoch in range(1, epochs + 1):
         epoch_start = time.perf_counter()
         model.train()
         perm = train[torch.randperm(len(train), generator=shuffle)]
@@ -461,7 +475,7 @@ def pretrain_encoders(
         }
         history.append(record)
         if progress is not None:
-            progress(epoch, options.epochs, record)
+            progress(epoch, epochs, record)
     state = {f"visual.{k}": t.detach().clone() for k, t in model.visual.state_dict().items()}
     state.update({f"audio.{k}": t.detach().clone() for k, t in model.audio.state_dict().items()})
     return PretrainResult(

@@ -19,6 +19,7 @@ from tests.benchmarks.bench_low_label import (
     sample_budgets,
     service_kind,
     summarize,
+    target_arm,
     target_met,
 )
 
@@ -107,6 +108,23 @@ def test_target_needs_parity_everywhere_and_the_margin_from_160() -> None:
     assert not target_met({})
 
 
+def test_target_is_judged_on_the_named_arm() -> None:
+    curve = {160: {"served": 0.80, "served_pretrained": 0.70, "logreg": 0.75}}
+    assert target_met(curve)  # "served" by default
+    assert not target_met(curve, arm="served_pretrained")
+    assert not target_met({160: {"served": 0.80, "logreg": 0.75}}, arm="served_pretrained")
+
+
+def test_target_arm_is_pretrained_when_the_tick_pretrains_on_that_pool() -> None:
+    on = Settings(use_pretrained=True, pretrain_after_new_clips=1000)
+    assert target_arm(on, pool_size=2500) == "served_pretrained"
+    assert target_arm(on, pool_size=999) == "served"  # the tick has not started a run
+    unused = on.model_copy(update={"use_pretrained": False})
+    assert target_arm(unused, pool_size=2500) == "served"
+    manual = on.model_copy(update={"pretrain_after_new_clips": 0})  # only on request
+    assert target_arm(manual, pool_size=2500) == "served"
+
+
 def test_summary_means_stds_and_the_served_kind() -> None:
     records = [
         {"budget": 40, "seed": s, "served_kind": "probe", "served": a, "probe": a, "logreg": 0.4}
@@ -119,6 +137,20 @@ def test_summary_means_stds_and_the_served_kind() -> None:
     assert table[40]["served_kind"] == "probe"
     assert table[40]["logreg_std"] == 0.0
     assert "centralnet" not in table[40]
+    assert "served_pretrained" not in table[40]
+
+
+def test_summary_has_the_pretrained_arm_where_it_ran() -> None:
+    records = [
+        {"budget": 40, "seed": 0, "served_kind": "probe", "served": 0.5, "logreg": 0.4},
+        {"budget": 40, "seed": 1, "served_kind": "probe", "served": 0.6, "logreg": 0.4},
+    ]
+    records[0]["served_pretrained"] = 0.8  # one seed only: a partial run
+    table = summarize(records, budgets=(40,))
+    assert table[40]["served_pretrained"] == 0.8
+    assert table[40]["served_pretrained_runs"] == [0.8]
+    assert table[40]["served_pretrained_std"] == 0.0
+    assert table[40]["served"] == pytest.approx(0.55)
 
 
 def test_service_kind_follows_the_capacity_policy() -> None:
