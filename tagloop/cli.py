@@ -236,7 +236,9 @@ def demo(
             curve = run_rounds(
                 client, pool, rounds=rounds, batch=batch, round_timeout_s=timeout, echo=typer.echo
             )
-        csv_path, png_path = write_curve(curve, settings.data_dir)
+        csv_path, png_path = write_curve(
+            curve, settings.data_dir, strategy=settings.selection_strategy
+        )
         typer.echo(f"\nlearning curve: {png_path} and {csv_path}")
         _compare_with_random(settings, pool, curve)
         typer.echo(f"make up serves the UI on http://{settings.api_host}:{settings.ui_port}")

@@ -242,7 +242,7 @@ def plot_accuracy_curves(series: list[Series], path: Path, *, title: str, ylabel
     return path
 
 
-def write_curve(curve: list[dict[str, Any]], out_dir: Path) -> tuple[Path, Path]:
+def write_curve(curve: list[dict[str, Any]], out_dir: Path, *, strategy: str) -> tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path, png_path = out_dir / "demo_learning_curve.csv", out_dir / "demo_learning_curve.png"
     with csv_path.open("w", newline="") as f:
@@ -261,7 +261,7 @@ def write_curve(curve: list[dict[str, Any]], out_dir: Path) -> tuple[Path, Path]
             ),
         ],
         png_path,
-        title="tagloop demo: AV digits, CentralNet, entropy sampling",
+        title=f"tagloop demo: AV digits, the served model, {strategy} selection",
         ylabel="accuracy",
     )
     return csv_path, png_path
