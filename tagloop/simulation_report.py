@@ -21,6 +21,7 @@ from tagloop.errors import InvalidInput
 from tagloop.simulation import REFERENCE, RoundRecord
 
 CURVE_COLUMNS = ("strategy", "seed", "round", "n_labels", "accuracy")
+NEAR_FINAL = 0.95  # labels_to_95pct: labels to reach this share of the reference's final
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,15 @@ def labels_to_reach(n_labels: np.ndarray, accuracy: np.ndarray, *, target: float
         return float(x[0])
     # y[i - 1] < target <= y[i], so the slope is positive.
     return float(x[i - 1] + (target - y[i - 1]) / (y[i] - y[i - 1]) * (x[i] - x[i - 1]))
+
+
+def curve_area(n_labels: np.ndarray, accuracy: np.ndarray) -> float:
+    """Mean height of a curve over its label range (trapezoids): one number per strategy,
+    comparable between strategies on the same label grid."""
+    x = np.asarray(n_labels, dtype=np.float64)
+    y = np.asarray(accuracy, dtype=np.float64)
+    width = float(x[-1] - x[0])
+    return float(np.trapezoid(y, x) / width) if width > 0 else float(y[0])
 
 
 def mean_curves(records: Sequence[RoundRecord]) -> dict[str, MeanCurve]:
@@ -123,7 +133,12 @@ def summarize_savings(
     table: dict[str, Any] = {}
     for strategy, curve in curves.items():
         reached = labels_to_reach(curve.n_labels, curve.mean, target=target)
+        # Random's final point sits on a plateau's noise; 95 % of it is where the curves
+        # still differ, so this figure separates strategies where labels_to_match cannot.
+        near = labels_to_reach(curve.n_labels, curve.mean, target=NEAR_FINAL * target)
         table[strategy] = {
+            "labels_to_95pct": near,
+            "area": curve_area(curve.n_labels, curve.mean),
             "final_labels": float(curve.n_labels[-1]),
             "final_accuracy": float(curve.mean[-1]),
             "final_accuracy_std": float(curve.std[-1]),
@@ -153,13 +168,15 @@ def format_summary(summary: dict[str, Any]) -> str:
     lines = [
         f"labels to reach {summary['reference']}'s final accuracy "
         f"{summary['target_accuracy']:.3f} ({summary['reference_final_labels']:.0f} labels):",
-        f"{'strategy':<18}{'final acc':>12}{'labels':>9}{'fraction':>10}  per seed",
+        f"{'strategy':<18}{'final acc':>12}{'labels':>9}{'fraction':>10}{'to 95%':>8}"
+        f"{'area':>7}  per seed",
     ]
     for strategy, row in summary["strategies"].items():
         per_seed = ", ".join(show(f, ".2f") for f in row["per_seed_fraction"])
         lines.append(
             f"{strategy:<18}{row['final_accuracy']:>7.3f}±{row['final_accuracy_std']:.3f}"
             f"{show(row['labels_to_match'], '.0f'):>9}{show(row['fraction'], '.2f'):>10}"
+            f"{show(row.get('labels_to_95pct'), '.0f'):>8}{row.get('area', float('nan')):>7.3f}"
             f"  [{per_seed}]"
         )
     lines.append(f"best: {summary['best']} ({show(summary['best_fraction'], '.2f')})")

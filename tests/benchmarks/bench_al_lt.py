@@ -209,24 +209,17 @@ def measures(
     return factory
 
 
-def area(curve_x: np.ndarray, curve_y: np.ndarray) -> float:
-    """Mean height of the curve over its label range (trapezoids), comparable across
-    strategies that share the label grid."""
-    width = float(curve_x[-1] - curve_x[0])
-    return float(np.trapezoid(curve_y, curve_x) / width) if width > 0 else float(curve_y[0])
-
-
 def summarize(
     records: Sequence[RoundRecord], *, stop_kappa: float, stop_window: int
 ) -> dict[str, Any]:
     """Everything the issue asks for, from the per-round records."""
     from tagloop.simulation import REFERENCE
-    from tagloop.simulation_report import mean_curves, summarize_savings
+    from tagloop.simulation_report import curve_area, mean_curves, summarize_savings
     from tagloop.training.stopping import first_stop
 
     savings = summarize_savings(records)
     curves = mean_curves(records)
-    areas = {s: area(c.n_labels, c.mean) for s, c in curves.items()}
+    areas = {s: curve_area(c.n_labels, c.mean) for s, c in curves.items()}
     best = max((s for s in areas if s != REFERENCE), key=lambda s: areas[s])
 
     def rare_found(strategy: str) -> list[int]:

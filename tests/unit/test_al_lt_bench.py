@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from tagloop.simulation import RoundRecord
-from tests.benchmarks.bench_al_lt import RARE_AT, area, summarize
+from tagloop.simulation_report import curve_area as area
+from tests.benchmarks.bench_al_lt import RARE_AT, summarize
 
 
 def record(strategy: str, seed: int, rnd: int, labels: int, ap: float, **extra: Any) -> RoundRecord:

@@ -158,6 +158,14 @@ def test_summary_reads_fractions_off_the_mean_curve(tmp_path: Path) -> None:
     assert summary["strategies"]["random"]["fraction"] == pytest.approx(1.0)
     assert summary["best"] == "entropy" and summary["best_fraction"] == pytest.approx(0.75)
     assert "never" in format_summary(summary)
+    # 95 % of random's final 0.8 is 0.76: entropy between 200 (0.6) and 300 (0.8) labels,
+    # random between 300 (0.6) and 400 (0.8); margin never.
+    assert entropy["labels_to_95pct"] == pytest.approx(200 + 100 * 0.16 / 0.2)
+    assert summary["strategies"]["random"]["labels_to_95pct"] == pytest.approx(380.0)
+    assert summary["strategies"]["margin"]["labels_to_95pct"] is None
+    # Area: the mean height over 100-400 labels, by trapezoids.
+    assert entropy["area"] == pytest.approx((0.4 + 0.7 + 0.85) / 3)
+    assert summary["strategies"]["margin"]["area"] == pytest.approx(0.35)
 
     write_summary(summary, csv_path=tmp_path / "t.csv", json_path=tmp_path / "t.json")
     rows = list(csv.DictReader((tmp_path / "t.csv").open()))
