@@ -19,6 +19,7 @@ from services.api.routes import (
     pseudo_labels,
     queue,
     stats,
+    strategies,
     tags,
     videos,
 )
@@ -56,6 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         stats,
         export,
         me,
+        strategies,
     ):
         app.include_router(module.router)
     return app
