@@ -109,6 +109,21 @@ def _round_robin(
     return np.asarray(picks, dtype=np.int64)
 
 
+def _clusters_in_order(
+    points: np.ndarray, *, k: int, seed: int, largest_first: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """k-means ``codes (M,)`` and the non-empty clusters ordered by size (smallest or largest
+    first), ties to the cluster holding the lower row."""
+    m = points.shape[0]
+    codes = fit_kmeans(points, k=k, seed=seed)
+    sizes = np.bincount(codes)
+    first_row = np.full(sizes.size, m)
+    np.minimum.at(first_row, codes, np.arange(m))
+    used = np.flatnonzero(sizes)
+    key = -sizes[used] if largest_first else sizes[used]
+    return codes, used[np.lexsort((first_row[used], key))]
+
+
 def pick_cluster_round_robin(
     points: np.ndarray,
     *,
@@ -131,12 +146,7 @@ def pick_cluster_round_robin(
     m = points.shape[0]
     if m == 0:
         return np.empty(0, dtype=np.int64)
-    codes = fit_kmeans(points, k=n_clusters, seed=seed)
-    sizes = np.bincount(codes)
-    first_row = np.full(sizes.size, m)
-    np.minimum.at(first_row, codes, np.arange(m))
-    used = np.flatnonzero(sizes)
-    order = used[np.lexsort((first_row[used], sizes[used]))]
+    codes, order = _clusters_in_order(points, k=n_clusters, seed=seed, largest_first=False)
     queues = [np.flatnonzero(codes == c) for c in order]  # ascending row = priority order
     return _round_robin(queues, k=k, groups=groups, per_group_cap=per_group_cap)
 
@@ -186,12 +196,7 @@ def pick_typical(
     m = points.shape[0]
     if m == 0:
         return np.empty(0, dtype=np.int64)
-    codes = fit_kmeans(points, k=k, seed=seed)
-    sizes = np.bincount(codes)
-    first_row = np.full(sizes.size, m)
-    np.minimum.at(first_row, codes, np.arange(m))
-    used = np.flatnonzero(sizes)
-    order = used[np.lexsort((first_row[used], -sizes[used]))]
+    codes, order = _clusters_in_order(points, k=k, seed=seed, largest_first=True)
     queues = []
     for c in order:
         rows = np.flatnonzero(codes == c)
