@@ -46,7 +46,7 @@ from tests.benchmarks.av_digits_tensors import cache_path, load_av_digits_tensor
 from tests.benchmarks.bench_cold_start import encoders_path, pretrain_backbone, pretrain_options
 from tests.benchmarks.bench_fusion import IMAGE_ENERGY, SNR_DB
 from tests.benchmarks.bench_low_label import uptime
-from tests.benchmarks.common import REPO, WORK
+from tests.benchmarks.common import REPO, WORK, finish_accuracy_plot
 
 if TYPE_CHECKING:
     from tagloop.simulation import RoundRecord
@@ -150,18 +150,7 @@ def plot_al_pretrained(
         ax.axvline(
             probe_below, color="grey", linewidth=0.8, linestyle="-.", label="probe → CentralNet"
         )
-    ax.axhline(0.1, color="grey", linewidth=0.8, linestyle=":", label="chance")
-    ax.set_xlabel("labels")
-    ax.set_ylabel("test accuracy (mean ± std over seeds)")
-    ax.set_ylim(0, 1)
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return finish_accuracy_plot(fig, ax, path, title=title)
 
 
 def final_cells(summary: Mapping[str, Any]) -> dict[str, dict[str, float]]:

@@ -74,7 +74,7 @@ from tests.benchmarks.bench_low_label import (
     train_service_round,
     uptime,
 )
-from tests.benchmarks.common import REPO, WORK
+from tests.benchmarks.common import REPO, WORK, finish_accuracy_plot
 
 if TYPE_CHECKING:
     from tagloop.config import Settings
@@ -486,22 +486,7 @@ def plot_cold_start(
         ax.axvline(
             probe_below, color="grey", linewidth=0.8, linestyle="-.", label="probe → CentralNet"
         )
-    ax.axhline(0.1, color="grey", linewidth=0.8, linestyle=":", label="chance")
-    ax.set_xscale("log")
-    ax.set_xticks(budgets)
-    ax.set_xticklabels([str(b) for b in budgets])
-    ax.minorticks_off()
-    ax.set_xlabel("labels")
-    ax.set_ylabel("test accuracy (mean ± std over seeds)")
-    ax.set_ylim(0, 1)
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return finish_accuracy_plot(fig, ax, path, title=title, log_budgets=list(budgets))
 
 
 def setting_of(settings: Settings, data: AVDigitsTensors) -> dict[str, Any]:

@@ -72,7 +72,7 @@ from threadpoolctl import threadpool_limits
 
 from tests.benchmarks.av_digits_tensors import AVDigitsTensors, load_av_digits_tensors
 from tests.benchmarks.bench_fusion import IMAGE_ENERGY, SNR_DB
-from tests.benchmarks.common import REPO, WORK
+from tests.benchmarks.common import REPO, WORK, finish_accuracy_plot
 
 if TYPE_CHECKING:
     from tagloop.config import Settings
@@ -468,22 +468,7 @@ def plot_low_label_curve(table: Mapping[int, Mapping[str, Any]], path: Any, *, t
         std = np.asarray([table[b][f"{name}_std"] for b in budgets])
         (line,) = ax.plot(budgets, mean, **style)
         ax.fill_between(budgets, mean - std, mean + std, color=line.get_color(), alpha=0.15)
-    ax.axhline(0.1, color="grey", linewidth=0.8, linestyle=":", label="chance")
-    ax.set_xscale("log")
-    ax.set_xticks(budgets)
-    ax.set_xticklabels([str(b) for b in budgets])
-    ax.minorticks_off()
-    ax.set_xlabel("labels")
-    ax.set_ylabel("test accuracy (mean ± std over seeds)")
-    ax.set_ylim(0, 1)
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return finish_accuracy_plot(fig, ax, path, title=title, log_budgets=list(budgets))
 
 
 def run_seed(

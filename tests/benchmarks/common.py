@@ -48,3 +48,29 @@ def peak_rss_gb() -> float:
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # KiB -> GiB
+
+
+def finish_accuracy_plot(
+    fig: Any, ax: Any, path: Path, *, title: str, log_budgets: list[int] | None = None
+) -> Path:
+    """The shared ending of the accuracy-against-labels plots: the chance line (ten digits),
+    an optional log x-axis ticked at the budgets, labels, legend, and the PNG at ``path``."""
+    import matplotlib.pyplot as plt
+
+    ax.axhline(0.1, color="grey", linewidth=0.8, linestyle=":", label="chance")
+    if log_budgets:
+        ax.set_xscale("log")
+        ax.set_xticks(log_budgets)
+        ax.set_xticklabels([str(b) for b in log_budgets])
+        ax.minorticks_off()
+    ax.set_xlabel("labels")
+    ax.set_ylabel("test accuracy (mean ± std over seeds)")
+    ax.set_ylim(0, 1)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
