@@ -10,7 +10,10 @@ move the set every round. Consecutive versions are compared on the clips both pr
 
 Each version stores its decisions in ``metrics.stop_set`` (clip ids, the decisions bit-packed
 in base64, the shape) and its kappa against the previous version that has a stop set in
-``metrics.stop_kappa`` (None for the first one, or when the vocabulary was reordered).
+``metrics.stop_kappa`` (None for the first one, or when the vocabulary was reordered). The
+rule is advice: when the stop set cannot be predicted (a clip's tensors gone missing, say) the
+version keeps its model and records ``metrics.stop_set_error`` instead, and the next version
+is compared with the last one that measured the set.
 """
 
 from __future__ import annotations
@@ -162,3 +165,29 @@ def measure_stop_set(
         },
         "stop_kappa": kappa,
     }
+
+
+def measure_stop_set_or_error(
+    *,
+    settings: Settings,
+    store: BlobStore,
+    version_id: int,
+    model: FusionModel,
+    vocab: TagVocabulary,
+    audio_frames: int | None,
+) -> dict[str, Any]:
+    """:func:`measure_stop_set`, or ``{"stop_set_error": {"code", "message"}}`` when it fails:
+    a trained version is worth more than its stopping-rule figure, so the round goes on."""
+    try:
+        return measure_stop_set(
+            settings=settings,
+            store=store,
+            version_id=version_id,
+            model=model,
+            vocab=vocab,
+            audio_frames=audio_frames,
+        )
+    except Exception as exc:  # advisory figure: any failure is reported, never fatal
+        code = str(getattr(exc, "code", type(exc).__name__))
+        log.warning("stop set of v%d not measured (%s): %s", version_id, code, exc)
+        return {"stop_set_error": {"code": code, "message": str(exc)[:500]}}

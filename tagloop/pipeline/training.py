@@ -22,7 +22,7 @@ from tagloop.db.engine import session_scope
 from tagloop.db.models import Clip
 from tagloop.db.pseudo_labels import add_pseudo_labels
 from tagloop.errors import InvalidInput
-from tagloop.pipeline.stopping import measure_stop_set
+from tagloop.pipeline.stopping import measure_stop_set_or_error
 from tagloop.storage import BlobStore
 from tagloop.training.metrics import positives_per_tag
 from tagloop.vocabulary import TagVocabulary
@@ -241,7 +241,7 @@ def train_round(*, settings: Settings, job_id: int, task_id: str | None = None) 
             np.stack([s.targets for s in train]), np.stack([s.known for s in train]), vocab=vocab
         )
         metrics.update(
-            measure_stop_set(
+            measure_stop_set_or_error(
                 settings=settings,
                 store=store,
                 version_id=version_id,

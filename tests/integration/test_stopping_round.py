@@ -115,6 +115,26 @@ def test_rounds_measure_the_stop_set_and_stats_report_the_kappa(
     assert models[v2]["macro_ap"] == m2["holdout"]["macro_ap"]
     assert models[v2]["metrics"]["stop_set"] == {"n_clips": STOP_SET, "compared_with": v1}
 
+    # Stop-set clips whose tensors are gone cost v3 its kappa, not its model; v4, with the
+    # pool whole again, is compared with v2, the last version that measured the set.
+    ghosts = add_clips(settings.database_url, 40, sha="g")
+    with session_scope(settings.database_url) as s:
+        s.execute(
+            update(Clip).where(Clip.id.in_(ghosts)).values(status="ready", tensor_uri="clips/gone")
+        )
+        assert set(stop_set_clip_ids(s, size=STOP_SET)) & set(ghosts)
+    v3 = train(settings)
+    m3 = version_metrics(settings, v3)
+    assert m3["stop_set_error"]["code"] == "blob_not_found" and "stop_set" not in m3
+    with session_scope(settings.database_url) as s:
+        assert s.get(ModelVersion, v3).status != "failed"  # type: ignore[union-attr]
+        s.execute(update(Clip).where(Clip.id.in_(ghosts)).values(status="failed"))
+    v4 = train(settings)
+    m4 = version_metrics(settings, v4)
+    assert m4["stop_set"]["compared_with"] == v2 and isinstance(m4["stop_kappa"], float)
+    kappas = api.client.get("/api/v1/stats", headers=api.annotator).json()["stopping"]["kappas"]
+    assert [k["version"] for k in kappas] == [v1, v2, v4]
+
 
 def test_the_stop_set_only_moves_when_the_pool_grows(
     tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch
