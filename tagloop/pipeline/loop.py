@@ -250,10 +250,14 @@ def read_state(session: Session, *, settings: Settings, now: datetime | None = N
 
 
 def new_clips_since_pretrain(session: Session) -> int:
-    """Ready clips newer than the last pretraining run's clip watermark (all, before any run)."""
+    """Ready clips with sound newer than the last pretraining run's clip watermark (all, before
+    any run). Only clips with sound count: pretraining learns from picture and sound together
+    and reads no other, so a silent pool never starts a run that could only fail."""
     run = job_repo.latest_job(session, kind=PRETRAIN_JOB)
     mark = int((run.params or {}).get("clip_watermark", 0)) if run else 0
-    q = select(func.count(Clip.id)).where(Clip.id > mark, Clip.status == "ready")
+    q = select(func.count(Clip.id)).where(
+        Clip.id > mark, Clip.status == "ready", Clip.has_audio.is_(True)
+    )
     return int(session.scalar(q) or 0)
 
 

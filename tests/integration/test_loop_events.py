@@ -20,6 +20,7 @@ from tagloop.db.engine import session_scope
 from tagloop.db.models import Clip, Job, Label, ModelVersion, Prediction, QueueItem, Video, utcnow
 from tagloop.pipeline import loop
 from tagloop.pipeline.scoring import refill_queue
+from tagloop.task_names import PRETRAIN
 from tests.integration.api_helpers import ApiHarness, make_api
 
 NEXT = "/api/v1/queue/next"
@@ -301,3 +302,27 @@ def test_the_seed_batch_reads_a_bounded_spread_out_sample(tmp_path: Path, db_url
 def strategies(db_url: str) -> list[str]:
     with session_scope(db_url) as s:
         return list(s.scalars(select(QueueItem.strategy).where(QueueItem.status == "queued")))
+
+
+def test_only_clips_with_sound_count_towards_a_pretraining_run(api: ApiHarness) -> None:
+    db = api.settings.database_url
+    settings = api.settings.model_copy(update={"pretrain_after_new_clips": 3})
+
+    def pretrain_planned() -> bool:
+        with session_scope(db) as s:
+            return any(n == PRETRAIN for n, _ in loop.plan_tick(s, settings=settings).tasks)
+
+    silent = add_scored_pool(db, [0.5] * 4)
+    with session_scope(db) as s:
+        assert loop.new_clips_since_pretrain(s) == 0
+    assert not pretrain_planned()  # a silent pool never starts a run that can only fail
+    with session_scope(db) as s:
+        for c in silent[:3]:
+            s.get(Clip, c).has_audio = True  # type: ignore[union-attr]
+        assert loop.new_clips_since_pretrain(s) == 3
+    assert pretrain_planned()
+    [run] = jobs(db, loop.PRETRAIN_JOB)
+    with session_scope(db) as s:
+        assert loop.new_clips_since_pretrain(s) == 0  # counted from the run's watermark
+    assert not pretrain_planned() and len(jobs(db, loop.PRETRAIN_JOB)) == 1
+    assert run.params["trigger"] == "tick"
