@@ -6,7 +6,8 @@ weighted by how rare its tag is among the labeled clips, with smoothed inverse-f
 weights ``1 / sqrt(n + 1)`` divided by the largest, so a tag nobody has labeled yet weighs 1
 and the weights lie in (0, 1]. With equal counts every weight is 1 and the score is plain
 entropy (mean binary entropy on independent tags). Importing this module registers
-``balanced_entropy``.
+``balanced_entropy`` and ``balanced_cluster`` (the same score, batch by cluster round robin as
+in ``cluster_margin``: the weights pick the candidates, the clusters spread the batch).
 """
 
 from __future__ import annotations
@@ -67,3 +68,11 @@ def _balanced_entropy(units: UnitInputs) -> np.ndarray:
     if units.tag_weights is None:
         raise InvalidInput("balanced_entropy needs tag_counts (K,)", code="missing_input")
     return score_balanced_entropy(units.probs, units.tag_weights)
+
+
+@register_strategy("balanced_cluster", requires=("tag_counts",), batch="cluster_round_robin")
+def _balanced_cluster(units: UnitInputs) -> np.ndarray:
+    """Class-balanced entropy, batch by round robin over k-means clusters of the top candidates."""
+    # balanced_entropy alone finds the most rare-tag positives but crowds a batch into the few
+    # regions where rare tags are uncertain; the clusters spread it (bench_al_lt).
+    return _balanced_entropy(units)

@@ -336,6 +336,19 @@ def test_new_strategies_are_registered_and_described() -> None:
     assert balanced.batch == "k_center"
     assert get_strategy("cluster_margin").description
     assert get_strategy("entropy").batch == "k_center"
+    both = get_strategy("balanced_cluster")
+    assert both.requires == frozenset({"tag_counts"})
+    assert both.batch == "cluster_round_robin" and both.description
+
+
+def test_balanced_cluster_scores_as_balanced_entropy() -> None:
+    rng = np.random.default_rng(3)
+    probs = np.hstack([rng.dirichlet(np.ones(3), size=50), rng.random((50, 1))])
+    counts = np.array([0.0, 3.0, 40.0, 7.0])
+    kwargs: dict[str, Any] = dict(vocab=GROUPED, tag_counts=counts)
+    same = score_pool(probs, strategy="balanced_cluster", **kwargs)
+    assert np.array_equal(same, score_pool(probs, strategy="balanced_entropy", **kwargs))
+    assert not np.allclose(same, score_pool(probs, strategy="entropy", vocab=GROUPED))
 
 
 # --- the service and the simulation agree ---------------------------------------------------
@@ -386,7 +399,7 @@ def demo() -> SimulationSet:
     return load_demo_set(n=60, seed=0, config=TINY, frames=2)
 
 
-@pytest.mark.parametrize("strategy", ["balanced_entropy", "cluster_margin"])
+@pytest.mark.parametrize("strategy", ["balanced_entropy", "cluster_margin", "balanced_cluster"])
 def test_select_next_picks_as_the_service_would(demo: SimulationSet, strategy: str) -> None:
     """select_next == the service's path: predictions, label counts from the labels table,
     ``uncertainty_of``, and ``assemble_batch`` with the strategy's batch rule."""
