@@ -6,12 +6,13 @@ ingestion path (``av_digits_tensors``). Pool: the 2,500 clips of the five traini
 test: the 500 clips of the held-out speaker (theo), which pretraining never sees either.
 
 Pretraining runs ONCE per benchmark run, with seed 0: ``pack_pool`` over the pool's clips (in
-row order) and ``pretrain_encoders`` with the default ``PretrainOptions`` (num_threads=2),
-its ``save_encoder_state`` bytes written to ``benchmarks/work/cold_start/encoders_<key>.pt``
-(``encoders_path``: one file per option set, so a change of the defaults or a concurrent run
-with other options never swaps the weights under a run reading them) and passed to every
-pretrained round as ``Backbone(visual=path, audio=path)``, as the service's
-rounds load a pretraining run. The three label seeds all start from that one run, so the
+row order) and ``pretrain_encoders`` with the service job's options (``pretrain_options``: the
+600-step floor included; num_threads=2), its ``save_encoder_state`` bytes written to
+``benchmarks/work/cold_start/encoders_<key>.pt`` (``encoders_path``: one file per option set,
+so a change of the defaults or a concurrent run with other options never swaps the weights
+under a run reading them) and passed to every pretrained round as
+``Backbone(visual=path, audio=path)``, as the service's rounds load a pretraining run. The
+three label seeds all start from that one run, so the
 spread between seeds is the label draw's and the training's, not pretraining's.
 
 For each seed (0, 1, 2) the pool is shuffled once and each budget takes its first ``budget``
@@ -189,13 +190,15 @@ def public_cell(cell: Mapping[str, Any]) -> dict[str, float]:
 
 
 def pretrain_options(overrides: Mapping[str, Any] | None = None) -> PretrainOptions:
-    """The default ``PretrainOptions`` with seed ``PRETRAIN_SEED`` and 2 threads, then
-    ``overrides``."""
+    """The options the service's pretraining job uses under default ``Settings()`` (the step
+    floor included: ``pipeline.pretrain.pretrain_options``) with seed ``PRETRAIN_SEED`` and 2
+    threads, then ``overrides``."""
+    from tagloop.config import Settings
+    from tagloop.pipeline.pretrain import pretrain_options as service_options
     from tagloop.training.pretrain import PretrainOptions
 
-    return PretrainOptions.from_dict(
-        {"seed": PRETRAIN_SEED, "num_threads": 2, **dict(overrides or {})}
-    )
+    service = service_options(Settings(), seed=PRETRAIN_SEED).to_dict()
+    return PretrainOptions.from_dict({**service, "num_threads": 2, **dict(overrides or {})})
 
 
 def encoders_path(options: PretrainOptions, *, folder: Path = ENCODER_DIR) -> Path:
@@ -210,10 +213,11 @@ def pretrain_backbone(
     *,
     options: PretrainOptions,
     settings: Settings,
+    folder: Path = ENCODER_DIR,
 ) -> tuple[Path, dict[str, Any]]:
     """Pretrain both branches on ``pool_rows`` with ``options``, write ``save_encoder_state``
-    to ``encoders_path(options)`` (atomically: a reader never sees half a file); (path,
-    what it took)."""
+    to ``encoders_path(options, folder=folder)`` (atomically: a reader never sees half a
+    file; another pool needs another folder); (path, what it took)."""
     from tagloop.features.clip_tensor import ClipTensors
     from tagloop.fusion import FusionConfig
     from tagloop.training.pretrain import pack_pool, pretrain_encoders, save_encoder_state
@@ -237,7 +241,7 @@ def pretrain_backbone(
         print(f"[cold_start] pretrain epoch {epoch}/{epochs} {json.dumps(record)}", flush=True)
 
     result = pretrain_encoders(pool, config=config, options=options, progress=report)
-    path = encoders_path(options)
+    path = encoders_path(options, folder=folder)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f"{path.name}.{os.getpid()}.part")
     partial.write_bytes(save_encoder_state(result))

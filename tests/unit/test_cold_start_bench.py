@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tagloop.pipeline.pretrain import DEFAULT_MIN_STEPS
 from tagloop.training.cotrain import PseudoLabel
 from tests.benchmarks.bench_cold_start import (
     VARIANTS,
@@ -108,6 +109,7 @@ def test_targets_missing_a_figure_are_none() -> None:
 def test_encoder_files_are_one_per_option_set(tmp_path: Path) -> None:
     default = pretrain_options()
     assert default.seed == 0 and default.num_threads == 2
+    assert default.min_steps == DEFAULT_MIN_STEPS  # the service job's floor, as it runs
     path = encoders_path(default, folder=tmp_path)
     assert path.parent == tmp_path and path.suffix == ".pt"
     assert encoders_path(pretrain_options(), folder=tmp_path) == path
