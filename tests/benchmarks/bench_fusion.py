@@ -87,9 +87,14 @@ def split_rows(
     return rows[~is_test & ~is_val & ~unused], rows[is_val], rows[is_test]
 
 
-def run_kind(kind: str, seed: int, test_speaker: str | None = None) -> dict[str, Any]:
-    """Train one model and score it on the held-out speaker (or on ``test_speaker``)."""
+def run_kind(
+    kind: str, seed: int, test_speaker: str | None = None, encoders: str | None = None
+) -> dict[str, Any]:
+    """Train one model and score it on the held-out speaker (or on ``test_speaker``); with
+    ``encoders`` (a pretraining run's weights file) both branches start from it, as a service
+    round after a pretraining job does."""
     from tagloop.fusion import FusionConfig
+    from tagloop.training.backbone import Backbone
     from tagloop.training.loop import TrainOptions, train_model
     from tagloop.training.predict import predict_clips
 
@@ -104,6 +109,9 @@ def run_kind(kind: str, seed: int, test_speaker: str | None = None) -> dict[str,
         train=labeled_clips(data, train_rows),
         val=labeled_clips(data, val_rows),
         options=options,
+        backbone=None
+        if encoders is None
+        else Backbone(visual=Path(encoders), audio=Path(encoders)),
     )
     test = labeled_clips(data, test_rows)
     preds = predict_clips(
@@ -115,6 +123,7 @@ def run_kind(kind: str, seed: int, test_speaker: str | None = None) -> dict[str,
         "kind": kind,
         "seed": seed,
         "test_speaker": test_speaker or TEST_SPEAKER,
+        "encoders": encoders,
         "test_accuracy": accuracy,
         "val_score": result.metrics["score"],
         "epochs_run": result.epochs_run,
@@ -123,29 +132,42 @@ def run_kind(kind: str, seed: int, test_speaker: str | None = None) -> dict[str,
     }
 
 
-def child_main(kind: str, seed: int, test_speaker: str | None = None) -> None:
-    print(json.dumps(run_kind(kind, seed, test_speaker)), flush=True)
+def child_main(argv: list[str]) -> None:
+    """``kind seed [speaker] [--encoders path]``: one run, its record as the last line."""
+    encoders = None
+    if "--encoders" in argv:
+        at = argv.index("--encoders")
+        encoders, argv = argv[at + 1], argv[:at] + argv[at + 2 :]
+    kind, seed, *fold = argv
+    print(json.dumps(run_kind(kind, int(seed), *fold[:1], encoders=encoders)), flush=True)
 
 
-def run_record_path(kind: str, seed: int, test_speaker: str | None = None) -> Path:
-    """Where one finished run's record is kept, so an interrupted benchmark resumes."""
+def run_record_path(
+    kind: str, seed: int, test_speaker: str | None = None, *, encoders: Path | None = None
+) -> Path:
+    """Where one finished run's record is kept, so an interrupted benchmark resumes (runs
+    from pretrained encoders are kept by the encoders file's name)."""
     from tests.benchmarks.common import WORK
 
     fold = "" if test_speaker is None else f"_{test_speaker}"
-    name = f"{kind}_s{seed}{fold}.json"
+    start = "" if encoders is None else f"_from_{encoders.stem}"
+    name = f"{kind}_s{seed}{fold}{start}.json"
     return WORK / "fusion_runs" / f"e{IMAGE_ENERGY:g}_snr{SNR_DB:g}" / name
 
 
-def cached_run(kind: str, seed: int, test_speaker: str | None = None) -> dict[str, Any]:
+def cached_run(
+    kind: str, seed: int, test_speaker: str | None = None, *, encoders: Path | None = None
+) -> dict[str, Any]:
     """One run's record: from ``run_record_path`` if it finished before, else trained now in
     a fresh process (no state, threads, caches or RNG, leaks between runs)."""
     from tests.benchmarks.common import run_child
 
-    path = run_record_path(kind, seed, test_speaker)
+    path = run_record_path(kind, seed, test_speaker, encoders=encoders)
     if path.exists():
         return dict(json.loads(path.read_text()))
     fold = [] if test_speaker is None else [test_speaker]
-    record = run_child("tests.benchmarks.bench_fusion", "--child", kind, str(seed), *fold)
+    start = [] if encoders is None else ["--encoders", str(encoders)]
+    record = run_child("tests.benchmarks.bench_fusion", "--child", kind, str(seed), *fold, *start)
     record["load_after"] = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     print(f"[fusion] {json.dumps(record)}", flush=True)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -189,7 +211,7 @@ def run(*, out: dict[str, Any], kinds: tuple[str, ...] = KINDS) -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        child_main(sys.argv[2], int(sys.argv[3]), *sys.argv[4:5])
+        child_main(sys.argv[2:])
     else:
         start = time.perf_counter()
         result: dict[str, Any] = {}

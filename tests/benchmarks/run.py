@@ -17,6 +17,7 @@ BENCHMARKS = [
     "bench_extract",
     "bench_fusion",
     "bench_fusion_folds",
+    "bench_fusion_folds_pretrained",
     "bench_train_round",
     "bench_selection",
     "bench_al",
