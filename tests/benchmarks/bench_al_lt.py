@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     from tagloop.simulation_data import SimulationSet
     from tagloop.training.dataset import LabeledClip
 
-STRATEGIES = ("entropy", "balanced_entropy", "cluster_margin")
+STRATEGIES = ("entropy", "balanced_entropy", "cluster_margin", "balanced_cluster")
 SEEDS = 3
 SEED_SIZE = 100
 BATCH = 100
