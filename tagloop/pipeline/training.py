@@ -30,10 +30,11 @@ from tagloop.vocabulary import TagVocabulary
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from tagloop.fusion.config import FusionConfig
     from tagloop.pipeline.cotraining import CotrainStep
     from tagloop.training.backbone import Backbone
     from tagloop.training.dataset import LabeledClip
-    from tagloop.training.loop import TrainResult
+    from tagloop.training.loop import TrainOptions, TrainResult
     from tagloop.training.promotion import Comparison
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,45 @@ def model_key(version_id: int) -> str:
     return f"models/{version_id:06d}/model.pt"
 
 
+def split_labeled(
+    samples: list[LabeledClip], *, val_fraction: float
+) -> tuple[list[LabeledClip], list[LabeledClip]]:
+    """(train, val) by each clip's stable hash split; with too few labels for both, both are
+    every clip (the round says so in its metrics, ``val_is_train``)."""
+    from tagloop.training.split import assign_split
+
+    split = {s.clip_id: assign_split(s.clip_id, val_fraction=val_fraction) for s in samples}
+    train = [s for s in samples if split[s.clip_id] == "train"]
+    val = [s for s in samples if split[s.clip_id] == "val"]
+    if not val or not train:
+        return samples, samples
+    return train, val
+
+
+def round_config(settings: Settings) -> FusionConfig:
+    """The model shape a round trains under ``settings``."""
+    from tagloop.fusion.config import FusionConfig
+
+    return FusionConfig(
+        frames_per_clip=settings.frames_per_clip,
+        frame_size=settings.frame_size,
+        n_mels=settings.n_mels,
+        visual_arch=settings.visual_arch,
+    )
+
+
+def round_options(settings: Settings) -> TrainOptions:
+    """The training options a round uses under ``settings``."""
+    from tagloop.training.loop import TrainOptions
+
+    return TrainOptions(
+        audio_frames=settings.audio_frames,
+        epochs=settings.train_epochs,
+        patience=settings.train_patience,
+        num_threads=settings.torch_threads,
+    )
+
+
 def _progress(settings: Settings, job_id: int, fraction: float, message: str) -> None:
     with session_scope(settings.database_url) as session:
         job_repo.report_progress(
@@ -63,12 +103,10 @@ def train_round(*, settings: Settings, job_id: int, task_id: str | None = None) 
     import torch
 
     from tagloop.features.clip_tensor import load_clip_tensors
-    from tagloop.fusion.config import FusionConfig
     from tagloop.training.artifact import load_artifact, save_artifact
     from tagloop.training.capacity import model_kind_for
     from tagloop.training.dataset import LabeledClip
-    from tagloop.training.loop import TrainOptions, train_model
-    from tagloop.training.split import assign_split
+    from tagloop.training.loop import train_model
     from tagloop.training.targets import build_targets
 
     torch.set_num_threads(settings.torch_threads)
@@ -107,27 +145,9 @@ def train_round(*, settings: Settings, job_id: int, task_id: str | None = None) 
 
     samples = load(labels, "clips")
     holdout = load(holdout_labels, "holdout clips")
-    split = {
-        s.clip_id: assign_split(s.clip_id, val_fraction=settings.val_fraction) for s in samples
-    }
-    train = [s for s in samples if split[s.clip_id] == "train"]
-    val = [s for s in samples if split[s.clip_id] == "val"]
-    if not val or not train:
-        # Too few labels for a held-out split: validate on the training clips (said in metrics).
-        train = val = samples
-
-    config = FusionConfig(
-        frames_per_clip=settings.frames_per_clip,
-        frame_size=settings.frame_size,
-        n_mels=settings.n_mels,
-        visual_arch=settings.visual_arch,
-    )
-    options = TrainOptions(
-        audio_frames=settings.audio_frames,
-        epochs=settings.train_epochs,
-        patience=settings.train_patience,
-        num_threads=settings.torch_threads,
-    )
+    train, val = split_labeled(samples, val_fraction=settings.val_fraction)
+    config = round_config(settings)
+    options = round_options(settings)
     kind = model_kind_for(
         len(samples), full_kind=settings.model_kind, probe_below=settings.probe_below_labels
     )

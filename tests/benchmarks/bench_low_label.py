@@ -155,31 +155,14 @@ def train_service_round(
     (e.g. ``{"epochs": 10}``). No warm start: each call is a first round.
     """
     from tagloop.config import Settings
-    from tagloop.fusion import FusionConfig
-    from tagloop.training.loop import TrainOptions, train_model
-    from tagloop.training.split import assign_split
+    from tagloop.pipeline.training import round_config, round_options, split_labeled
+    from tagloop.training.loop import train_model
 
     settings = settings or Settings()
     torch.set_num_threads(settings.torch_threads)
-    split = {
-        c.clip_id: assign_split(c.clip_id, val_fraction=settings.val_fraction) for c in labeled
-    }
-    train = [c for c in labeled if split[c.clip_id] == "train"]
-    val = [c for c in labeled if split[c.clip_id] == "val"]
-    if not val or not train:
-        train = val = labeled  # too few labels for a held-out split, as the service does
-    config = FusionConfig(
-        frames_per_clip=settings.frames_per_clip,
-        frame_size=settings.frame_size,
-        n_mels=settings.n_mels,
-    )
-    options = TrainOptions(
-        audio_frames=settings.audio_frames,
-        epochs=settings.train_epochs,
-        patience=settings.train_patience,
-        num_threads=settings.torch_threads,
-        seed=seed,
-    )
+    train, val = split_labeled(labeled, val_fraction=settings.val_fraction)
+    config = round_config(settings)
+    options = replace(round_options(settings), seed=seed)
     if train_overrides:
         options = replace(options, **dict(train_overrides))
     chosen = kind or service_kind(len(labeled), settings=settings)
