@@ -101,7 +101,9 @@ CV_FOLDS = 3
 DEFAULT_PROBE_BELOW = 200  # until Settings has probe_below_labels
 CURVE_PNG = REPO / "benchmarks" / "low_label_curve.png"
 RESULT_JSON = WORK / "low_label" / "result.json"  # what ``__main__`` found (run.py merges ``out``)
-SERIES = (*ARMS, *KINDS, "logreg", "logreg_cv", "logreg_default_tol")
+# The linear probe after a pretraining run where the policy serves CentralNet: would the probe
+# be the better pick there (the capacity switch, ``probe_below_labels``)?
+SERIES = (*ARMS, *KINDS, "probe_pretrained", "logreg", "logreg_cv", "logreg_default_tol")
 
 
 # --- the service's round ------------------------------------------------------------------
@@ -428,6 +430,12 @@ def plot_low_label_curve(table: Mapping[int, Mapping[str, Any]], path: Any, *, t
             "marker": "D",
             "label": "served, after a pretraining run",
         },
+        "probe_pretrained": {
+            "color": "tab:purple",
+            "linestyle": "none",
+            "marker": "^",
+            "label": "linear probe after pretraining (where CentralNet is served)",
+        },
         "centralnet": {"color": "tab:blue", "marker": "s", "ms": 4, "label": "CentralNet"},
         "probe": {"color": "tab:green", "marker": "^", "ms": 4, "label": "linear probe"},
         "logreg": {
@@ -445,12 +453,13 @@ def plot_low_label_curve(table: Mapping[int, Mapping[str, Any]], path: Any, *, t
     }
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name, style in styles.items():
-        if not all(name in table[b] for b in budgets):
+        have = [b for b in budgets if name in table[b]]  # the probe arm: only some budgets
+        if not have:
             continue
-        mean = np.asarray([table[b][name] for b in budgets])
-        std = np.asarray([table[b][f"{name}_std"] for b in budgets])
-        (line,) = ax.plot(budgets, mean, **style)
-        ax.fill_between(budgets, mean - std, mean + std, color=line.get_color(), alpha=0.15)
+        mean = np.asarray([table[b][name] for b in have])
+        std = np.asarray([table[b][f"{name}_std"] for b in have])
+        (line,) = ax.plot(have, mean, **style)
+        ax.fill_between(have, mean - std, mean + std, color=line.get_color(), alpha=0.15)
     return finish_accuracy_plot(fig, ax, path, title=title, log_budgets=list(budgets))
 
 
@@ -507,6 +516,18 @@ def run_seed(
                 "seconds": round(done.seconds, 2),
                 "val_score": done.val_score,
             }
+            if done.kind != "probe":
+                probe = train_service_round(
+                    labeled,
+                    vocab=vocab,
+                    seed=seed,
+                    settings=settings,
+                    kind="probe",
+                    backbone=backbone,
+                )
+                record["probe_pretrained"] = measure_test_accuracy(
+                    probe.model, test, vocab=vocab, audio_frames=probe.audio_frames
+                )
         start = time.perf_counter()
         x, y = features[chosen], digits[chosen]
         lr = fit_logreg(x, y, c=LOGREG_C, seed=seed)
