@@ -26,6 +26,7 @@ BENCHMARKS = [
     "bench_cold_start",
     "bench_al_pretrained",
     "bench_al_lt",
+    "bench_al_lt_stop",
     "bench_queue",
     "bench_refill",
     "bench_loop",

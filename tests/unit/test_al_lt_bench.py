@@ -71,3 +71,20 @@ def test_area_is_the_mean_height_over_the_label_range() -> None:
     assert area(x, np.asarray([0.2, 0.2, 0.2])) == pytest.approx(0.2)
     assert area(x, np.asarray([0.0, 0.5, 1.0])) == pytest.approx(0.5)
     assert area(np.asarray([100.0]), np.asarray([0.3])) == pytest.approx(0.3)
+
+
+def test_fire_table_finds_each_threshold_and_the_gap_to_the_end() -> None:
+    from tests.benchmarks.bench_al_lt_stop import fire_table
+
+    kappas = [None, 0.96, 0.975, 0.985, 0.985, 0.992, 0.993, 0.991]
+    aps = [0.30, 0.35, 0.40, 0.44, 0.46, 0.47, 0.48, 0.50]
+    recs = [
+        record("cluster_margin", 0, i, 100 + 20 * i, ap, stop_kappa=k)
+        for i, (k, ap) in enumerate(zip(kappas, aps, strict=True))
+    ]
+    table = fire_table(recs, thresholds=(0.95, 0.98, 0.99, 0.999), window=3)
+    assert table["0.95"]["labels"] == 160  # kappas 0.96, 0.975, 0.985: third is round 3
+    assert table["0.95"]["macro_ap"] == 0.44
+    assert table["0.95"]["macro_ap_gap_to_end"] == pytest.approx(0.06)
+    assert table["0.98"]["labels"] == 200 and table["0.99"]["labels"] == 240
+    assert table["0.999"] is None

@@ -1,0 +1,165 @@
+"""Where the stopping rule fires at the service's own cadence (issue 12, ``al_stop_round``).
+
+``bench_al_lt`` compares versions 100 labels apart, and within 500 labels the stop-set kappa
+never reached 0.99. The service trains a version every ``retrain_min_labels`` (20) new labels,
+and the rule compares *consecutive versions*, so its kappa is measured over much smaller
+steps. This benchmark runs that cadence: the default strategy on the long-tailed set (seed 0,
+the same seed batch, probe, frames and measures as ``bench_al_lt``), a version every
+``retrain_min_labels`` labels from ``SEED_SIZE`` up to ``MAX_LABELS``, and records each
+version's macro-AP on the test split and its stop-set kappa against the version before.
+
+Reported (``al_stop_curve``): where the rule fires with the service's threshold and window,
+and for a few other thresholds, with the macro-AP there and the gap to the end of the curve
+(how much an operator who stopped there would have missed by ``MAX_LABELS``). The curve goes
+to ``benchmarks/al_lt_stop.png``.
+
+``python -m tests.benchmarks.bench_al_lt_stop [max_labels]`` runs it without the results file.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from tests.benchmarks.bench_al_lt import (
+    FRAMES,
+    NUM_THREADS,
+    PROBE_BELOW,
+    SEED_SIZE,
+    keep_frames,
+    measures,
+    rare_columns,
+    stop_rows,
+    uptime,
+)
+from tests.benchmarks.common import REPO
+
+if TYPE_CHECKING:
+    from tagloop.simulation import RoundRecord
+
+MAX_LABELS = 700
+THRESHOLDS = (0.95, 0.97, 0.98, 0.99)
+SEED = 0
+CURVE_PNG = REPO / "benchmarks" / "al_lt_stop.png"
+
+
+def fire_table(
+    records: Sequence[RoundRecord], *, thresholds: Sequence[float], window: int
+) -> dict[str, Any]:
+    """Per threshold: where the rule first fires on this curve (labels, macro-AP there) and
+    the macro-AP gap from there to the curve's end; None where it never fires."""
+    from tagloop.training.stopping import first_stop
+
+    kappas = [r.extra["stop_kappa"] for r in records]
+    end = records[-1].accuracy
+    table: dict[str, Any] = {}
+    for threshold in thresholds:
+        at = first_stop(kappas, threshold=threshold, window=window)
+        table[f"{threshold:g}"] = (
+            None
+            if at is None
+            else {
+                "labels": records[at].n_labels,
+                "macro_ap": records[at].accuracy,
+                "macro_ap_gap_to_end": end - records[at].accuracy,
+            }
+        )
+    return table
+
+
+def plot_stop_curve(records: Sequence[RoundRecord], path: Any, *, threshold: float) -> Any:
+    """Macro-AP (left axis) and the stop-set kappa (right axis) against labels."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display; must precede pyplot
+    import matplotlib.pyplot as plt
+
+    labels = [r.n_labels for r in records]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.plot(labels, [r.accuracy for r in records], color="tab:blue", marker="o", ms=3)
+    ax.set_xlabel("labels")
+    ax.set_ylabel("test macro-AP", color="tab:blue")
+    twin = ax.twinx()
+    measured = [(r.n_labels, r.extra["stop_kappa"]) for r in records if r.extra["stop_kappa"]]
+    twin.plot([n for n, _ in measured], [k for _, k in measured], color="tab:red", marker=".")
+    twin.axhline(threshold, color="tab:red", linestyle=":", linewidth=1)
+    twin.set_ylabel("stop-set kappa vs the version before", color="tab:red")
+    ax.set_title("stopping rule at the service's cadence (long-tailed set, seed 0)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def run(*, out: dict[str, Any], max_labels: int = MAX_LABELS) -> None:
+    from tagloop.config import Settings
+    from tagloop.simulation import SimulationOptions, simulate_curve
+    from tests.benchmarks.lt_tensors import load_lt_simulation_set
+
+    settings = Settings()
+    step = settings.retrain_min_labels
+    strategy = settings.selection_strategy
+    data = keep_frames(load_lt_simulation_set(0), FRAMES)
+    options = SimulationOptions(
+        strategies=(strategy,),
+        seed_size=SEED_SIZE,
+        batch_size=step,
+        rounds=(max_labels - SEED_SIZE) // step,
+        seeds=1,
+        num_threads=NUM_THREADS,
+        probe_below=PROBE_BELOW,
+        candidates=None,
+        per_video_cap=1,
+    )
+    factory = measures(data, options=options, rare=rare_columns(data), stop=stop_rows(data))
+    start = time.perf_counter()
+    load_before = uptime()
+
+    def report(record: RoundRecord) -> None:
+        kappa = record.extra["stop_kappa"]
+        print(
+            f"[al_stop] {record.n_labels} labels: macro-AP {record.accuracy:.3f}, "
+            f"kappa {'-' if kappa is None else f'{kappa:.4f}'} "
+            f"({time.perf_counter() - start:.0f} s so far)",
+            flush=True,
+        )
+
+    records = simulate_curve(
+        data,
+        strategy=strategy,
+        seed=SEED,
+        options=options,
+        progress=report,
+        measure=factory(strategy, SEED),
+    )
+    plot_stop_curve(records, CURVE_PNG, threshold=settings.stop_kappa)
+    fires = fire_table(
+        records, thresholds=sorted({*THRESHOLDS, settings.stop_kappa}), window=settings.stop_window
+    )
+    out["al_stop_curve"] = {
+        "strategy": strategy,
+        "seed": SEED,
+        "step_labels": step,
+        "window": settings.stop_window,
+        "threshold": settings.stop_kappa,
+        "fires": fires,
+        "service_rule": fires[f"{settings.stop_kappa:g}"],
+        "labels": [r.n_labels for r in records],
+        "macro_ap": [round(r.accuracy, 4) for r in records],
+        "kappa": [r.extra["stop_kappa"] for r in records],
+        "plot": str(CURVE_PNG.relative_to(REPO)),
+        "seconds": round(time.perf_counter() - start, 1),
+        "load_before": load_before,
+        "load_after": uptime(),
+    }
+
+
+if __name__ == "__main__":
+    result: dict[str, Any] = {}
+    run(out=result, max_labels=int(sys.argv[1]) if len(sys.argv) > 1 else MAX_LABELS)
+    print(json.dumps(result, indent=1, default=str)[:4000])
