@@ -1,7 +1,8 @@
 """Rare tags come up early: an oracle labels a small long-tailed set (``datasets.long_tail_*``)
-through the API and real workers; once a model serves, the next clips the queue offers carry
-the pool's rarest tags clearly more often than a uniform random draw from the clips still
-unlabeled would (its hypergeometric mean and 95th percentile).
+through the API and real workers: a seed batch, then ``ROUNDS`` training rounds each followed
+by ``OFFERED`` labels from the queue. The clips the ranked queue offered should carry the
+pool's rarest tags clearly more often than a uniform random draw of as many clips from those
+unlabeled after the seed batch would (its hypergeometric mean and 95th percentile).
 
 One stack, the embedded default (SQLite + the SQLAlchemy broker): the effect is the selection's,
 not the database's, and the second stack would double the minutes. The strategy is Settings'
@@ -31,6 +32,7 @@ from tagloop.datasets.long_tail_spec import (
     read_fsdd_table,
 )
 from tagloop.datasets.mnist import read_idx_labels
+from tagloop.db import model_versions as version_repo
 from tagloop.db.engine import session_scope
 from tagloop.db.models import Job, QueueItem
 from tagloop.pipeline import loop
@@ -40,12 +42,13 @@ from tests.integration.test_training_loop import wait_job
 
 pytestmark = pytest.mark.integration
 
-N_POOL = 200
+N_POOL = 400
 SPEC_SEED = 0
 RARE_FRACTION = 0.2  # the rarest fifth of the vocabulary's tags, by count in the pool
 QUEUE_SIZE = 20
 SEED_LABELS = 40  # labeled from the queue before the first round: two seed batches
-OFFERED = 40  # clips read from the queue once the model ranks it: two ranked batches
+OFFERED = 40  # clips read from the queue after each round: two ranked batches
+ROUNDS = 2  # training rounds, each followed by OFFERED labels from its ranking
 NEXT = "/api/v1/queue/next"
 
 
@@ -133,14 +136,26 @@ def queue_strategies(database_url: str) -> set[str]:
         return {str(r) for (r,) in rows}
 
 
+def ranked_by_promoted(database_url: str, strategy: str) -> bool:
+    """The promoted version has scored every unlabeled clip, no refill or scoring is pending,
+    and the queue holds clips ranked by ``strategy``."""
+    with session_scope(database_url) as s:
+        promoted = version_repo.promoted_version(s)
+        if promoted is None or loop.has_unscored(s, version_id=promoted.id):
+            return False
+    return not loop_jobs_live(database_url) and queue_strategies(database_url) == {strategy}
+
+
 @pytest.mark.xfail(
     reason=(
-        "known gap (issue 12): at 40 labels on this 200-clip pool the probe gives every rare "
-        "tag p < 0.01, so uncertainty never ranks those clips high: entropy offered 5 rare "
-        "clips in 40 (random: 5.0, 95th percentile 8), balanced_entropy 8 (1.6x). The 20k-clip "
-        "benchmark (bench_al_lt) is where the strategies do find more rare positives"
+        "known gap (issue 12): at 40-120 labels on a few hundred clips the default strategy does "
+        "not find rare tags faster than random: balanced_cluster offered 11 rare clips in 80 "
+        "(random: 10.2, 95th percentile 15) on 400 clips after two rounds, 3 in 40 on 200 clips "
+        "after one. Its candidates are a quarter of such a pool, so the clusters spread the "
+        "batch nearly at random. On the 20,000-clip benchmark (bench_al_lt) it finds 2.2x "
+        "random's rare-tag positives"
     ),
-    strict=False,  # the ratio sits near the bar; a pass would not mean the gap is closed
+    strict=False,  # a pass at this size would not mean the gap is closed
 )
 def test_the_queue_offers_rare_tags_earlier_than_random(
     tmp_path: Path, long_tail_set: LongTailSet
@@ -169,7 +184,7 @@ def test_the_queue_offers_rare_tags_earlier_than_random(
         for spec in specs:
             video = admin.upload_video(long_tail_set.folder / "videos" / f"{spec.index:06d}.mp4")
             truth[int(video["id"])] = spec
-        videos = admin.wait_for_videos(list(truth), timeout_s=400)
+        videos = admin.wait_for_videos(list(truth), timeout_s=900)
         assert {v["status"] for v in videos} == {"ready"}
         # Refills during ingestion built the seed batch on whatever part of the pool was
         # ready then; once they are done, build it again on the whole pool, as the loop
@@ -182,18 +197,19 @@ def test_the_queue_offers_rare_tags_earlier_than_random(
             token = create_token(s, name="oracle", role="annotator")
         with TagloopClient(settings.api_url, token) as oracle:
             seeded = label_from_queue(oracle, truth, SEED_LABELS)
-            job = admin.request("POST", "/api/v1/models/train").json()
-            assert wait_job(admin, job["job_id"])["status"] == "succeeded"
-            [version] = admin.request("GET", "/api/v1/models").json()
-            assert version["status"] == "promoted"
-            # The promotion scores the unlabeled clips and refills the queue with its ranking.
-            wait_until(
-                lambda: queue_strategies(settings.database_url) == {strategy},
-                timeout_s=180,
-                what=f"the queue ranked by {strategy}",
-            )
+            offered = []
+            for _ in range(ROUNDS):
+                job = admin.request("POST", "/api/v1/models/train").json()
+                assert wait_job(admin, job["job_id"])["status"] == "succeeded"
+                # A promotion scores the unlabeled clips and refills the queue with its ranking
+                # (a rejected round leaves the promoted version's ranking in place).
+                wait_until(
+                    lambda: ranked_by_promoted(settings.database_url, strategy),
+                    timeout_s=180,
+                    what=f"the queue ranked by {strategy} with the promoted version",
+                )
+                offered += label_from_queue(oracle, truth, OFFERED)
             trained = time.monotonic()
-            offered = label_from_queue(oracle, truth, OFFERED)
 
     assert {item["reason"]["strategy"] for item, _ in offered} == {strategy}
     labeled = {spec.index for _, spec in seeded}
@@ -202,12 +218,12 @@ def test_the_queue_offers_rare_tags_earlier_than_random(
     rare_pool = sum(1 for s in unlabeled if rare & set(s.tags))
     rare_offered = sum(1 for _, s in offered if rare & set(s.tags))
     mean, q95 = hypergeom_tail(
-        population=len(unlabeled), successes=rare_pool, draws=OFFERED, q=0.95
+        population=len(unlabeled), successes=rare_pool, draws=len(offered), q=0.95
     )
     positives = sum(len(rare & set(s.tags)) for _, s in offered)
     report = (
         f"strategy={strategy} rare={sorted(rare)} unlabeled={len(unlabeled)} "
-        f"rare_unlabeled={rare_pool} offered={OFFERED} rare_offered={rare_offered} "
+        f"rare_unlabeled={rare_pool} offered={len(offered)} rare_offered={rare_offered} "
         f"random_mean={mean:.2f} random_q95={q95} ratio={rare_offered / mean:.2f} "
         f"rare_positives={positives} "
         f"(ingest {ingested - started:.0f} s, seed+round {trained - ingested:.0f} s, "
