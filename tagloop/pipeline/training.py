@@ -104,7 +104,7 @@ def train_round(*, settings: Settings, job_id: int, task_id: str | None = None) 
 
     from tagloop.features.clip_tensor import load_clip_tensors
     from tagloop.training.artifact import load_artifact, save_artifact
-    from tagloop.training.capacity import model_kind_for
+    from tagloop.training.capacity import model_kind_for, probe_below_for
     from tagloop.training.dataset import LabeledClip
     from tagloop.training.loop import train_model
     from tagloop.training.targets import build_targets
@@ -148,10 +148,13 @@ def train_round(*, settings: Settings, job_id: int, task_id: str | None = None) 
     train, val = split_labeled(samples, val_fraction=settings.val_fraction)
     config = round_config(settings)
     options = round_options(settings)
-    kind = model_kind_for(
-        len(samples), full_kind=settings.model_kind, probe_below=settings.probe_below_labels
-    )
     backbone = _backbone(settings, store, fusion=config.to_dict())
+    probe_below = probe_below_for(
+        pretrained=bool(backbone),
+        probe_below=settings.probe_below_labels,
+        probe_below_pretrained=settings.probe_below_labels_pretrained,
+    )
+    kind = model_kind_for(len(samples), full_kind=settings.model_kind, probe_below=probe_below)
     init_state, init_vocab, old = None, None, None
     if baseline is not None and baseline[1]:
         old = load_artifact(store.get_bytes(baseline[1]))
@@ -166,7 +169,7 @@ def train_round(*, settings: Settings, job_id: int, task_id: str | None = None) 
             vocabulary=vocab.to_json(),
             config={
                 "kind": kind,
-                "capacity": {"labels": len(samples), "probe_below": settings.probe_below_labels},
+                "capacity": {"labels": len(samples), "probe_below": probe_below},
                 "fusion": config.to_dict(),
                 "train": options.to_dict(),
                 "warm_start_from": baseline[0] if baseline and init_state else None,

@@ -25,9 +25,12 @@ one has finished (``use_pretrained``; the loop's tick starts one by itself once
 the service's job builds (``pipeline.pretrain.pretrain_options``: the step floor
 ``pretrain_min_steps`` included; seed = the benchmark seed, as a job's id seeds its run), its
 branch weights passed as the round's ``Backbone`` (the probe appends the frozen embeddings,
-CentralNet fine-tunes from them). The held-out speaker is never in a pretraining pool. The
-weights are cached per option set (seed included) under ``benchmarks/work/cold_start/``
-(``bench_cold_start.encoders_path``), so a rerun does not pretrain again.
+CentralNet fine-tunes from them), with the policy's later switch for pretrained branches
+(``probe_below_labels_pretrained``); from ``probe_below_labels`` on, the kind it did not pick
+is trained too (``probe_pretrained`` or ``centralnet_pretrained``). The held-out speaker is
+never in a pretraining pool. The weights are cached per option set (seed included) under
+``benchmarks/work/cold_start/`` (``bench_cold_start.encoders_path``), so a rerun does not
+pretrain again.
 
 Logistic regression (``logreg``), on the same clips' tensors: per clip the frames averaged over
 time and flattened (3 x 32 x 32 = 3,072), concatenated with the log-mel cropped to
@@ -101,9 +104,10 @@ CV_FOLDS = 3
 DEFAULT_PROBE_BELOW = 200  # until Settings has probe_below_labels
 CURVE_PNG = REPO / "benchmarks" / "low_label_curve.png"
 RESULT_JSON = WORK / "low_label" / "result.json"  # what ``__main__`` found (run.py merges ``out``)
-# The linear probe after a pretraining run where the policy serves CentralNet: would the probe
-# be the better pick there (the capacity switch, ``probe_below_labels``)?
-SERIES = (*ARMS, *KINDS, "probe_pretrained", "logreg", "logreg_cv", "logreg_default_tol")
+# From ``probe_below_labels`` on, after a pretraining run, the kind the policy did not serve
+# (the probe, or the full model ``model_kind``, filed as centralnet): is the switch right there?
+OTHER_PRETRAINED = ("probe_pretrained", "centralnet_pretrained")
+SERIES = (*ARMS, *KINDS, *OTHER_PRETRAINED, "logreg", "logreg_cv", "logreg_default_tol")
 
 
 # --- the service's round ------------------------------------------------------------------
@@ -129,13 +133,17 @@ def probe_below(settings: Settings) -> int:
     return int(getattr(settings, "probe_below_labels", DEFAULT_PROBE_BELOW))
 
 
-def service_kind(n_labels: int, *, settings: Settings) -> str:
-    """The kind a round on ``n_labels`` labels trains (``train_round``'s capacity policy)."""
-    from tagloop.training.capacity import model_kind_for
+def service_kind(n_labels: int, *, settings: Settings, pretrained: bool = False) -> str:
+    """The kind a round on ``n_labels`` labels trains (``train_round``'s capacity policy; the
+    switch comes later with ``pretrained`` branches)."""
+    from tagloop.training.capacity import model_kind_for, probe_below_for
 
-    return model_kind_for(
-        n_labels, full_kind=settings.model_kind, probe_below=probe_below(settings)
+    switch = probe_below_for(
+        pretrained=pretrained,
+        probe_below=probe_below(settings),
+        probe_below_pretrained=settings.probe_below_labels_pretrained,
     )
+    return model_kind_for(n_labels, full_kind=settings.model_kind, probe_below=switch)
 
 
 def train_service_round(
@@ -167,7 +175,7 @@ def train_service_round(
     options = replace(round_options(settings), seed=seed)
     if train_overrides:
         options = replace(options, **dict(train_overrides))
-    chosen = kind or service_kind(len(labeled), settings=settings)
+    chosen = kind or service_kind(len(labeled), settings=settings, pretrained=bool(backbone))
     result = train_model(
         kind=chosen,
         vocab=vocab,
@@ -436,6 +444,12 @@ def plot_low_label_curve(table: Mapping[int, Mapping[str, Any]], path: Any, *, t
             "marker": "^",
             "label": "linear probe after pretraining (where CentralNet is served)",
         },
+        "centralnet_pretrained": {
+            "color": "tab:purple",
+            "linestyle": "none",
+            "marker": "s",
+            "label": "CentralNet after pretraining (where the probe is served)",
+        },
         "centralnet": {"color": "tab:blue", "marker": "s", "ms": 4, "label": "CentralNet"},
         "probe": {"color": "tab:green", "marker": "^", "ms": 4, "label": "linear probe"},
         "logreg": {
@@ -516,17 +530,22 @@ def run_seed(
                 "seconds": round(done.seconds, 2),
                 "val_score": done.val_score,
             }
-            if done.kind != "probe":
-                probe = train_service_round(
+            if budget >= probe_below(settings):
+                # Past the switch without pretraining: the kind the policy did not pick, so
+                # the table shows whether the later switch with pretraining is right.
+                other = "probe" if done.kind != "probe" else settings.model_kind
+                alt = train_service_round(
                     labeled,
                     vocab=vocab,
                     seed=seed,
                     settings=settings,
-                    kind="probe",
+                    kind=other,
                     backbone=backbone,
                 )
-                record["probe_pretrained"] = measure_test_accuracy(
-                    probe.model, test, vocab=vocab, audio_frames=probe.audio_frames
+                record[f"{'probe' if other == 'probe' else 'centralnet'}_pretrained"] = (
+                    measure_test_accuracy(
+                        alt.model, test, vocab=vocab, audio_frames=alt.audio_frames
+                    )
                 )
         start = time.perf_counter()
         x, y = features[chosen], digits[chosen]

@@ -49,6 +49,9 @@ def test_a_round_after_pretraining_starts_from_its_weights(tmp_path: Path, demo_
         clip_seconds=2.0,
         pretrain_epochs=3,
         torch_threads=1,
+        # Without pretraining 20 labels would train the full model; with a pretraining run the
+        # switch is probe_below_labels_pretrained (1,000), so the round fits the probe.
+        probe_below_labels=10,
     )
     rows = list(csv.DictReader(demo_set.open()))
     with running_stack(settings, ["api", "worker"]) as (_, client):
@@ -76,7 +79,11 @@ def test_a_round_after_pretraining_starts_from_its_weights(tmp_path: Path, demo_
         train_job = client.request("POST", "/api/v1/models/train").json()["job_id"]
         assert wait_job(client, train_job)["status"] == "succeeded"
         [version] = client.request("GET", "/api/v1/models").json()
-        assert version["config"]["kind"] == "probe"  # 20 labels: below probe_below_labels
+        assert version["config"]["kind"] == "probe"  # 20 labels, past the switch without it
+        assert version["config"]["capacity"] == {
+            "labels": 20,
+            "probe_below": settings.probe_below_labels_pretrained,
+        }
         assert version["config"]["backbone"] == {"pretrain_job": job_id, "frozen": False}
 
     store = BlobStore(settings.blob_url)

@@ -160,3 +160,19 @@ def test_service_kind_follows_the_capacity_policy() -> None:
     assert service_kind(max(below - 1, 0), settings=settings) == (
         "probe" if below > 0 else "centralnet"
     )
+    # With pretrained branches the switch is later: the probe still serves at ``below``.
+    later = settings.probe_below_labels_pretrained
+    assert later > below
+    assert service_kind(below, settings=settings, pretrained=True) == "probe"
+    assert service_kind(later, settings=settings, pretrained=True) == "centralnet"
+
+
+def test_probe_switch_by_pretraining() -> None:
+    from tagloop.errors import InvalidInput
+    from tagloop.training.capacity import probe_below_for
+
+    assert probe_below_for(pretrained=False, probe_below=500, probe_below_pretrained=1000) == 500
+    assert probe_below_for(pretrained=True, probe_below=500, probe_below_pretrained=1000) == 1000
+    assert probe_below_for(pretrained=True, probe_below=500, probe_below_pretrained=0) == 0
+    with pytest.raises(InvalidInput):
+        probe_below_for(pretrained=True, probe_below=500, probe_below_pretrained=-1)
