@@ -81,8 +81,10 @@ def test_a_round_starts_a_resnet18_visual_branch_from_a_torchvision_checkpoint(
         data_dir=tmp_path / "data",
         clip_seconds=2.0,
         train_epochs=1,
-        # The probe below the default 500 labels (frozen ResNet features), else CentralNet.
+        # The probe (frozen ResNet features) below the default switch for pretrained branches,
+        # else CentralNet: a weights file counts as pretrained, so both switches are set.
         probe_below_labels=500 if kind == "probe" else 0,
+        probe_below_labels_pretrained=1000 if kind == "probe" else 0,
         visual_arch="resnet18",
         freeze_backbone=True,
     )
