@@ -91,6 +91,20 @@ def round_options(settings: Settings) -> TrainOptions:
     )
 
 
+def round_kind(settings: Settings, n_labels: int, *, pretrained: bool) -> tuple[str, int]:
+    """(the kind a round on ``n_labels`` labels trains, the label count where it switches from
+    the probe to ``model_kind``): the switch comes later with ``pretrained`` branches."""
+    from tagloop.training.capacity import model_kind_for, probe_below_for
+
+    probe_below = probe_below_for(
+        pretrained=pretrained,
+        probe_below=settings.probe_below_labels,
+        probe_below_pretrained=settings.probe_below_labels_pretrained,
+    )
+    kind = model_kind_for(n_labels, full_kind=settings.model_kind, probe_below=probe_below)
+    return kind, probe_below
+
+
 def _progress(settings: Settings, job_id: int, fraction: float, message: str) -> None:
     with session_scope(settings.database_url) as session:
         job_repo.report_progress(
@@ -104,7 +118,6 @@ def train_round(*, settings: Settings, job_id: int, task_id: str | None = None) 
 
     from tagloop.features.clip_tensor import load_clip_tensors
     from tagloop.training.artifact import load_artifact, save_artifact
-    from tagloop.training.capacity import model_kind_for, probe_below_for
     from tagloop.training.dataset import LabeledClip
     from tagloop.training.loop import train_model
     from tagloop.training.targets import build_targets
@@ -149,12 +162,7 @@ def train_round(*, settings: Settings, job_id: int, task_id: str | None = None) 
     config = round_config(settings)
     options = round_options(settings)
     backbone = _backbone(settings, store, fusion=config.to_dict())
-    probe_below = probe_below_for(
-        pretrained=bool(backbone),
-        probe_below=settings.probe_below_labels,
-        probe_below_pretrained=settings.probe_below_labels_pretrained,
-    )
-    kind = model_kind_for(len(samples), full_kind=settings.model_kind, probe_below=probe_below)
+    kind, probe_below = round_kind(settings, len(samples), pretrained=bool(backbone))
     init_state, init_vocab, old = None, None, None
     if baseline is not None and baseline[1]:
         old = load_artifact(store.get_bytes(baseline[1]))

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tests.benchmarks.av_digits_tensors import cache_path, load_av_digits_tensors
-from tests.benchmarks.bench_cold_start import encoders_path, pretrain_backbone, pretrain_options
+from tests.benchmarks.bench_cold_start import cached_encoders, pretrain_options
 from tests.benchmarks.bench_fusion import IMAGE_ENERGY, SNR_DB
 from tests.benchmarks.bench_low_label import uptime
 from tests.benchmarks.common import REPO, WORK, finish_accuracy_plot
@@ -88,21 +88,19 @@ def encoders_file(*, settings: Any) -> tuple[Path, dict[str, Any]]:
     took)."""
     from tagloop.training.pretrain import load_encoder_state
 
-    options = pretrain_options()
-    path = encoders_path(options)
-    if path.is_file():
-        found = load_encoder_state(path.read_bytes())
-        return path, {
-            "reused": str(path.relative_to(REPO)),
-            "pretrain_seconds": round(found.seconds, 1),
-            "n_clips": found.n_clips,
-            "options": found.options.to_dict(),
-            "history": found.history,
-        }
     data = load_av_digits_tensors(image_energy=IMAGE_ENERGY, snr_db=SNR_DB)
     pool_rows = np.flatnonzero((~data.is_test).numpy())
-    path, record = pretrain_backbone(data, pool_rows, options=options, settings=settings)
-    return path, {"reused": None, **record}
+    path, record = cached_encoders(data, pool_rows, options=pretrain_options(), settings=settings)
+    if record is not None:
+        return path, {"reused": None, **record}
+    found = load_encoder_state(path.read_bytes())
+    return path, {
+        "reused": str(path.relative_to(REPO)),
+        "pretrain_seconds": round(found.seconds, 1),
+        "n_clips": found.n_clips,
+        "options": found.options.to_dict(),
+        "history": found.history,
+    }
 
 
 def plot_al_pretrained(

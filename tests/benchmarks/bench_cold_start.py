@@ -69,7 +69,6 @@ from tests.benchmarks.bench_low_label import (
     labeled_clips,
     mean_std,
     measure_test_accuracy,
-    probe_below,
     sample_budgets,
     service_kind,
     train_service_round,
@@ -255,6 +254,23 @@ def pretrain_backbone(
         "history": result.history,
         "path": str(path.relative_to(REPO)),
     }
+
+
+def cached_encoders(
+    data: AVDigitsTensors,
+    pool_rows: np.ndarray,
+    *,
+    options: PretrainOptions,
+    settings: Settings,
+    folder: Path = ENCODER_DIR,
+) -> tuple[Path, dict[str, Any] | None]:
+    """The encoders file for ``options`` in ``folder``, pretrained on ``pool_rows`` only when
+    no earlier run left it there; (path, ``pretrain_backbone``'s record when it ran now, None
+    when the file was reused)."""
+    path = encoders_path(options, folder=folder)
+    if path.is_file():
+        return path, None
+    return pretrain_backbone(data, pool_rows, options=options, settings=settings, folder=folder)
 
 
 def train_with_pseudo(
@@ -500,7 +516,7 @@ def setting_of(settings: Settings, data: AVDigitsTensors) -> dict[str, Any]:
         "test_speaker": "theo",
         "pool": int((~data.is_test).sum()),
         "test": int(data.is_test.sum()),
-        "probe_below_labels": probe_below(settings),
+        "probe_below_labels": settings.probe_below_labels,
         "model_kind": settings.model_kind,
         "train_epochs": settings.train_epochs,
         "train_patience": settings.train_patience,
@@ -560,7 +576,7 @@ def run(
         table,
         CURVE_PNG,
         title=f"AV digits, speaker theo held out: cold start ({len(seeds)} seeds)",
-        probe_below=probe_below(settings),
+        probe_below=settings.probe_below_labels,
     )
     for budget in budgets:
         out[f"cold_start_acc_{budget}"] = {v: public_cell(c) for v, c in table[budget].items()}

@@ -34,16 +34,18 @@ def fold_encoders(speaker: str) -> tuple[Path, dict[str, Any]]:
     when it exists) and what it took."""
     from tagloop.config import Settings
     from tagloop.training.pretrain import load_encoder_state
-    from tests.benchmarks.bench_cold_start import encoders_path, pretrain_backbone, pretrain_options
+    from tests.benchmarks.bench_cold_start import cached_encoders, pretrain_options
 
     data = load_av_digits_tensors(image_energy=IMAGE_ENERGY, snr_db=SNR_DB)
-    options = pretrain_options()
-    folder = FOLDER / f"without_{speaker}"
-    path = encoders_path(options, folder=folder)
-    if not path.is_file():
-        train, val, _ = split_rows(data, test_speaker=speaker)
-        pool = np.sort(np.concatenate([train, val]))
-        path, _ = pretrain_backbone(data, pool, options=options, settings=Settings(), folder=folder)
+    train, val, _ = split_rows(data, test_speaker=speaker)
+    pool = np.sort(np.concatenate([train, val]))
+    path, _ = cached_encoders(
+        data,
+        pool,
+        options=pretrain_options(),
+        settings=Settings(),
+        folder=FOLDER / f"without_{speaker}",
+    )
     saved = load_encoder_state(path.read_bytes())
     return path, {
         "path": str(path.relative_to(REPO)),

@@ -101,7 +101,6 @@ LOGREG_TOL = 1e-6
 SKLEARN_DEFAULT_TOL = 1e-4
 C_GRID = (0.01, 0.1, 1.0)
 CV_FOLDS = 3
-DEFAULT_PROBE_BELOW = 200  # until Settings has probe_below_labels
 CURVE_PNG = REPO / "benchmarks" / "low_label_curve.png"
 RESULT_JSON = WORK / "low_label" / "result.json"  # what ``__main__`` found (run.py merges ``out``)
 # From ``probe_below_labels`` on, after a pretraining run, the kind the policy did not serve
@@ -129,21 +128,12 @@ class ServiceRound:
     audio_frames: int | None
 
 
-def probe_below(settings: Settings) -> int:
-    return int(getattr(settings, "probe_below_labels", DEFAULT_PROBE_BELOW))
-
-
 def service_kind(n_labels: int, *, settings: Settings, pretrained: bool = False) -> str:
     """The kind a round on ``n_labels`` labels trains (``train_round``'s capacity policy; the
     switch comes later with ``pretrained`` branches)."""
-    from tagloop.training.capacity import model_kind_for, probe_below_for
+    from tagloop.pipeline.training import round_kind
 
-    switch = probe_below_for(
-        pretrained=pretrained,
-        probe_below=probe_below(settings),
-        probe_below_pretrained=settings.probe_below_labels_pretrained,
-    )
-    return model_kind_for(n_labels, full_kind=settings.model_kind, probe_below=switch)
+    return round_kind(settings, n_labels, pretrained=pretrained)[0]
 
 
 def train_service_round(
@@ -394,14 +384,12 @@ def pretrained_backbone(
     from tagloop.pipeline.pretrain import pretrain_options
     from tagloop.training.backbone import Backbone
     from tagloop.training.pretrain import load_encoder_state
-    from tests.benchmarks.bench_cold_start import encoders_path, pretrain_backbone
+    from tests.benchmarks.bench_cold_start import cached_encoders
 
+    pool_rows = np.flatnonzero((~data.is_test).numpy())
     options = pretrain_options(settings, seed=seed)
-    path = encoders_path(options)
-    cached = path.exists()
-    if not cached:
-        pool_rows = np.flatnonzero((~data.is_test).numpy())
-        path, _ = pretrain_backbone(data, pool_rows, options=options, settings=settings)
+    path, fresh = cached_encoders(data, pool_rows, options=options, settings=settings)
+    cached = fresh is None
     saved = load_encoder_state(path.read_bytes())
     last = saved.history[-1]
     info = {
@@ -530,7 +518,7 @@ def run_seed(
                 "seconds": round(done.seconds, 2),
                 "val_score": done.val_score,
             }
-            if budget >= probe_below(settings):
+            if budget >= settings.probe_below_labels:
                 # Past the switch without pretraining: the kind the policy did not pick, so
                 # the table shows whether the later switch with pretraining is right.
                 other = "probe" if done.kind != "probe" else settings.model_kind
@@ -638,7 +626,7 @@ def run(
             "test": int(data.is_test.sum()),
             "seeds": list(seeds),
             "budgets": list(budgets),
-            "probe_below_labels": probe_below(settings),
+            "probe_below_labels": settings.probe_below_labels,
             "model_kind": settings.model_kind,
             "train_epochs": settings.train_epochs,
             "train_patience": settings.train_patience,
