@@ -37,6 +37,7 @@ from tagloop.db.engine import session_scope
 from tagloop.db.models import Job, QueueItem
 from tagloop.pipeline import loop
 from tagloop.pipeline.scoring import refill_queue
+from tests.benchmarks.bench_al_lt_small import hypergeom_tail
 from tests.integration.stack_helpers import running_stack, stack_settings, wait_until
 from tests.integration.test_training_loop import wait_job
 
@@ -77,17 +78,6 @@ def rare_tags(specs: list[ClipSpec], *, fraction: float) -> set[str]:
     k = math.ceil(fraction * len(long_tail_vocab()))
     order = sorted(counts, key=lambda c: c[0])  # stable: vocabulary order among ties
     return {t for _, t in order[:k]}
-
-
-def hypergeom_tail(*, population: int, successes: int, draws: int, q: float) -> tuple[float, int]:
-    """(mean, q-quantile) of successes among ``draws`` taken uniformly without replacement."""
-    total = math.comb(population, draws)
-    cdf = 0.0
-    for k in range(draws + 1):
-        cdf += math.comb(successes, k) * math.comb(population - successes, draws - k) / total
-        if cdf >= q:
-            break
-    return draws * successes / population, k
 
 
 def lease_next(client: TagloopClient, *, timeout_s: float = 120) -> dict[str, Any]:

@@ -88,3 +88,56 @@ def test_fire_table_finds_each_threshold_and_the_gap_to_the_end() -> None:
     assert table["0.95"]["macro_ap_gap_to_end"] == pytest.approx(0.06)
     assert table["0.98"]["labels"] == 200 and table["0.99"]["labels"] == 240
     assert table["0.999"] is None
+
+
+def test_small_pool_rare_tags_are_the_rarest_present_ones() -> None:
+    from tests.benchmarks.bench_al_lt_small import rare_clip_count, rare_columns_of
+
+    # Column counts 3, 0, 1, 2, 5: column 1 is absent, so the two rarest are 2 and 3.
+    targets = np.zeros((5, 5))
+    targets[:3, 0] = 1
+    targets[4, 2] = 1
+    targets[1:3, 3] = 1
+    targets[:, 4] = 1
+    rare = rare_columns_of(targets, fraction=0.4)
+    assert rare.tolist() == [2, 3]
+    assert rare_clip_count(targets, rare) == 3  # rows 1, 2 (column 3) and 4 (column 2)
+    assert rare_clip_count(np.zeros((0, 5)), rare) == 0
+
+
+def test_small_pool_summary_compares_each_draw_with_random() -> None:
+    from tests.benchmarks.bench_al_lt_small import summarize as small_summary
+
+    def row(draw: int, strategy: str, rounds: int, rare: int, q95: int) -> dict[str, Any]:
+        return {
+            "draw": draw,
+            "strategy": strategy,
+            "rounds": rounds,
+            "rare_offered": rare,
+            "q95": q95,
+        }
+
+    rows = [
+        row(0, "random", 1, 4, 7),
+        row(1, "random", 1, 6, 7),
+        row(0, "balanced_cluster", 1, 8, 7),
+        row(1, "balanced_cluster", 1, 6, 7),
+        row(0, "random", 2, 9, 12),
+        row(0, "balanced_cluster", 2, 13, 12),
+    ]
+    out = small_summary(rows)
+    assert out["random"]["1"]["mean"] == 5.0 and out["random"]["1"]["ratio"] == 1.0
+    one = out["balanced_cluster"]["1"]
+    assert one["ratio"] == pytest.approx(7.0 / 5.0)
+    assert one["wins"] == 1 and one["ties"] == 1 and one["above_q95"] == 1
+    two = out["balanced_cluster"]["2"]
+    assert two["draws"] == 1 and two["ratio"] == pytest.approx(13 / 9) and two["above_q95"] == 1
+
+
+def test_hypergeometric_tail_matches_a_hand_count() -> None:
+    from tests.benchmarks.bench_al_lt_small import hypergeom_tail
+
+    # 2 successes in 4, draw 2: P(0) = 1/6, P(1) = 4/6, P(2) = 1/6.
+    assert hypergeom_tail(population=4, successes=2, draws=2, q=0.5) == (1.0, 1)
+    assert hypergeom_tail(population=4, successes=2, draws=2, q=0.9)[1] == 2
+    assert hypergeom_tail(population=4, successes=2, draws=2, q=0.1)[1] == 0
