@@ -79,6 +79,10 @@ class Settings(BaseSettings):
     # served model (bench_cold_start, bench_low_label). A run (about 600 steps, see
     # pretrain_min_steps) holds the ml worker 3-10 minutes on 2 CPU cores.
     pretrain_after_new_clips: int = 1000
+    # ... and at least this fraction of the clips the last run saw is new: on a growing pool
+    # runs come at 1k, 2k, 3k, 4.5k, 6.75k ... clips instead of every 1,000 for ever (a
+    # 1M-clip pool would otherwise keep the ml worker pretraining). 0: the count alone.
+    pretrain_growth: float = Field(default=0.5, ge=0.0)
     pretrain_max_clips: int = 20_000
     pretrain_epochs: int | None = None  # None: PretrainOptions' default
     # The fewest optimiser steps a run takes: a small pool gets more epochs (2 epochs over

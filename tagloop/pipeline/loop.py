@@ -15,6 +15,7 @@ pretraining run finished               rebuild the seed batch on its embeddings 
 round not promoted                     refill, if the queue is low
 beat tick, every ``loop_tick_seconds``   train if due; score if unscored clips; refill if low;
                                        pretrain if ``pretrain_after_new_clips`` clips are new
+                                       and ``pretrain_growth`` of the last run's pool
 =====================================  =====================================================
 
 - **low**: fewer than ``queue_low_water`` rows queued while some offerable clip is not in the
@@ -36,6 +37,7 @@ This module is light on purpose (no torch): the API calls it on its hot routes.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -69,8 +71,10 @@ class LoopState:
     scoring_active: bool
     refill_active: bool
     seconds_since_refill: float | None
-    # Clips that became ready since the last pretraining run started, and whether one runs.
+    # Clips that became ready since the last pretraining run started, how many it saw when it
+    # started (0: no run, or one from before this was recorded), and whether one runs.
     new_clips_since_pretrain: int = 0
+    clips_at_last_pretrain: int = 0
     pretrain_active: bool = False
 
 
@@ -89,6 +93,7 @@ class LoopPolicy:
     retrain_every_s: float
     refill_min_interval_s: float
     pretrain_after_new_clips: int = 0  # 0: pretraining only on request
+    pretrain_growth: float = 0.0  # and this fraction of the last run's clips must be new
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LoopPolicy:
@@ -98,6 +103,7 @@ class LoopPolicy:
             retrain_every_s=settings.retrain_every_minutes * 60.0,
             refill_min_interval_s=settings.refill_min_interval_seconds,
             pretrain_after_new_clips=settings.pretrain_after_new_clips,
+            pretrain_growth=settings.pretrain_growth,
         )
 
 
@@ -109,10 +115,14 @@ def train_due(state: LoopState, policy: LoopPolicy) -> bool:
 
 
 def pretrain_due(state: LoopState, policy: LoopPolicy) -> bool:
+    needed = max(
+        policy.pretrain_after_new_clips,
+        math.ceil(policy.pretrain_growth * state.clips_at_last_pretrain),
+    )
     return (
         policy.pretrain_after_new_clips > 0
         and not state.pretrain_active
-        and state.new_clips_since_pretrain >= policy.pretrain_after_new_clips
+        and state.new_clips_since_pretrain >= needed
     )
 
 
@@ -244,9 +254,18 @@ def read_state(session: Session, *, settings: Settings, now: datetime | None = N
         refill_active=job_repo.live_job(session, kind=REFILL_JOB, stale_s=stale) is not None,
         seconds_since_refill=_age(refill_job.created_at, now) if refill_job else None,
         new_clips_since_pretrain=new_clips_since_pretrain(session) if pretrain_on else 0,
+        clips_at_last_pretrain=clips_at_last_pretrain(session) if pretrain_on else 0,
         pretrain_active=pretrain_on
         and job_repo.live_job(session, kind=PRETRAIN_JOB, stale_s=stale) is not None,
     )
+
+
+def _pretrainable_clips(session: Session, *, after: int = 0) -> int:
+    """Ready clips with sound and an id above ``after``: the clips pretraining reads."""
+    q = select(func.count(Clip.id)).where(
+        Clip.id > after, Clip.status == "ready", Clip.has_audio.is_(True)
+    )
+    return int(session.scalar(q) or 0)
 
 
 def new_clips_since_pretrain(session: Session) -> int:
@@ -255,18 +274,25 @@ def new_clips_since_pretrain(session: Session) -> int:
     and reads no other, so a silent pool never starts a run that could only fail."""
     run = job_repo.latest_job(session, kind=PRETRAIN_JOB)
     mark = int((run.params or {}).get("clip_watermark", 0)) if run else 0
-    q = select(func.count(Clip.id)).where(
-        Clip.id > mark, Clip.status == "ready", Clip.has_audio.is_(True)
-    )
-    return int(session.scalar(q) or 0)
+    return _pretrainable_clips(session, after=mark)
+
+
+def clips_at_last_pretrain(session: Session) -> int:
+    """The pretrainable clips when the last pretraining run started (0: none recorded)."""
+    run = job_repo.latest_job(session, kind=PRETRAIN_JOB)
+    return int((run.params or {}).get("pool_clips", 0)) if run else 0
 
 
 def create_pretrain_job(session: Session, *, trigger: str) -> Job:
-    """A pretraining run's job; its clip watermark is what "new clips" count from next."""
+    """A pretraining run's job; its clip watermark is what "new clips" count from next, and
+    its pool size what the next run's growth is measured against."""
     mark = int(session.scalar(select(func.max(Clip.id))) or 0)
-    return job_repo.create_job(
-        session, kind=PRETRAIN_JOB, params={"trigger": trigger, "clip_watermark": mark}
-    )
+    params = {
+        "trigger": trigger,
+        "clip_watermark": mark,
+        "pool_clips": _pretrainable_clips(session),
+    }
+    return job_repo.create_job(session, kind=PRETRAIN_JOB, params=params)
 
 
 # --- Turning decisions into jobs -------------------------------------------------------------

@@ -324,5 +324,7 @@ def test_only_clips_with_sound_count_towards_a_pretraining_run(api: ApiHarness) 
     [run] = jobs(db, loop.PRETRAIN_JOB)
     with session_scope(db) as s:
         assert loop.new_clips_since_pretrain(s) == 0  # counted from the run's watermark
+        assert loop.clips_at_last_pretrain(s) == 3  # what the next run's growth counts against
     assert not pretrain_planned() and len(jobs(db, loop.PRETRAIN_JOB)) == 1
     assert run.params["trigger"] == "tick"
+    assert run.params["pool_clips"] == 3

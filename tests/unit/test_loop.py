@@ -90,3 +90,25 @@ def test_unscored_clips_are_scored_and_the_score_job_refills() -> None:
 def test_train_score_and_refill_can_all_be_due_at_once() -> None:
     state = replace(IDLE, new_labels=50, unscored=True, queued=0)
     assert decide(state, POLICY) == LoopActions(train=True, score=True)
+
+
+def test_pretraining_waits_for_the_pool_to_grow_by_a_fraction_of_the_last_run() -> None:
+    from tagloop.pipeline.loop import pretrain_due
+
+    policy = replace(POLICY, pretrain_after_new_clips=1000, pretrain_growth=0.5)
+    first = replace(IDLE, new_clips_since_pretrain=1000)  # no run yet: the count alone
+    assert pretrain_due(first, policy)
+    assert not pretrain_due(replace(first, new_clips_since_pretrain=999), policy)
+    # The last run saw 10,000 clips: 1,000 new are not enough, 5,000 are.
+    grown = replace(IDLE, clips_at_last_pretrain=10_000)
+    assert not pretrain_due(replace(grown, new_clips_since_pretrain=4999), policy)
+    assert pretrain_due(replace(grown, new_clips_since_pretrain=5000), policy)
+    assert decide(replace(grown, new_clips_since_pretrain=5000), policy).pretrain
+    # Growth 0 is the count alone; the count 0 is "only on request" whatever the growth.
+    assert pretrain_due(
+        replace(grown, new_clips_since_pretrain=1000), replace(policy, pretrain_growth=0.0)
+    )
+    assert not pretrain_due(
+        replace(grown, new_clips_since_pretrain=10**6), replace(policy, pretrain_after_new_clips=0)
+    )
+    assert not pretrain_due(replace(first, pretrain_active=True), policy)
