@@ -236,7 +236,9 @@ def train_round(*, settings: Settings, job_id: int, task_id: str | None = None) 
         # split: neither version trained on it.
         enough = len(holdout) >= settings.promote_min_holdout
         comparison = _compare(
-            result.model,
+            # On validation clips, the fit that never saw them (a refit probe's served
+            # weights did); on the holdout, what is served.
+            result.model if enough else result.validation_model,
             old,
             holdout if enough else val,
             on="holdout" if enough else "validation",
@@ -265,6 +267,7 @@ def train_round(*, settings: Settings, job_id: int, task_id: str | None = None) 
             config=config,
             options=options,
             metrics=metrics,
+            judged=result.judged,
         )
         store.put_bytes(model_key(version_id), artifact)
         # Positives per tag this round learned from; its stop-set agreement (stopping rule).
@@ -385,7 +388,8 @@ def _compare(
     audio_frames: int | None,
 ) -> Comparison:
     """The new and the promoted version on the same ``clips``, over the promoted version's
-    tags (a reordered vocabulary cannot be compared: old side None)."""
+    tags (a reordered vocabulary cannot be compared: old side None). On validation clips the
+    promoted version speaks through its validation fit, which never trained on them."""
     from tagloop.training.predict import predict_clips
     from tagloop.training.promotion import compare_versions
 
@@ -398,11 +402,12 @@ def _compare(
         )
     tensors = [s.tensors for s in clips]
     new_probs = predict_clips(new_model, tensors, vocab=vocab, audio_frames=audio_frames).probs
-    old_probs = (
-        predict_clips(old.model, tensors, vocab=old.vocab, audio_frames=audio_frames_of(old)).probs
-        if comparable
-        else None
-    )
+    old_probs = None
+    if comparable:
+        old_model = old.validation_model if on == "validation" else old.model
+        old_probs = predict_clips(
+            old_model, tensors, vocab=old.vocab, audio_frames=audio_frames_of(old)
+        ).probs
     return compare_versions(
         new_probs[:, :k],
         old_probs,

@@ -1,9 +1,11 @@
 """A trained model as bytes for the model registry: weights plus everything to rebuild it.
 
-Format: ``torch.save({"format": 1, "metadata_json": str, "state_dict": {...}})``. Only tensors
-and strings, so :func:`load_artifact` reads it with ``weights_only=True`` and a stored artifact
-cannot run code. The metadata holds the kind, the vocabulary (tags and groups, in column order),
-the FusionConfig, the TrainOptions, the validation metrics and the learned fusion weights.
+Format: ``torch.save({"format": 1, "metadata_json": str, "state_dict": {...}})``, and for a
+refit probe ``"judged_state"``: the tensors in which the validation fit (the model promotion
+compares on validation clips) differs from the served one. Only tensors and strings, so
+:func:`load_artifact` reads it with ``weights_only=True`` and a stored artifact cannot run
+code. The metadata holds the kind, the vocabulary (tags and groups, in column order), the
+FusionConfig, the TrainOptions, the validation metrics and the learned fusion weights.
 """
 
 from __future__ import annotations
@@ -26,13 +28,20 @@ ARTIFACT_FORMAT = 1
 
 @dataclass
 class LoadedModel:
-    """model in eval mode; metadata: the whole stored metadata dict (options, metrics, ...)."""
+    """model in eval mode; metadata: the whole stored metadata dict (options, metrics, ...).
+    judged: the validation fit of a refit probe (``TrainResult.judged``), else None."""
 
     model: FusionModel
     kind: str
     vocab: TagVocabulary
     config: FusionConfig
     metadata: dict[str, Any]
+    judged: FusionModel | None = None
+
+    @property
+    def validation_model(self) -> FusionModel:
+        """The version's model that never saw its validation clips."""
+        return self.judged if self.judged is not None else self.model
 
 
 def save_artifact(
@@ -43,8 +52,10 @@ def save_artifact(
     config: FusionConfig,
     options: TrainOptions,
     metrics: dict[str, Any],
+    judged: FusionModel | None = None,
 ) -> bytes:
-    """Serialise ``model`` with its metadata; ``metrics`` must be JSON-ready."""
+    """Serialise ``model`` with its metadata; ``metrics`` must be JSON-ready. ``judged``: the
+    validation fit of a refit probe, stored as its difference from ``model``."""
     if model.vocab_size != len(vocab):
         raise InvalidInput(
             f"model has {model.vocab_size} outputs, vocabulary {len(vocab)}",
@@ -62,11 +73,20 @@ def save_artifact(
     state = {
         name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()
     }
+    payload: dict[str, Any] = {
+        "format": ARTIFACT_FORMAT,
+        "metadata_json": json.dumps(metadata),
+        "state_dict": state,
+    }
+    if judged is not None:
+        # Only what differs (heads, standardisation): the frozen branches are the same.
+        payload["judged_state"] = {
+            name: tensor.detach().cpu().contiguous()
+            for name, tensor in judged.state_dict().items()
+            if name not in state or not torch.equal(tensor.detach().cpu(), state[name])
+        }
     buffer = io.BytesIO()
-    torch.save(
-        {"format": ARTIFACT_FORMAT, "metadata_json": json.dumps(metadata), "state_dict": state},
-        buffer,
-    )
+    torch.save(payload, buffer)
     return buffer.getvalue()
 
 
@@ -84,6 +104,11 @@ def load_artifact(data: bytes) -> LoadedModel:
         config = FusionConfig.from_dict(metadata["config"])
         model = build_model(kind, vocab_size=len(vocab), config=config)
         model.load_state_dict(payload["state_dict"])
+        judged = None
+        if "judged_state" in payload:
+            judged = build_model(kind, vocab_size=len(vocab), config=config)
+            judged.load_state_dict({**payload["state_dict"], **payload["judged_state"]})
+            judged.eval()
     except InvalidInput:
         raise
     except (
@@ -97,4 +122,6 @@ def load_artifact(data: bytes) -> LoadedModel:
     ) as exc:
         raise InvalidInput(f"not a model artifact: {exc}", code="invalid_artifact") from exc
     model.eval()
-    return LoadedModel(model=model, kind=kind, vocab=vocab, config=config, metadata=metadata)
+    return LoadedModel(
+        model=model, kind=kind, vocab=vocab, config=config, metadata=metadata, judged=judged
+    )

@@ -176,13 +176,19 @@ def fit_head(
     val: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None,
     *,
     vocab: TagVocabulary,
+    c: float | None = None,
 ) -> tuple[tuple[torch.Tensor, torch.Tensor], dict[str, Any]] | None:
     """The fitted ``(weight, bias)`` of one head and how its C was chosen; None without
-    labels. The grid is searched when ``val`` has at least ``MIN_VAL_CLIPS`` labeled clips."""
+    labels. ``c`` given: that C (a refit); else the grid is searched when ``val`` has at
+    least ``MIN_VAL_CLIPS`` labeled clips."""
     inputs, targets, known = train
     n_decisions = count_decisions(targets, known, vocab=vocab)
     if n_decisions == 0:
         return None
+    if c is not None:
+        l2 = 1.0 / (c * n_decisions)
+        solution = fit_linear(inputs, targets, known, vocab=vocab, l2=l2)
+        return solution, {"C": c, "l2": l2, "chosen_by": "given"}
     if val is None or count_labeled_clips(val[1], val[2], vocab=vocab) < MIN_VAL_CLIPS:
         l2 = 1.0 / (DEFAULT_C * n_decisions)
         solution = fit_linear(inputs, targets, known, vocab=vocab, l2=l2)
@@ -222,8 +228,10 @@ def fit_probe(
     vocab: TagVocabulary,
     options: TrainOptions,
     val: ClipDataset | None,
+    c: dict[str, float] | None = None,
 ) -> dict[str, Any]:
-    """Fit ``model``'s standardisation buffers and its three heads on ``train``.
+    """Fit ``model``'s standardisation buffers and its three heads on ``train``; ``c``: a
+    head named there is fit with that C (no search; the others as usual).
 
     Returns (JSON-ready) ``{"heads": {head: {"C", "l2", "chosen_by", ["scores"]} or None},
     "train_loss": float, "feature_dims": {...}, "uses_branches": bool}``. A head without
@@ -243,6 +251,7 @@ def fit_probe(
             train_features.head_data(name),
             None if val_features is None else val_features.head_data(name),
             vocab=vocab,
+            c=(c or {}).get(name),
         )
         weight, bias = model.head_parameters(name)
         with torch.no_grad():

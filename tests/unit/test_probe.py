@@ -351,3 +351,127 @@ def test_ungrouped_tags_with_unknown_entries_match_per_tag_sklearn(
         np.testing.assert_allclose(
             preds.probs[:, j], sk.predict_proba(test_features)[:, 1], atol=2e-3
         )
+
+
+def distinct(clips: list[LabeledClip]) -> list[LabeledClip]:
+    """The clips under ids no ``make_clips`` training clip has (a round's split never repeats
+    a clip; the fixture's sets all number from 0)."""
+    from dataclasses import replace
+
+    return [replace(c, clip_id=c.clip_id + 10_000) for c in clips]
+
+
+def test_the_served_probe_is_refit_on_validation_clips_too(
+    data: tuple[list[LabeledClip], ...],
+) -> None:
+    train, val, test = data[0], distinct(data[1]), data[2]
+    result = train_model(
+        kind="probe", vocab=QUADRANTS, config=CONFIG, train=train, val=val, options=OPTIONS
+    )
+    assert result.judged is not None and result.validation_model is result.judged
+    record = result.history[0]
+    chosen = {name: info["C"] for name, info in record["probe"]["heads"].items()}
+    refit = record["refit"]
+    assert refit["n_clips"] == len(train) + len(val)
+    assert {name: info["C"] for name, info in refit["heads"].items()} == chosen
+    assert {info["chosen_by"] for info in refit["heads"].values()} == {"given"}
+    # The judged model is the validation fit: the same weights as a run without the refit,
+    # and the metrics describe it.
+    plain = train_model(
+        kind="probe",
+        vocab=QUADRANTS,
+        config=CONFIG,
+        train=train,
+        val=val,
+        options=TrainOptions(audio_frames=24, num_threads=1, refit_probe=False),
+    )
+    assert plain.judged is None and plain.validation_model is plain.model
+    assert same_weights(result.judged, plain.model)
+    assert result.metrics["score"] == plain.metrics["score"]
+    # The served model learned from all 80 clips: it is the fit with C given on them.
+    assert not same_weights(result.model, result.judged)
+    direct = build_model("probe", vocab_size=len(QUADRANTS), config=CONFIG)
+    assert isinstance(direct, LinearProbe)
+    from tagloop.training.dataset import ClipDataset
+
+    probe_fit.fit_probe(
+        direct, ClipDataset(train + val), vocab=QUADRANTS, options=OPTIONS, val=None, c=chosen
+    )
+    fitted_state, served = direct.state_dict(), result.model.state_dict()
+    learned = [k for k in served if k.startswith("heads.") or k.endswith(("_mean", "_std"))]
+    assert len(learned) >= 8  # three heads' weight and bias, two modalities' mean and std
+    assert all(torch.equal(fitted_state[k], served[k]) for k in learned)
+    assert accuracy(predict(result.model, test).probs, test) >= 0.85
+
+
+def test_no_refit_when_the_validation_clips_are_the_training_clips(
+    data: tuple[list[LabeledClip], ...],
+) -> None:
+    train = data[0]
+    result = train_model(
+        kind="probe", vocab=QUADRANTS, config=CONFIG, train=train, val=train, options=OPTIONS
+    )
+    assert result.judged is None and "refit" not in result.history[0]
+
+
+def test_an_artifact_keeps_the_validation_fit_of_a_refit_probe(
+    data: tuple[list[LabeledClip], ...],
+) -> None:
+    train, val, test = data[0], distinct(data[1]), data[2]
+    result = train_model(
+        kind="probe", vocab=QUADRANTS, config=CONFIG, train=train, val=val, options=OPTIONS
+    )
+    assert result.judged is not None
+
+    def blob(judged: FusionModel | None) -> bytes:
+        return save_artifact(
+            model=result.model,
+            kind="probe",
+            vocab=QUADRANTS,
+            config=CONFIG,
+            options=OPTIONS,
+            metrics=result.metrics,
+            judged=judged,
+        )
+
+    loaded = load_artifact(blob(result.judged))
+    assert loaded.judged is not None and loaded.validation_model is loaded.judged
+    assert np.array_equal(predict(loaded.model, test).probs, predict(result.model, test).probs)
+    assert np.array_equal(predict(loaded.judged, test).probs, predict(result.judged, test).probs)
+    assert len(blob(result.judged)) > len(blob(None))  # only the tensors that differ
+    bare = load_artifact(blob(None))
+    assert bare.judged is None and bare.validation_model is bare.model
+
+
+def test_promotion_on_validation_clips_asks_the_validation_fit(
+    data: tuple[list[LabeledClip], ...],
+) -> None:
+    from tagloop.pipeline.training import _compare
+
+    train, val = data[0][:16], distinct(data[1])
+    result = train_model(
+        kind="probe", vocab=QUADRANTS, config=CONFIG, train=train, val=val, options=OPTIONS
+    )
+    old = load_artifact(
+        save_artifact(
+            model=result.model,
+            kind="probe",
+            vocab=QUADRANTS,
+            config=CONFIG,
+            options=OPTIONS,
+            metrics=result.metrics,
+            judged=result.judged,
+        )
+    )
+    assert old.judged is not None
+
+    def compare(new: FusionModel, on: str) -> float | None:
+        return _compare(
+            new, old, val, on=on, vocab=QUADRANTS, audio_frames=OPTIONS.audio_frames
+        ).delta
+
+    # The served fit learned these clips, so it scores higher on them than the validation fit.
+    assert compare(old.model, "validation") != 0.0
+    # On validation clips the promoted version is its validation fit; elsewhere, the served.
+    assert compare(old.judged, "validation") == 0.0
+    assert compare(old.model, "holdout") == 0.0
