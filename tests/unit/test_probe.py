@@ -225,15 +225,7 @@ def test_artifact_round_trip_predicts_the_same(
     fitted: TrainResult, data: tuple[list[LabeledClip], ...]
 ) -> None:
     test = data[2][:50]
-    blob = save_artifact(
-        model=fitted.model,
-        kind="probe",
-        vocab=QUADRANTS,
-        config=CONFIG,
-        options=OPTIONS,
-        metrics=fitted.metrics,
-    )
-    loaded = load_artifact(blob)
+    loaded = load_artifact(probe_artifact(fitted, judged=None))
     assert isinstance(loaded.model, LinearProbe)
     assert isinstance(fitted.model, LinearProbe)
     assert torch.equal(loaded.model.visual_std, fitted.model.visual_std)
@@ -361,35 +353,52 @@ def distinct(clips: list[LabeledClip]) -> list[LabeledClip]:
     return [replace(c, clip_id=c.clip_id + 10_000) for c in clips]
 
 
-def test_the_served_probe_is_refit_on_validation_clips_too(
-    data: tuple[list[LabeledClip], ...],
-) -> None:
-    train, val, test = data[0], distinct(data[1]), data[2]
-    result = train_model(
-        kind="probe", vocab=QUADRANTS, config=CONFIG, train=train, val=val, options=OPTIONS
+def fit_with_validation(
+    train: list[LabeledClip], val: list[LabeledClip], *, options: TrainOptions = OPTIONS
+) -> TrainResult:
+    return train_model(
+        kind="probe", vocab=QUADRANTS, config=CONFIG, train=train, val=val, options=options
     )
-    assert result.judged is not None and result.validation_model is result.judged
-    record = result.history[0]
-    chosen = {name: info["C"] for name, info in record["probe"]["heads"].items()}
-    refit = record["refit"]
-    assert refit["n_clips"] == len(train) + len(val)
-    assert {name: info["C"] for name, info in refit["heads"].items()} == chosen
-    assert {info["chosen_by"] for info in refit["heads"].values()} == {"given"}
-    # The judged model is the validation fit: the same weights as a run without the refit,
-    # and the metrics describe it.
-    plain = train_model(
+
+
+@pytest.fixture(scope="module")
+def refit(data: tuple[list[LabeledClip], ...]) -> TrainResult:
+    """A probe fit on the 40 training clips with 40 other validation clips: refit on 80."""
+    return fit_with_validation(data[0], distinct(data[1]))
+
+
+def probe_artifact(result: TrainResult, *, judged: FusionModel | None) -> bytes:
+    return save_artifact(
+        model=result.model,
         kind="probe",
         vocab=QUADRANTS,
         config=CONFIG,
-        train=train,
-        val=val,
-        options=TrainOptions(audio_frames=24, num_threads=1, refit_probe=False),
+        options=OPTIONS,
+        metrics=result.metrics,
+        judged=judged,
+    )
+
+
+def test_the_served_probe_is_refit_on_validation_clips_too(
+    refit: TrainResult, data: tuple[list[LabeledClip], ...]
+) -> None:
+    train, val, test = data[0], distinct(data[1]), data[2]
+    assert refit.judged is not None and refit.validation_model is refit.judged
+    record = refit.history[0]
+    chosen = {name: info["C"] for name, info in record["probe"]["heads"].items()}
+    assert record["refit"]["n_clips"] == len(train) + len(val)
+    assert {name: info["C"] for name, info in record["refit"]["heads"].items()} == chosen
+    assert {info["chosen_by"] for info in record["refit"]["heads"].values()} == {"given"}
+    # The judged model is the validation fit: the same weights as a run without the refit,
+    # and the metrics describe it.
+    plain = fit_with_validation(
+        train, val, options=TrainOptions(audio_frames=24, num_threads=1, refit_probe=False)
     )
     assert plain.judged is None and plain.validation_model is plain.model
-    assert same_weights(result.judged, plain.model)
-    assert result.metrics["score"] == plain.metrics["score"]
+    assert same_weights(refit.judged, plain.model)
+    assert refit.metrics["score"] == plain.metrics["score"]
     # The served model learned from all 80 clips: it is the fit with C given on them.
-    assert not same_weights(result.model, result.judged)
+    assert not same_weights(refit.model, refit.judged)
     direct = build_model("probe", vocab_size=len(QUADRANTS), config=CONFIG)
     assert isinstance(direct, LinearProbe)
     from tagloop.training.dataset import ClipDataset
@@ -397,49 +406,32 @@ def test_the_served_probe_is_refit_on_validation_clips_too(
     probe_fit.fit_probe(
         direct, ClipDataset(train + val), vocab=QUADRANTS, options=OPTIONS, val=None, c=chosen
     )
-    fitted_state, served = direct.state_dict(), result.model.state_dict()
+    fitted_state, served = direct.state_dict(), refit.model.state_dict()
     learned = [k for k in served if k.startswith("heads.") or k.endswith(("_mean", "_std"))]
     assert len(learned) >= 8  # three heads' weight and bias, two modalities' mean and std
     assert all(torch.equal(fitted_state[k], served[k]) for k in learned)
-    assert accuracy(predict(result.model, test).probs, test) >= 0.85
+    assert accuracy(predict(refit.model, test).probs, test) >= 0.85
 
 
 def test_no_refit_when_the_validation_clips_are_the_training_clips(
     data: tuple[list[LabeledClip], ...],
 ) -> None:
-    train = data[0]
-    result = train_model(
-        kind="probe", vocab=QUADRANTS, config=CONFIG, train=train, val=train, options=OPTIONS
-    )
+    result = fit_with_validation(data[0], data[0])
     assert result.judged is None and "refit" not in result.history[0]
 
 
 def test_an_artifact_keeps_the_validation_fit_of_a_refit_probe(
-    data: tuple[list[LabeledClip], ...],
+    refit: TrainResult, data: tuple[list[LabeledClip], ...]
 ) -> None:
-    train, val, test = data[0], distinct(data[1]), data[2]
-    result = train_model(
-        kind="probe", vocab=QUADRANTS, config=CONFIG, train=train, val=val, options=OPTIONS
-    )
-    assert result.judged is not None
-
-    def blob(judged: FusionModel | None) -> bytes:
-        return save_artifact(
-            model=result.model,
-            kind="probe",
-            vocab=QUADRANTS,
-            config=CONFIG,
-            options=OPTIONS,
-            metrics=result.metrics,
-            judged=judged,
-        )
-
-    loaded = load_artifact(blob(result.judged))
+    test = data[2]
+    assert refit.judged is not None
+    loaded = load_artifact(probe_artifact(refit, judged=refit.judged))
     assert loaded.judged is not None and loaded.validation_model is loaded.judged
-    assert np.array_equal(predict(loaded.model, test).probs, predict(result.model, test).probs)
-    assert np.array_equal(predict(loaded.judged, test).probs, predict(result.judged, test).probs)
-    assert len(blob(result.judged)) > len(blob(None))  # only the tensors that differ
-    bare = load_artifact(blob(None))
+    assert np.array_equal(predict(loaded.model, test).probs, predict(refit.model, test).probs)
+    assert np.array_equal(predict(loaded.judged, test).probs, predict(refit.judged, test).probs)
+    # Only the tensors that differ are stored twice.
+    assert len(probe_artifact(refit, judged=refit.judged)) > len(probe_artifact(refit, judged=None))
+    bare = load_artifact(probe_artifact(refit, judged=None))
     assert bare.judged is None and bare.validation_model is bare.model
 
 
@@ -448,21 +440,9 @@ def test_promotion_on_validation_clips_asks_the_validation_fit(
 ) -> None:
     from tagloop.pipeline.training import _compare
 
-    train, val = data[0][:16], distinct(data[1])
-    result = train_model(
-        kind="probe", vocab=QUADRANTS, config=CONFIG, train=train, val=val, options=OPTIONS
-    )
-    old = load_artifact(
-        save_artifact(
-            model=result.model,
-            kind="probe",
-            vocab=QUADRANTS,
-            config=CONFIG,
-            options=OPTIONS,
-            metrics=result.metrics,
-            judged=result.judged,
-        )
-    )
+    val = distinct(data[1])
+    result = fit_with_validation(data[0][:16], val)
+    old = load_artifact(probe_artifact(result, judged=result.judged))
     assert old.judged is not None
 
     def compare(new: FusionModel, on: str) -> float | None:
