@@ -253,8 +253,7 @@ def read_state(session: Session, *, settings: Settings, now: datetime | None = N
         scoring_active=job_repo.live_job(session, kind=SCORE_JOB, stale_s=stale) is not None,
         refill_active=job_repo.live_job(session, kind=REFILL_JOB, stale_s=stale) is not None,
         seconds_since_refill=_age(refill_job.created_at, now) if refill_job else None,
-        new_clips_since_pretrain=new_clips_since_pretrain(session) if pretrain_on else 0,
-        clips_at_last_pretrain=clips_at_last_pretrain(session) if pretrain_on else 0,
+        **pretrain_progress(session, on=pretrain_on),
         pretrain_active=pretrain_on
         and job_repo.live_job(session, kind=PRETRAIN_JOB, stale_s=stale) is not None,
     )
@@ -268,19 +267,32 @@ def _pretrainable_clips(session: Session, *, after: int = 0) -> int:
     return int(session.scalar(q) or 0)
 
 
-def new_clips_since_pretrain(session: Session) -> int:
-    """Ready clips with sound newer than the last pretraining run's clip watermark (all, before
-    any run). Only clips with sound count: pretraining learns from picture and sound together
-    and reads no other, so a silent pool never starts a run that could only fail."""
+def pretrain_progress(session: Session, *, on: bool = True) -> dict[str, int]:
+    """``LoopState``'s pretraining counts from one read of the last run (zeros when ``on`` is
+    False: automatic pretraining is off, so neither query runs).
+
+    new_clips_since_pretrain: ready clips with sound newer than the last run's clip watermark
+    (all, before any run). Only clips with sound count: pretraining learns from picture and
+    sound together and reads no other, so a silent pool never starts a run that could only
+    fail. clips_at_last_pretrain: the pretrainable clips when that run started (0: none
+    recorded)."""
+    if not on:
+        return {"new_clips_since_pretrain": 0, "clips_at_last_pretrain": 0}
     run = job_repo.latest_job(session, kind=PRETRAIN_JOB)
-    mark = int((run.params or {}).get("clip_watermark", 0)) if run else 0
-    return _pretrainable_clips(session, after=mark)
+    params = (run.params or {}) if run else {}
+    mark = int(params.get("clip_watermark", 0))
+    return {
+        "new_clips_since_pretrain": _pretrainable_clips(session, after=mark),
+        "clips_at_last_pretrain": int(params.get("pool_clips", 0)),
+    }
+
+
+def new_clips_since_pretrain(session: Session) -> int:
+    return pretrain_progress(session)["new_clips_since_pretrain"]
 
 
 def clips_at_last_pretrain(session: Session) -> int:
-    """The pretrainable clips when the last pretraining run started (0: none recorded)."""
-    run = job_repo.latest_job(session, kind=PRETRAIN_JOB)
-    return int((run.params or {}).get("pool_clips", 0)) if run else 0
+    return pretrain_progress(session)["clips_at_last_pretrain"]
 
 
 def create_pretrain_job(session: Session, *, trigger: str) -> Job:

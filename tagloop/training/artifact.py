@@ -10,6 +10,7 @@ FusionConfig, the TrainOptions, the validation metrics and the learned fusion we
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import pickle
@@ -29,14 +30,28 @@ ARTIFACT_FORMAT = 1
 @dataclass
 class LoadedModel:
     """model in eval mode; metadata: the whole stored metadata dict (options, metrics, ...).
-    judged: the validation fit of a refit probe (``TrainResult.judged``), else None."""
+    judged_state: the stored tensors in which a refit probe's validation fit differs from
+    ``model`` (None: no such fit); ``judged`` builds that model on first use only, since
+    scoring and prediction, which load every promoted artifact, never need it."""
 
     model: FusionModel
     kind: str
     vocab: TagVocabulary
     config: FusionConfig
     metadata: dict[str, Any]
-    judged: FusionModel | None = None
+    judged_state: dict[str, torch.Tensor] | None = None
+
+    @functools.cached_property
+    def judged(self) -> FusionModel | None:
+        """The validation fit of a refit probe (``TrainResult.judged``), else None."""
+        if self.judged_state is None:
+            return None
+        judged = build_model(self.kind, vocab_size=len(self.vocab), config=self.config)
+        try:
+            judged.load_state_dict({**self.model.state_dict(), **self.judged_state})
+        except (RuntimeError, KeyError) as exc:
+            raise InvalidInput(f"not a model artifact: {exc}", code="invalid_artifact") from exc
+        return judged.eval()
 
     @property
     def validation_model(self) -> FusionModel:
@@ -104,11 +119,6 @@ def load_artifact(data: bytes) -> LoadedModel:
         config = FusionConfig.from_dict(metadata["config"])
         model = build_model(kind, vocab_size=len(vocab), config=config)
         model.load_state_dict(payload["state_dict"])
-        judged = None
-        if "judged_state" in payload:
-            judged = build_model(kind, vocab_size=len(vocab), config=config)
-            judged.load_state_dict({**payload["state_dict"], **payload["judged_state"]})
-            judged.eval()
     except InvalidInput:
         raise
     except (
@@ -123,5 +133,10 @@ def load_artifact(data: bytes) -> LoadedModel:
         raise InvalidInput(f"not a model artifact: {exc}", code="invalid_artifact") from exc
     model.eval()
     return LoadedModel(
-        model=model, kind=kind, vocab=vocab, config=config, metadata=metadata, judged=judged
+        model=model,
+        kind=kind,
+        vocab=vocab,
+        config=config,
+        metadata=metadata,
+        judged_state=payload.get("judged_state"),
     )
