@@ -57,7 +57,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -78,6 +78,7 @@ from tests.benchmarks.common import REPO, WORK, finish_accuracy_plot
 
 if TYPE_CHECKING:
     from tagloop.config import Settings
+    from tagloop.features.clip_tensor import ClipTensors
     from tagloop.fusion import FusionModel
     from tagloop.training.backbone import Backbone
     from tagloop.training.cotrain import CotrainOptions, PseudoLabel
@@ -214,10 +215,31 @@ def pretrain_backbone(
     settings: Settings,
     folder: Path = ENCODER_DIR,
 ) -> tuple[Path, dict[str, Any]]:
-    """Pretrain both branches on ``pool_rows`` with ``options``, write ``save_encoder_state``
-    to ``encoders_path(options, folder=folder)`` (atomically: a reader never sees half a
-    file; another pool needs another folder); (path, what it took)."""
+    """``pretrain_clips`` on the AV-digits rows ``pool_rows``."""
     from tagloop.features.clip_tensor import ClipTensors
+
+    stream = (
+        ClipTensors(
+            frames=data.frames[r], logmel=data.logmel[r], audio_mask=bool(data.audio_mask[r])
+        )
+        for r in pool_rows
+    )
+    return pretrain_clips(
+        stream, total=len(pool_rows), options=options, settings=settings, folder=folder
+    )
+
+
+def pretrain_clips(
+    stream: Iterable[ClipTensors],
+    *,
+    total: int,
+    options: PretrainOptions,
+    settings: Settings,
+    folder: Path = ENCODER_DIR,
+) -> tuple[Path, dict[str, Any]]:
+    """Pretrain both branches on the ``total`` clips of ``stream`` with ``options``, write
+    ``save_encoder_state`` to ``encoders_path(options, folder=folder)`` (atomically: a reader
+    never sees half a file; another pool needs another folder); (path, what it took)."""
     from tagloop.fusion import FusionConfig
     from tagloop.training.pretrain import pack_pool, pretrain_encoders, save_encoder_state
 
@@ -226,14 +248,8 @@ def pretrain_backbone(
         frame_size=settings.frame_size,
         n_mels=settings.n_mels,
     )
-    stream = (
-        ClipTensors(
-            frames=data.frames[r], logmel=data.logmel[r], audio_mask=bool(data.audio_mask[r])
-        )
-        for r in pool_rows
-    )
     start = time.perf_counter()
-    pool = pack_pool(stream, config=config, options=options, total=len(pool_rows))
+    pool = pack_pool(stream, config=config, options=options, total=total)
     pack_seconds = time.perf_counter() - start
 
     def report(epoch: int, epochs: int, record: dict[str, Any]) -> None:
@@ -474,9 +490,12 @@ def plot_cold_start(
     *,
     title: str,
     probe_below: int | None = None,
+    ylabel: str = "test accuracy (mean ± std over seeds)",
+    chance: float | None = 0.1,
 ) -> Path:
-    """Accuracy against labels (log x), mean ± std band per variant, the chance line, and
-    where the capacity policy switches from the probe to the full model (``probe_below``)."""
+    """A score (default: accuracy) against labels (log x), mean ± std band per variant, the
+    chance line, and where the capacity policy switches from the probe to the full model
+    (``probe_below``)."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display; must precede pyplot
@@ -506,7 +525,9 @@ def plot_cold_start(
         ax.axvline(
             probe_below, color="grey", linewidth=0.8, linestyle="-.", label="probe → CentralNet"
         )
-    return finish_accuracy_plot(fig, ax, path, title=title, log_budgets=list(budgets))
+    return finish_accuracy_plot(
+        fig, ax, path, title=title, log_budgets=list(budgets), ylabel=ylabel, chance=chance
+    )
 
 
 def setting_of(settings: Settings, data: AVDigitsTensors) -> dict[str, Any]:

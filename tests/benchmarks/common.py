@@ -51,20 +51,29 @@ def peak_rss_gb() -> float:
 
 
 def finish_accuracy_plot(
-    fig: Any, ax: Any, path: Path, *, title: str, log_budgets: list[int] | None = None
+    fig: Any,
+    ax: Any,
+    path: Path,
+    *,
+    title: str,
+    log_budgets: list[int] | None = None,
+    ylabel: str = "test accuracy (mean ± std over seeds)",
+    chance: float | None = 0.1,
 ) -> Path:
-    """The shared ending of the accuracy-against-labels plots: the chance line (ten digits),
-    an optional log x-axis ticked at the budgets, labels, legend, and the PNG at ``path``."""
+    """The shared ending of the score-against-labels plots: the chance line (default: ten
+    digits; None draws none), an optional log x-axis ticked at the budgets, labels, legend,
+    and the PNG at ``path``."""
     import matplotlib.pyplot as plt
 
-    ax.axhline(0.1, color="grey", linewidth=0.8, linestyle=":", label="chance")
+    if chance is not None:
+        ax.axhline(chance, color="grey", linewidth=0.8, linestyle=":", label="chance")
     if log_budgets:
         ax.set_xscale("log")
         ax.set_xticks(log_budgets)
         ax.set_xticklabels([str(b) for b in log_budgets])
         ax.minorticks_off()
     ax.set_xlabel("labels")
-    ax.set_ylabel("test accuracy (mean ± std over seeds)")
+    ax.set_ylabel(ylabel)
     ax.set_ylim(0, 1)
     ax.set_title(title)
     ax.grid(alpha=0.3)

@@ -25,6 +25,7 @@ BENCHMARKS = [
     "bench_low_label_ceiling",
     "bench_pretrain",
     "bench_cold_start",
+    "bench_cold_start_lt",
     "bench_al_pretrained",
     "bench_al_lt",
     "bench_al_lt_stop",
