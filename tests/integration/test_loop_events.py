@@ -7,10 +7,12 @@ in the database, and the refill they ask for is run in-process."""
 
 from __future__ import annotations
 
+import io
 import uuid
 from datetime import timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 from sqlalchemy import select
 
@@ -20,15 +22,23 @@ from tagloop.db.engine import session_scope
 from tagloop.db.models import Clip, Job, Label, ModelVersion, Prediction, QueueItem, Video, utcnow
 from tagloop.pipeline import loop
 from tagloop.pipeline.scoring import refill_queue
+from tagloop.storage import BlobStore
 from tagloop.task_names import PRETRAIN
 from tests.integration.api_helpers import ApiHarness, make_api
 
 NEXT = "/api/v1/queue/next"
 
 
-def add_scored_pool(db_url: str, uncertainties: list[float], *, per_video: int = 1) -> list[int]:
+def add_scored_pool(
+    db_url: str,
+    uncertainties: list[float],
+    *,
+    per_video: int = 1,
+    embedding_uris: list[str] | None = None,
+) -> list[int]:
     """Clips with tensors, each in its own video (or ``per_video`` per video), scored by the
-    promoted version (created if there is none) with these uncertainties."""
+    promoted version (created if there is none) with these uncertainties (and these
+    ``key#row`` embedding blobs, when given)."""
     with session_scope(db_url) as s:
         version = s.scalar(select(ModelVersion).where(ModelVersion.status == "promoted"))
         if version is None:
@@ -44,7 +54,14 @@ def add_scored_pool(db_url: str, uncertainties: list[float], *, per_video: int =
             clip = Clip(video_id=video.id, index=i % per_video, start_s=0, end_s=1, tensor_uri="t")
             s.add(clip)
             s.flush()
-            s.add(Prediction(clip_id=clip.id, model_version_id=version.id, uncertainty=u))
+            s.add(
+                Prediction(
+                    clip_id=clip.id,
+                    model_version_id=version.id,
+                    uncertainty=u,
+                    embedding_uri=embedding_uris[i] if embedding_uris else None,
+                )
+            )
             ids.append(clip.id)
         return ids
 
@@ -223,6 +240,30 @@ def test_promotion_by_hand_asks_for_scores_once(api: ApiHarness) -> None:
     # A second promotion while that score job is pending does not stack another.
     r = api.client.post(f"/api/v1/models/{old_id}/promote", headers=api.admin)
     assert r.status_code == 200 and len(jobs(db, loop.SCORE_JOB)) == 1
+
+
+@pytest.mark.parametrize("strategy", ["random", "entropy"])
+def test_random_is_a_uniform_sample_and_only_ranked_strategies_spread_the_batch(
+    tmp_path: Path, db_url: str, strategy: str
+) -> None:
+    """The four top-ranked clips are near-duplicates. ``entropy`` (k-center) spreads its
+    batch over the far ones; ``random`` takes its own top four, as the simulation and the
+    benchmarks' uniform reference do."""
+    h = make_api(tmp_path, db_url, queue_size=4, selection_strategy=strategy)
+    points = np.array([[0, 0], [0, 0.01], [0.01, 0], [0.01, 0.01], [9, 0], [0, 9], [9, 9], [-9, 0]])
+    buffer = io.BytesIO()
+    np.save(buffer, points.astype(np.float32))
+    BlobStore(h.settings.blob_url).put_bytes("embeddings/e.npy", buffer.getvalue())
+    clips = add_scored_pool(
+        db_url,
+        [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2],
+        embedding_uris=[f"embeddings/e.npy#{row}" for row in range(len(points))],
+    )
+    assert refill_queue(settings=h.settings) == 4
+    if strategy == "random":
+        assert queued(db_url) == clips[:4]
+    else:
+        assert clips[0] in queued(db_url) and len(set(queued(db_url)) & set(clips[4:])) == 3
 
 
 def test_holdout_has_its_own_queue_and_never_enters_active_learning(api: ApiHarness) -> None:
