@@ -15,9 +15,11 @@ round's decisions on a fixed stop set of ``STOP_SET`` pool clips against the rou
 (the service's stopping rule, ``training.stopping``).
 
 Figures (means over seeds):
-- ``al_lt_label_fraction_to_match_random``: labels the best strategy (smallest area deficit,
-  i.e. the largest area under the macro-AP curve) needs to reach random's final macro-AP, as a
-  fraction of random's final labels (target <= 0.5);
+- ``al_lt_label_fraction_to_match_random``: labels the default strategy (Settings'
+  ``selection_strategy``, as the issue defines it) needs to reach random's final macro-AP, as
+  a fraction of random's final labels (target <= 0.5); ``al_lt.best`` names the strategy with
+  the largest area under the macro-AP curve, and each strategy's ``area_vs_default`` is its
+  area minus the default's, seed by seed, to tell a lead from the seeds' spread;
 - ``al_lt_rare_positives_ratio``: rare-tag positives in the first ``RARE_AT`` labels, that
   strategy over random (target >= 2.0);
 - ``al_stop_round``: the round (and labels) where the stopping rule fires on that strategy's
@@ -29,7 +31,9 @@ Every round scores the whole unlabeled pool, as the service does (the probe pred
 20,000 clips in about 6 s).
 
 ``python -m tests.benchmarks.bench_al_lt [--quick] [strategy ...]`` runs it without the results
-file; ``--quick`` is one seed and three rounds.
+file; ``--quick`` is one seed and three rounds. ``--from-rounds`` recomputes the figures from
+the last run's saved rounds (``benchmarks/al_lt_rounds.json``) and merges them into the
+results file.
 """
 
 from __future__ import annotations
@@ -209,18 +213,58 @@ def measures(
     return factory
 
 
-def summarize(
-    records: Sequence[RoundRecord], *, stop_kappa: float, stop_window: int
+def seed_areas(records: Sequence[RoundRecord]) -> dict[str, dict[int, float]]:
+    """Strategy -> seed -> the area under that seed's own curve (``curve_area``)."""
+    from tagloop.simulation_report import curve_area
+
+    points: dict[str, dict[int, list[tuple[int, float]]]] = {}
+    for r in records:
+        points.setdefault(r.strategy, {}).setdefault(r.seed, []).append((r.n_labels, r.accuracy))
+    return {
+        strategy: {
+            seed: curve_area(
+                np.asarray([n for n, _ in sorted(p)]), np.asarray([a for _, a in sorted(p)])
+            )
+            for seed, p in by_seed.items()
+        }
+        for strategy, by_seed in points.items()
+    }
+
+
+def paired_area_difference(
+    areas: dict[str, dict[int, float]], strategy: str, *, against: str
 ) -> dict[str, Any]:
-    """Everything the issue asks for, from the per-round records."""
+    """``strategy``'s area minus ``against``'s, seed by seed (the same seed batch and label
+    draws): ``{"per_seed", "mean", "sd"}`` (sd None with one seed). A mean smaller than its sd,
+    with seeds disagreeing in sign, is a tie at this number of seeds."""
+    seeds = sorted(set(areas[strategy]) & set(areas[against]))
+    diffs = [areas[strategy][s] - areas[against][s] for s in seeds]
+    return {
+        "per_seed": [round(d, 4) for d in diffs],
+        "mean": statistics.mean(diffs) if diffs else None,
+        "sd": statistics.stdev(diffs) if len(diffs) > 1 else None,
+    }
+
+
+def summarize(
+    records: Sequence[RoundRecord], *, default: str, stop_kappa: float, stop_window: int
+) -> dict[str, Any]:
+    """Everything the issue asks for, from the per-round records. The headline figures
+    (labels to match random, rare positives ratio, where the stopping rule fires) are those of
+    ``default``, the strategy the service runs, as the issue defines them; ``best`` is the
+    strategy with the largest area, and each strategy's ``area_vs_default`` says whether the
+    gap is larger than the seeds' spread."""
     from tagloop.simulation import REFERENCE
     from tagloop.simulation_report import curve_area, mean_curves, summarize_savings
     from tagloop.training.stopping import first_stop
 
     savings = summarize_savings(records)
     curves = mean_curves(records)
+    if default not in curves:
+        raise ValueError(f"the default strategy {default!r} is not among the curves")
     areas = {s: curve_area(c.n_labels, c.mean) for s, c in curves.items()}
     best = max((s for s in areas if s != REFERENCE), key=lambda s: areas[s])
+    by_seed = seed_areas(records)
 
     def rare_found(strategy: str) -> list[int]:
         return [
@@ -237,7 +281,7 @@ def summarize(
         )
     stops: list[dict[str, Any]] = []
     for seed in sorted({r.seed for r in records}):
-        own = sorted((r for r in records if r.strategy == best and r.seed == seed), key=_round)
+        own = sorted((r for r in records if r.strategy == default and r.seed == seed), key=_round)
         fired = first_stop(
             [r.extra["stop_kappa"] for r in own], threshold=stop_kappa, window=stop_window
         )
@@ -266,14 +310,16 @@ def summarize(
             "rare_positives_ratio": ratios[s],
             "rare_ap_final": _mean_extra(records, s, "rare_ap"),
             "micro_f1_final": _mean_extra(records, s, "micro_f1"),
+            "area_vs_default": paired_area_difference(by_seed, s, against=default),
         }
         for s, c in curves.items()
     }
     fired_runs = [s for s in stops if s["round"] is not None]
     return {
+        "default": default,
         "best": best,
-        "fraction": per_strategy[best]["fraction_to_match_random"],
-        "rare_ratio": ratios[best],
+        "fraction": per_strategy[default]["fraction_to_match_random"],
+        "rare_ratio": ratios[default],
         "stops": stops,
         "stop_fired_runs": len(fired_runs),
         "stop_labels_mean": (
@@ -301,9 +347,9 @@ def _mean_extra(records: Sequence[RoundRecord], strategy: str, key: str) -> floa
 
 
 def round_seconds(
-    data: SimulationSet, records: Sequence[RoundRecord], *, best: str
+    data: SimulationSet, records: Sequence[RoundRecord], *, strategy: str
 ) -> dict[str, Any]:
-    """A service round at the end of ``best``'s seed-0 curve: train on as many labels, then
+    """A service round at the end of ``strategy``'s seed-0 curve: train on as many labels, then
     score the whole pool (predict + the strategy), as the service's round and scoring do."""
     from tagloop.config import Settings
     from tagloop.pipeline.scoring import uncertainty_of
@@ -311,7 +357,7 @@ def round_seconds(
     from tagloop.simulation import SimulationOptions, _train_round
     from tagloop.training.predict import predict_clips
 
-    n = max(r.n_labels for r in records if r.strategy == best)
+    n = max(r.n_labels for r in records if r.strategy == strategy)
     rows = np.random.default_rng(0).choice(len(data.pool), size=n, replace=False)
     labeled = [data.pool[i] for i in rows]
     settings = Settings()
@@ -329,11 +375,11 @@ def round_seconds(
     )
     counts = count_tag_labels(np.stack([c.targets for c in labeled]))
     ids = np.asarray([c.clip_id for c in data.pool], dtype=np.int64)
-    spec = get_strategy(best)
+    spec = get_strategy(strategy)
     uncertainty_of(
         preds,
         vocab=data.vocab,
-        strategy=best,
+        strategy=strategy,
         clip_ids=ids,
         tag_counts=counts if "tag_counts" in spec.requires else None,
     )
@@ -351,12 +397,10 @@ def round_seconds(
 def run(
     *, out: dict[str, Any], strategies: tuple[str, ...] = STRATEGIES, quick: bool = False
 ) -> None:
-    from tagloop.config import Settings
     from tagloop.simulation import SimulationOptions, run_simulation
     from tagloop.simulation_report import plot_curves, write_curves_csv
     from tests.benchmarks.lt_tensors import load_lt_simulation_set
 
-    settings = Settings()
     data = keep_frames(load_lt_simulation_set(0), FRAMES)
     options = SimulationOptions(
         strategies=strategies,
@@ -405,8 +449,43 @@ def run(
         measures=factory,
     )
     plot_curves(records, CURVES_PNG, title=title, ylabel="test macro-AP (mean ± std over seeds)")
-    summary = summarize(records, stop_kappa=settings.stop_kappa, stop_window=settings.stop_window)
-    timing = round_seconds(data, records, best=summary["best"])
+    report(out, records, data=data)
+    out["al_lt"].update(
+        {
+            "seed_batch": first_round,
+            "rare_tags": [data.vocab.tags[j] for j in rare],
+            "settings": {
+                "pool": len(data.pool),
+                "test": len(data.test),
+                "tags": len(data.vocab),
+                "frames_per_clip": FRAMES,
+                "stop_set": STOP_SET,
+                "rare_at": RARE_AT,
+                **{k: v for k, v in options.__dict__.items() if k != "strategies"},
+                "strategies": ["random", *strategies],
+            },
+            "seconds": time.perf_counter() - start,
+            "load_before": load_before,
+            "load_after": uptime(),
+            "curves": str(CURVES_CSV.relative_to(REPO)),
+            "plot": str(CURVES_PNG.relative_to(REPO)),
+        }
+    )
+
+
+def report(out: dict[str, Any], records: Sequence[RoundRecord], *, data: SimulationSet) -> None:
+    """The figures of ``records`` into ``out`` (``al_lt`` holds the summary and a timed round
+    of the default strategy), for the Settings' default strategy and stopping rule."""
+    from tagloop.config import Settings
+
+    settings = Settings()
+    summary = summarize(
+        records,
+        default=settings.selection_strategy,
+        stop_kappa=settings.stop_kappa,
+        stop_window=settings.stop_window,
+    )
+    timing = round_seconds(data, records, strategy=summary["default"])
     out["al_lt_label_fraction_to_match_random"] = summary["fraction"]
     out["al_lt_rare_positives_ratio"] = summary["rare_ratio"]
     out["al_stop_round"] = {
@@ -418,30 +497,30 @@ def run(
         "window": settings.stop_window,
     }
     out["al_lt_round_seconds"] = timing["seconds"]
-    out["al_lt"] = {
-        **summary,
-        "round": timing,
-        "seed_batch": first_round,
-        "rare_tags": [data.vocab.tags[j] for j in rare],
-        "settings": {
-            "pool": len(data.pool),
-            "test": len(data.test),
-            "tags": len(data.vocab),
-            "frames_per_clip": FRAMES,
-            "stop_set": STOP_SET,
-            "rare_at": RARE_AT,
-            **{k: v for k, v in options.__dict__.items() if k != "strategies"},
-            "strategies": ["random", *strategies],
-        },
-        "seconds": time.perf_counter() - start,
-        "load_before": load_before,
-        "load_after": uptime(),
-        "curves": str(CURVES_CSV.relative_to(REPO)),
-        "plot": str(CURVES_PNG.relative_to(REPO)),
-    }
+    out["al_lt"] = {**out.get("al_lt", {}), **summary, "round": timing}
+
+
+def resummarize() -> dict[str, Any]:
+    """The figures again from the saved rounds (``DETAIL_JSON``) of the last run, with the
+    current Settings, keeping that run's other ``al_lt`` details (``--from-rounds``)."""
+    from tagloop.simulation import RoundRecord
+    from tests.benchmarks.common import load_results
+    from tests.benchmarks.lt_tensors import load_lt_simulation_set
+
+    records = [RoundRecord(**r) for r in json.loads(DETAIL_JSON.read_text())]
+    out: dict[str, Any] = {"al_lt": load_results().get("al_lt", {})}
+    report(out, records, data=keep_frames(load_lt_simulation_set(0), FRAMES))
+    return out
 
 
 if __name__ == "__main__":
+    if "--from-rounds" in sys.argv:
+        from tests.benchmarks.common import save_results
+
+        updated = resummarize()
+        save_results(updated)
+        print(json.dumps({k: v for k, v in updated.items() if k != "al_lt"}, indent=1))
+        sys.exit(0)
     args = [a for a in sys.argv[1:] if a != "--quick"]
     result: dict[str, Any] = {}
     run(out=result, strategies=tuple(args) or STRATEGIES, quick="--quick" in sys.argv)

@@ -1,5 +1,6 @@
-"""The long-tailed AL benchmark's bookkeeping: best strategy by area, labels to match random,
-rare positives ratio and where the stopping rule fires, on hand-made curves."""
+"""The long-tailed AL benchmark's bookkeeping: the default strategy's labels to match random,
+rare positives ratio and where the stopping rule fires, the best strategy by area and the
+paired area differences, on hand-made curves."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 
 from tagloop.simulation import RoundRecord
 from tagloop.simulation_report import curve_area as area
-from tests.benchmarks.bench_al_lt import RARE_AT, summarize
+from tests.benchmarks.bench_al_lt import RARE_AT, paired_area_difference, seed_areas, summarize
 
 
 def record(strategy: str, seed: int, rnd: int, labels: int, ap: float, **extra: Any) -> RoundRecord:
@@ -44,24 +45,44 @@ def curves() -> list[RoundRecord]:
     return out
 
 
-def test_the_best_strategy_is_the_largest_area_and_its_figures_follow() -> None:
-    summary = summarize(curves(), stop_kappa=0.99, stop_window=3)
-    assert summary["best"] == "fast"
+def test_the_headline_figures_are_the_default_strategys_and_best_is_the_largest_area() -> None:
+    summary = summarize(curves(), default="fast", stop_kappa=0.99, stop_window=3)
+    assert summary["best"] == "fast" and summary["default"] == "fast"
     assert summary["fraction"] == pytest.approx(500 / 900)
     assert summary["rare_ratio"] == pytest.approx(3.0)
     assert summary["strategies"]["slow"]["fraction_to_match_random"] is None
     assert summary["random_final_macro_ap"] == pytest.approx(0.5)
+    # With another default, its figures lead even though "fast" stays the best by area.
+    other = summarize(curves(), default="slow", stop_kappa=0.99, stop_window=3)
+    assert other["best"] == "fast" and other["default"] == "slow"
+    assert other["fraction"] is None and other["rare_ratio"] == pytest.approx(0.0)
+    assert other["stop_fired_runs"] == 0  # the stopping rule is read on the default's curve
+    with pytest.raises(ValueError, match="not among the curves"):
+        summarize(curves(), default="missing", stop_kappa=0.99, stop_window=3)
+
+
+def test_area_differences_are_paired_by_seed() -> None:
+    recs = [
+        record(name, seed, i, n, ap + bump)
+        for seed, bump in ((0, 0.0), (1, 0.2))  # seed 1 is easier for every strategy
+        for name, offset in (("a", 0.0), ("b", 0.01 if seed == 0 else -0.03))
+        for i, (n, ap) in enumerate(((100, 0.1 + offset), (300, 0.3 + offset)))
+    ]
+    diff = paired_area_difference(seed_areas(recs), "b", against="a")
+    assert diff["per_seed"] == [0.01, -0.03]
+    assert diff["mean"] == pytest.approx(-0.01)
+    assert diff["sd"] == pytest.approx(np.std([0.01, -0.03], ddof=1))
 
 
 def test_the_stopping_rule_fires_where_the_window_of_kappas_is_first_full() -> None:
-    summary = summarize(curves(), stop_kappa=0.99, stop_window=3)
+    summary = summarize(curves(), default="fast", stop_kappa=0.99, stop_window=3)
     assert summary["stop_fired_runs"] == 2
     assert summary["stop_labels_mean"] == 900
     assert summary["stop_gap_mean"] == pytest.approx(0.0)
-    stricter = summarize(curves(), stop_kappa=0.999, stop_window=3)
+    stricter = summarize(curves(), default="fast", stop_kappa=0.999, stop_window=3)
     assert stricter["stop_fired_runs"] == 0
     assert stricter["stop_labels_mean"] is None
-    looser = summarize(curves(), stop_kappa=0.99, stop_window=2)
+    looser = summarize(curves(), default="fast", stop_kappa=0.99, stop_window=2)
     assert looser["stop_labels_mean"] == 700
     assert looser["stop_gap_mean"] == pytest.approx(0.56 - 0.55)
 
