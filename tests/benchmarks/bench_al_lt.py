@@ -31,9 +31,10 @@ Every round scores the whole unlabeled pool, as the service does (the probe pred
 20,000 clips in about 6 s).
 
 ``python -m tests.benchmarks.bench_al_lt [--quick] [strategy ...]`` runs it without the results
-file; ``--quick`` is one seed and three rounds. ``--from-rounds`` recomputes the figures from
-the last run's saved rounds (``benchmarks/al_lt_rounds.json``) and merges them into the
-results file.
+file; ``--quick`` is one seed and three rounds; ``--rounds N`` runs N rounds of ``BATCH``
+(a longer curve) with its files in ``benchmarks/work/al_lt_N_rounds/``. ``--from-rounds``
+recomputes the figures from the last run's saved rounds (``benchmarks/al_lt_rounds.json``)
+and merges them into the results file.
 """
 
 from __future__ import annotations
@@ -45,11 +46,12 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 
-from tests.benchmarks.common import REPO
+from tests.benchmarks.common import REPO, WORK
 
 if TYPE_CHECKING:
     from tagloop.fusion import FusionModel
@@ -395,8 +397,15 @@ def round_seconds(
 
 
 def run(
-    *, out: dict[str, Any], strategies: tuple[str, ...] = STRATEGIES, quick: bool = False
+    *,
+    out: dict[str, Any],
+    strategies: tuple[str, ...] = STRATEGIES,
+    quick: bool = False,
+    rounds: int | None = None,
+    folder: Path | None = None,
 ) -> None:
+    """The benchmark; ``rounds`` other than ``ROUNDS`` (a longer curve, say) and ``folder``
+    for the curve files keep a diagnostic run from overwriting the committed ones."""
     from tagloop.simulation import SimulationOptions, run_simulation
     from tagloop.simulation_report import plot_curves, write_curves_csv
     from tests.benchmarks.lt_tensors import load_lt_simulation_set
@@ -406,7 +415,7 @@ def run(
         strategies=strategies,
         seed_size=SEED_SIZE,
         batch_size=BATCH,
-        rounds=3 if quick else ROUNDS,
+        rounds=rounds if rounds is not None else 3 if quick else ROUNDS,
         seeds=1 if quick else SEEDS,
         num_threads=NUM_THREADS,
         # The probe at every budget. With the service's switch (500 labels) a first run
@@ -416,6 +425,12 @@ def run(
         candidates=CANDIDATES,
         per_video_cap=1,
     )
+    curves_csv, curves_png, detail_json = (
+        (CURVES_CSV, CURVES_PNG, DETAIL_JSON)
+        if folder is None
+        else (folder / CURVES_CSV.name, folder / CURVES_PNG.name, folder / DETAIL_JSON.name)
+    )
+    curves_csv.parent.mkdir(parents=True, exist_ok=True)
     rare = rare_columns(data)
     stop = stop_rows(data)
     factory = measures(data, options=options, rare=rare, stop=stop)
@@ -437,8 +452,8 @@ def run(
             f"{time.perf_counter() - start:.0f} s so far)",
             flush=True,
         )
-        write_curves_csv(records, CURVES_CSV)
-        DETAIL_JSON.write_text(
+        write_curves_csv(records, curves_csv)
+        detail_json.write_text(
             json.dumps([{**r.__dict__} for r in records], indent=1, default=str) + "\n"
         )
 
@@ -448,7 +463,7 @@ def run(
         progress=on_round,
         measures=factory,
     )
-    plot_curves(records, CURVES_PNG, title=title, ylabel="test macro-AP (mean ± std over seeds)")
+    plot_curves(records, curves_png, title=title, ylabel="test macro-AP (mean ± std over seeds)")
     report(out, records, data=data)
     out["al_lt"].update(
         {
@@ -467,8 +482,8 @@ def run(
             "seconds": time.perf_counter() - start,
             "load_before": load_before,
             "load_after": uptime(),
-            "curves": str(CURVES_CSV.relative_to(REPO)),
-            "plot": str(CURVES_PNG.relative_to(REPO)),
+            "curves": str(curves_csv.relative_to(REPO)),
+            "plot": str(curves_png.relative_to(REPO)),
         }
     )
 
@@ -522,7 +537,18 @@ if __name__ == "__main__":
         print(json.dumps({k: v for k, v in updated.items() if k != "al_lt"}, indent=1))
         sys.exit(0)
     args = [a for a in sys.argv[1:] if a != "--quick"]
+    longer = None
+    if "--rounds" in args:
+        at = args.index("--rounds")
+        longer = int(args[at + 1])
+        del args[at : at + 2]
     result: dict[str, Any] = {}
-    run(out=result, strategies=tuple(args) or STRATEGIES, quick="--quick" in sys.argv)
+    run(
+        out=result,
+        strategies=tuple(args) or STRATEGIES,
+        quick="--quick" in sys.argv,
+        rounds=longer,
+        folder=None if longer is None else WORK / f"al_lt_{longer}_rounds",
+    )
     print(json.dumps({k: v for k, v in result.items() if k != "al_lt"}, indent=1, default=str))
     print(json.dumps(result["al_lt"], indent=1, default=str)[:6000])
