@@ -307,10 +307,7 @@ def _assemble(
     scores = np.asarray([r[2] for r in rows], dtype=np.float64)
     uris = [r[3] for r in rows if r[3]]
     strategy = get_strategy(settings.selection_strategy)
-    # ``random`` is the uniform reference every benchmark compares with: a diversity step on
-    # its candidates would favour outliers (on the long-tailed set it nearly doubled the rare
-    # clips offered), so its batch is the top of its own ranking, as in the simulation.
-    diverse = strategy.score_unit is not None and len(uris) == len(rows)
+    diverse = strategy.batch != "rank" and len(uris) == len(rows)  # rank reads no embeddings
     picked = assemble_batch(
         clip_ids=clip_ids,
         scores=scores,

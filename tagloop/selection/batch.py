@@ -138,8 +138,9 @@ def assemble_batch(
     the batch is the top of the ranking under the per-video cap. top_m: how many top clips
     k-center chooses among (default ``10 * batch_size``). costs: ``(N,)`` > 0 labeling costs,
     e.g. clip seconds; the ranking uses ``score / cost ** cost_gamma``. batch_rule: the
-    strategy's ``Strategy.batch``: ``"k_center"`` or ``"cluster_round_robin"`` (k-means of the
-    top_m candidates into batch_size clusters, most uncertain clip of each, smallest first).
+    strategy's ``Strategy.batch``: ``"k_center"``, ``"cluster_round_robin"`` (k-means of the
+    top_m candidates into batch_size clusters, most uncertain clip of each, smallest first) or
+    ``"rank"`` (the top of the ranking: embeddings are not used).
 
     If k-center runs out of candidates (the cap closes their videos), the batch is filled from
     the rest of the ranking under the same cap. Fewer than batch_size ids come back only when
@@ -162,7 +163,7 @@ def assemble_batch(
     order = rank_clips(clip_ids=ids, scores=priority)
 
     chosen = np.empty(0, dtype=np.int64)
-    if embeddings is not None:
+    if embeddings is not None and batch_rule != "rank":
         m = DEFAULT_TOP_M_FACTOR * batch_size if top_m is None else top_m
         m = min(check_positive_int(m, name="top_m"), n)
         candidates = order[:m]  # rank order, so k-center ties go to the more uncertain clip

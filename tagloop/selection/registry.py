@@ -22,10 +22,11 @@ Combine = Literal["mean", "max"]
 COMBINE_RULES: tuple[str, ...] = ("mean", "max")
 # Inputs beyond the fused probabilities that a strategy may need.
 Requirement = Literal["mc_probs", "modality_probs", "tag_counts"]
-# How the top candidates become a batch: farthest-first on embeddings, or round robin over
-# k-means clusters of them (cluster margin, Citovsky et al. 2021).
-BatchRule = Literal["k_center", "cluster_round_robin"]
-BATCH_RULES: tuple[str, ...] = ("k_center", "cluster_round_robin")
+# How the top candidates become a batch: farthest-first on embeddings, round robin over
+# k-means clusters of them (cluster margin, Citovsky et al. 2021), or the top of the ranking
+# with no diversity step ("rank": random's, so it stays a uniform sample).
+BatchRule = Literal["k_center", "cluster_round_robin", "rank"]
+BATCH_RULES: tuple[str, ...] = ("k_center", "cluster_round_robin", "rank")
 
 
 @dataclass(frozen=True)

@@ -148,6 +148,8 @@ add_strategy(
         name="random",
         score_unit=None,
         description="Uniform random scores: the baseline every strategy must beat.",
+        # A diversity step would favour outliers and bias the reference sample.
+        batch="rank",
     )
 )
 

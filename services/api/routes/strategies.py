@@ -16,7 +16,7 @@ class StrategyOut(BaseModel):
     name: str
     description: str
     # Extra inputs it needs beyond the fused probabilities (mc_probs, modality_probs,
-    # tag_counts) and how it builds a batch (k_center or cluster_round_robin).
+    # tag_counts) and how it builds a batch (k_center, cluster_round_robin, or rank: no diversity).
     requires: list[str]
     batch: str
     active: bool
