@@ -9,10 +9,12 @@ runs the service's own training (the linear probe at every budget here: see
 ``BATCH`` labels.
 
 Per round, on the test split: macro-AP over every tag (the headline, ``accuracy`` in the
-curves), micro-F1, the mean AP of the rare tags (the rarest ``RARE_FRACTION`` of tags by pool
-frequency), the positives of those rare tags among the labeled clips, and Cohen's kappa of the
-round's decisions on a fixed stop set of ``STOP_SET`` pool clips against the round before
-(the service's stopping rule, ``training.stopping``).
+curves), micro-F1 (at 0.5, and at the decision threshold the service would fit on its holdout,
+``training.thresholds``, here on ``THRESHOLD_SET`` random pool clips), the mean AP of the rare
+tags (the rarest ``RARE_FRACTION`` of tags by pool frequency), the positives of those rare tags
+among the labeled clips, and Cohen's kappa of the round's decisions on a fixed stop set of
+``STOP_SET`` pool clips against the round before (the service's stopping rule,
+``training.stopping``).
 
 Figures (means over seeds):
 - ``al_lt_label_fraction_to_match_random``: labels the default strategy (Settings'
@@ -67,6 +69,9 @@ ROUNDS = 4  # 100 .. 500 labels: where an active-learning service lives
 CANDIDATES = None  # score the whole pool, as the service does
 PROBE_BELOW = 10**9
 STOP_SET = 500
+# Random pool clips standing for the service's holdout: the decision threshold is fitted on them.
+THRESHOLD_SET = 100
+THRESHOLD_SET_SEED = 7
 RARE_FRACTION = 0.2
 RARE_AT = 500
 NUM_THREADS = 1
@@ -168,16 +173,29 @@ def stop_rows(data: SimulationSet, *, size: int = STOP_SET) -> np.ndarray:
     return np.sort(np.argsort(hash_uniform(ids, seed=STOP_SET_SEED))[:size])
 
 
+def threshold_rows(data: SimulationSet, *, size: int = THRESHOLD_SET) -> np.ndarray:
+    """Pool rows standing for a holdout of ``size`` random clips (by id hash, fixed)."""
+    from tagloop.selection.strategy import hash_uniform
+
+    ids = np.asarray([c.clip_id for c in data.pool], dtype=np.int64)
+    return np.sort(np.argsort(hash_uniform(ids, seed=THRESHOLD_SET_SEED))[:size])
+
+
 def measures(
     data: SimulationSet, *, options: SimulationOptions, rare: np.ndarray, stop: np.ndarray
 ) -> MeasureFactory:
     """A fresh measure per curve; it remembers the curve's previous stop-set decisions."""
-    from tagloop.training.metrics import evaluate_predictions
+    from tagloop.training.metrics import evaluate_predictions, f1_scores
     from tagloop.training.predict import predict_clips
     from tagloop.training.stopping import stop_set_kappa
+    from tagloop.training.thresholds import fit_decision_threshold
 
     test_targets = np.stack([c.targets for c in data.test])
     test_known = np.stack([c.known for c in data.test])
+    fit_clips = [data.pool[i] for i in threshold_rows(data)]
+    fit_targets = np.stack([c.targets for c in fit_clips])
+    fit_known = np.stack([c.known for c in fit_clips])
+    ungrouped = data.vocab.ungrouped_indices
     rare_tags = [data.vocab.tags[j] for j in rare]
 
     def factory(strategy: str, seed: int) -> Measure:
@@ -192,8 +210,18 @@ def measures(
                     audio_frames=options.audio_frames,
                 ).probs
 
-            metrics = evaluate_predictions(
-                probs(data.test), test_targets, test_known, vocab=data.vocab
+            test_probs = probs(data.test)
+            metrics = evaluate_predictions(test_probs, test_targets, test_known, vocab=data.vocab)
+            # The service's decision threshold, fitted on random labeled clips (its holdout).
+            threshold = fit_decision_threshold(
+                probs(fit_clips), fit_targets, fit_known, columns=ungrouped
+            )
+            fitted_f1 = (
+                None
+                if threshold is None
+                else f1_scores(
+                    test_probs, test_targets, test_known, columns=ungrouped, threshold=threshold
+                )[0]
             )
             stop_probs = probs([data.pool[i] for i in stop])
             kappa = stop_set_kappa(previous[-1], stop_probs, vocab=data.vocab) if previous else None
@@ -203,6 +231,8 @@ def measures(
             found = sum(int((c.targets[rare] >= 0.5).sum()) for c in labeled)
             extra = {
                 "micro_f1": metrics["micro_f1"],
+                "micro_f1_fitted": fitted_f1,
+                "decision_threshold": threshold,
                 "rare_ap": float(np.mean(rare_defined)) if rare_defined else None,
                 "rare_positives": found,
                 "stop_kappa": kappa,
@@ -312,6 +342,9 @@ def summarize(
             "rare_positives_ratio": ratios[s],
             "rare_ap_final": _mean_extra(records, s, "rare_ap"),
             "micro_f1_final": _mean_extra(records, s, "micro_f1"),
+            # At the decision threshold fitted on THRESHOLD_SET random clips, not at 0.5.
+            "micro_f1_fitted_final": _mean_extra(records, s, "micro_f1_fitted"),
+            "decision_threshold_final": _mean_extra(records, s, "decision_threshold"),
             "area_vs_default": paired_area_difference(by_seed, s, against=default),
         }
         for s, c in curves.items()
@@ -344,7 +377,8 @@ def _mean_extra(records: Sequence[RoundRecord], strategy: str, key: str) -> floa
     if not own:
         return None
     last = max(r.round for r in own)
-    values = [r.extra[key] for r in own if r.round == last and r.extra[key] is not None]
+    # .get: rounds saved before a figure existed do not have it
+    values = [r.extra[key] for r in own if r.round == last and r.extra.get(key) is not None]
     return float(statistics.mean(values)) if values else None
 
 

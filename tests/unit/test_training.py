@@ -287,3 +287,46 @@ def test_predict_shapes_and_mc_dropout(
     assert plain.mc_probs is None
     empty = predict_clips(trained.model, [], vocab=DIGITS)
     assert empty.probs.shape == (0, 10)
+
+
+def test_holdout_metrics_fit_the_decision_threshold_from_min_clips(
+    clips: tuple[list[LabeledClip], ...],
+) -> None:
+    """evaluate_on (a round's and the refresh's holdout figures) fits the decision threshold
+    on the holdout's ungrouped tags and grades it cross-fitted, from MIN_CLIPS clips on."""
+    from tagloop.pipeline.training import evaluate_on
+    from tagloop.training.thresholds import (
+        MIN_CLIPS,
+        cross_fitted_micro_f1,
+        fit_decision_threshold,
+    )
+
+    # Two independent tags on the digits: even and big (>= 5).
+    vocab = TagVocabulary.from_pairs([("even", None), ("big", None)])
+    _, _, test = clips
+    holdout = []
+    for c in test[: MIN_CLIPS + 10]:
+        digit = int(np.argmax(c.targets))
+        targets = np.asarray([digit % 2 == 0, digit >= 5], dtype=np.float32)
+        holdout.append(LabeledClip(c.clip_id, c.tensors, targets, np.ones(2, bool)))
+    assert len(holdout) == MIN_CLIPS + 10
+    torch.manual_seed(0)
+    model = init_model(
+        kind="centralnet", vocab=vocab, config=CONFIG, init_state=None, init_vocab=None
+    )
+    got = evaluate_on(model, holdout, vocab=vocab, audio_frames=None)
+    probs = predict_clips(model, [c.tensors for c in holdout], vocab=vocab).probs
+    targets = np.stack([c.targets for c in holdout])
+    known = np.ones_like(targets, dtype=bool)
+    columns = np.array([0, 1])
+    assert got["decision_threshold"] is not None
+    assert got["decision_threshold"] == fit_decision_threshold(
+        probs, targets, known, columns=columns
+    )
+    folds = np.asarray([c.clip_id % 2 for c in holdout])
+    assert got["micro_f1_fitted"] == cross_fitted_micro_f1(
+        probs, targets, known, columns=columns, folds=folds
+    )
+    few = evaluate_on(model, holdout[: MIN_CLIPS - 1], vocab=vocab, audio_frames=None)
+    assert few["decision_threshold"] is None and few["micro_f1_fitted"] is None
+    assert few["micro_f1"] is not None  # the figures at 0.5 are there all the same
