@@ -163,6 +163,9 @@ class QueueNext(BaseModel):
     lease_id: str
     lease_expires_at: datetime
     suggestions: list[Any]
+    # Pre-check suggestions with p at or above this: fitted on the holdout for the version
+    # that made them (``training.thresholds``); None until the holdout has enough labels.
+    decision_threshold: float | None = None
     reason: QueueReason
 
 

@@ -25,12 +25,14 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import and_, delete, func, insert, or_, select, text, update
 from sqlalchemy.orm import Session, aliased
 
-from tagloop.db.models import Clip, Label, Prediction, QueueItem, utcnow
+from tagloop.db.models import Clip, Label, ModelVersion, Prediction, QueueItem, utcnow
 from tagloop.db.tags import unstorable
 from tagloop.errors import Conflict, InvalidInput, NotFound
 
@@ -401,21 +403,39 @@ def complete(
     return annotator in set(closed)
 
 
-def clip_with_suggestions(session: Session, *, clip_id: int) -> tuple[Clip, list[object]]:
-    """The clip and its latest prediction's top tags (as the scorer stored them, else []),
-    in one round trip: this runs on every ``GET /queue/next``."""
-    latest_top = (
-        select(Prediction.top_tags)
-        .where(Prediction.clip_id == Clip.id)
-        .order_by(Prediction.created_at.desc(), Prediction.id.desc())
-        .limit(1)
-        .correlate(Clip)
-        .scalar_subquery()
-    )
-    row = session.execute(select(Clip, latest_top).where(Clip.id == clip_id)).one_or_none()
+@dataclass(frozen=True)
+class Suggestions:
+    """A clip's latest prediction, as the labeling queue shows it."""
+
+    top_tags: list[object]  # as the scorer stored them, else []
+    # Where the predicting version's probabilities should count as yes (fitted on the
+    # holdout, ``training.thresholds``); None before one is fitted.
+    decision_threshold: float | None
+
+
+def clip_with_suggestions(session: Session, *, clip_id: int) -> tuple[Clip, Suggestions]:
+    """The clip and its latest prediction's suggestions, in one round trip: this runs on
+    every ``GET /queue/next``."""
+
+    def latest(column: Any) -> Any:
+        return (
+            select(column)
+            .select_from(Prediction)
+            .join(ModelVersion, ModelVersion.id == Prediction.model_version_id)
+            .where(Prediction.clip_id == Clip.id)
+            .order_by(Prediction.created_at.desc(), Prediction.id.desc())
+            .limit(1)
+            .correlate(Clip)
+            .scalar_subquery()
+        )
+
+    threshold = ModelVersion.metrics[("holdout", "decision_threshold")].as_float()
+    row = session.execute(
+        select(Clip, latest(Prediction.top_tags), latest(threshold)).where(Clip.id == clip_id)
+    ).one_or_none()
     if row is None:
         raise NotFound(f"clip {clip_id} does not exist", code="clip_not_found")
-    return row[0], list(row[1] or [])
+    return row[0], Suggestions(list(row[1] or []), None if row[2] is None else float(row[2]))
 
 
 def count_by_status(session: Session) -> dict[str, int]:

@@ -233,6 +233,33 @@ def test_label_page_shows_the_clip_submits_and_skips(seeded: Seeded) -> None:
     assert at.multiselect[0].value == ["cat", "dog"]
 
 
+def test_label_page_pre_checks_at_the_threshold_fitted_on_the_holdout(seeded: Seeded) -> None:
+    """With a fitted threshold (20 %) for the suggesting version, dog (22 %) is pre-checked
+    too; turning the model's threshold off brings back the slider at 0.5."""
+    promoted = seeded.versions[1]
+
+    def set_threshold(value: float | None) -> None:
+        with session_scope(seeded.settings.database_url) as s:
+            version = s.get(ModelVersion, promoted)
+            assert version is not None
+            holdout = {**HOLDOUT_METRICS, "decision_threshold": value}
+            version.metrics = {**version.metrics, "holdout": holdout}
+
+    set_threshold(0.2)
+    try:
+        queue_clips(seeded.settings, [seeded.clips[0]])
+        at = open_page("views/label.py", seeded.annotator_token)
+        (toggle,) = at.sidebar.toggle
+        assert toggle.label == "Pre-check at the model's threshold (20%)" and toggle.value
+        assert not at.sidebar.slider
+        assert at.multiselect[0].value == ["cat", "dog"]
+        toggle.set_value(False).run()
+        assert at.sidebar.slider[0].value == 0.5
+        assert at.multiselect[0].value == ["cat"]
+    finally:
+        set_threshold(None)
+
+
 def shown_clip(at: AppTest) -> int:
     """The id of the clip the label page shows (from its caption ``clip N · video M ...``)."""
     (caption,) = [c for c in texts(at.caption).splitlines() if c.startswith("clip ")]

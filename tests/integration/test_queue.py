@@ -102,6 +102,35 @@ def test_suggestions_come_from_the_latest_prediction(api: ApiHarness, db_url: st
     fill(db_url, [clip])
     body = api.client.get(NEXT, headers=api.annotator).json()
     assert body["suggestions"] == [{"tag": "dog", "p": 0.8}]
+    assert body["decision_threshold"] is None  # no holdout threshold fitted yet
+
+
+def test_suggestions_carry_the_threshold_fitted_for_their_version(
+    api: ApiHarness, db_url: str
+) -> None:
+    """The pre-check threshold is the one fitted on the holdout for the version that made
+    the suggestions, not for another version (here the retired one holds a different one)."""
+    clip = add_clips(db_url, 1)[0]
+    with session_scope(db_url) as s:
+        old = ModelVersion(status="retired", metrics={"holdout": {"decision_threshold": 0.9}})
+        new = ModelVersion(
+            status="promoted", metrics={"holdout": {"decision_threshold": 0.27, "n_clips": 40}}
+        )
+        s.add_all([old, new])
+        s.flush()
+        s.add(Prediction(clip_id=clip, model_version_id=old.id, top_tags=[]))
+        s.add(
+            Prediction(
+                clip_id=clip,
+                model_version_id=new.id,
+                top_tags=[{"tag": "dog", "p": 0.3}],
+                created_at=utcnow() + timedelta(seconds=1),
+            )
+        )
+    fill(db_url, [clip])
+    body = api.client.get(NEXT, headers=api.annotator).json()
+    assert body["suggestions"] == [{"tag": "dog", "p": 0.3}]
+    assert body["decision_threshold"] == 0.27
 
 
 def test_skip_releases_and_is_not_offered_again(api: ApiHarness, db_url: str) -> None:

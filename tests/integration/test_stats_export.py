@@ -80,7 +80,15 @@ def test_stats_counts_round_and_learning_curve(api: ApiHarness, db_url: str) -> 
     v1 = _add_version(db_url, n_train=2, score=0.4, status="retired")
     time.sleep(0.05)  # the next label must be strictly newer than the promoted version
     # Trained once the holdout had labels: its metrics carry evaluate_predictions' dict.
-    holdout = {"score": 0.55, "n_clips": 12, "accuracy": {"scene": 0.5}, "map": 0.6}
+    holdout = {
+        "score": 0.55,
+        "n_clips": 12,
+        "accuracy": {"scene": 0.5},
+        "map": 0.6,
+        "micro_f1": 0.5,
+        "micro_f1_fitted": 0.58,
+        "decision_threshold": 0.31,
+    }
     v2 = _add_version(db_url, n_train=5, score=0.7, status="promoted", holdout=holdout)
     time.sleep(0.05)
     _label(api, clips[1], ["indoor"])
@@ -108,6 +116,11 @@ def test_stats_counts_round_and_learning_curve(api: ApiHarness, db_url: str) -> 
         (v2, 5, 0.7),
     ]
     assert [(p["holdout_score"], p["n_holdout"]) for p in curve] == [(None, None), (0.55, 12)]
+    # micro-F1 at 0.5 and at the threshold fitted on the holdout; v1 has no holdout figures.
+    assert [(p["micro_f1"], p["micro_f1_fitted"]) for p in curve] == [(None, None), (0.5, 0.58)]
+    models = {v["id"]: v for v in api.client.get("/api/v1/models", headers=api.admin).json()}
+    assert (models[v2]["decision_threshold"], models[v2]["micro_f1_fitted"]) == (0.31, 0.58)
+    assert (models[v1]["decision_threshold"], models[v1]["micro_f1_fitted"]) == (None, None)
     assert counts["needs_review"] == 0
     assert counts["holdout"] == {"clips": 0, "labeled": 0, "queued": 0}
     assert body["caller"] == {"name": "ann", "role": "annotator"}

@@ -117,6 +117,8 @@ st.dataframe(
             "mAP": _metric(v, "map"),
             "macro-AP": _top(v, "macro_ap"),
             "micro-F1": _top(v, "micro_f1"),
+            "pre-check threshold": _top(v, "decision_threshold"),
+            "micro-F1 there": _top(v, "micro_f1_fitted"),
             "stop kappa": _top(v, "stop_kappa"),
             "ECE": _metric(v, "ece"),
             "created": v["created_at"],
@@ -132,7 +134,9 @@ st.caption(
     "vs promoted: this round's score minus the serving version's on the same clips, with a "
     "95 % bootstrap interval; an interval spanning 0 means the data could not tell them apart. "
     "macro-AP (every tag's AP averaged, grouped tags one-vs-rest) and micro-F1: on the holdout "
-    "when it measured the version, else on validation. stop kappa: agreement with the previous "
+    "when it measured the version, else on validation. pre-check threshold: fitted on the "
+    "holdout, where the Label page pre-checks suggestions; micro-F1 there: at that threshold, "
+    "each half of the holdout graded at the other half's. stop kappa: agreement with the previous "
     "version's predictions on the fixed stop set; near 1 means more labels changed little."
 )
 

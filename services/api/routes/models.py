@@ -38,6 +38,10 @@ class ModelVersionOut(BaseModel):
     created_at: datetime
     macro_ap: float | None = None
     micro_f1: float | None = None
+    # Fitted on the holdout (None before it has enough labels): the threshold the labeling
+    # queue pre-checks suggestions at, and micro-F1 there (cross-fitted).
+    decision_threshold: float | None = None
+    micro_f1_fitted: float | None = None
     stop_kappa: float | None = None
 
 
@@ -66,6 +70,8 @@ def version_out(version: ModelVersion) -> ModelVersionOut:
         created_at=version.created_at,
         macro_ap=_number(measured.get("macro_ap")),
         micro_f1=_number(measured.get("micro_f1")),
+        decision_threshold=_number((holdout or {}).get("decision_threshold")),
+        micro_f1_fitted=_number((holdout or {}).get("micro_f1_fitted")),
         stop_kappa=_number(metrics.get("stop_kappa")),
     )
 

@@ -34,7 +34,8 @@ def next_item(
 ) -> QueueNext | Response:
     """Lease the best free clip to the caller (or give back the lease they already hold).
 
-    200 with the clip, ``lease_id``, its end, suggestions from the latest prediction and why
+    200 with the clip, ``lease_id``, its end, suggestions from the latest prediction (with the
+    threshold fitted on the holdout at which to pre-check them, when there is one) and why
     the clip was chosen; 204 when nothing is queued for the caller (then a refill is asked
     for). ``queue=holdout`` serves the audit sample's own queue instead of active learning.
     A clip the caller skipped is never offered to them again.
@@ -56,7 +57,8 @@ def next_item(
         clip=ClipOut.model_validate(clip),
         lease_id=item.lease_id,
         lease_expires_at=_aware(item.lease_expires_at),
-        suggestions=suggestions,
+        suggestions=suggestions.top_tags,
+        decision_threshold=suggestions.decision_threshold,
         reason=QueueReason(strategy=item.strategy, score=item.score, rank=item.rank),
     )
     # The lease must be durable before the client sees its id; the session dependency's

@@ -62,6 +62,8 @@ class CurvePoint(BaseModel):
     # (``metrics_on``); macro-AP averages every tag's AP, grouped tags one-vs-rest.
     macro_ap: float | None = None
     micro_f1: float | None = None
+    # micro-F1 at the decision threshold fitted on the holdout (cross-fitted), not at 0.5.
+    micro_f1_fitted: float | None = None
     metrics_on: str = "validation"
     # Agreement with the version before on the stop set (the stopping rule's kappa).
     stop_kappa: float | None = None
