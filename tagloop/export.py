@@ -18,7 +18,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -267,11 +267,18 @@ def to_label_studio_task(
 
 
 def format_label_studio(
-    rows: Iterable[ExportRow], *, media_url: Callable[[int], str], threshold: float = 0.5
+    rows: Iterable[ExportRow],
+    *,
+    media_url: Callable[[int], str],
+    thresholds: Mapping[int, float] | None = None,
 ) -> Iterator[str]:
-    """A JSON array of Label Studio tasks, streamed one task at a time."""
+    """A JSON array of Label Studio tasks, streamed one task at a time. A prediction checks
+    its tags at its version's threshold in ``thresholds`` (version id -> the one fitted on the
+    holdout, as the Label page pre-checks), else at 0.5."""
     yield "["
     for i, row in enumerate(rows):
+        version = None if row.prediction is None else row.prediction.model_version_id
+        threshold = (thresholds or {}).get(version, 0.5) if version is not None else 0.5
         task = to_label_studio_task(row, media_url=media_url, threshold=threshold)
         yield ("," if i else "") + "\n" + json.dumps(task, ensure_ascii=False)
     yield "\n]\n"

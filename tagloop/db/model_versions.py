@@ -28,6 +28,18 @@ def create_version(
     return version
 
 
+def decision_threshold_of() -> Any:
+    """SQL for a version's decision threshold (``metrics.holdout.decision_threshold``, fitted
+    on the holdout by ``training.thresholds``), NULL where none is fitted."""
+    return ModelVersion.metrics[("holdout", "decision_threshold")].as_float()
+
+
+def decision_thresholds(session: Session) -> dict[int, float]:
+    """Version id -> its decision threshold, for the versions that have one."""
+    rows = session.execute(select(ModelVersion.id, decision_threshold_of()))
+    return {int(v): float(t) for v, t in rows if t is not None}
+
+
 def get_version(session: Session, version_id: int) -> ModelVersion:
     version = session.get(ModelVersion, version_id)
     if version is None:

@@ -32,6 +32,7 @@ from typing import Any
 from sqlalchemy import and_, delete, func, insert, or_, select, text, update
 from sqlalchemy.orm import Session, aliased
 
+from tagloop.db.model_versions import decision_threshold_of
 from tagloop.db.models import Clip, Label, ModelVersion, Prediction, QueueItem, utcnow
 from tagloop.db.tags import unstorable
 from tagloop.errors import Conflict, InvalidInput, NotFound
@@ -429,9 +430,10 @@ def clip_with_suggestions(session: Session, *, clip_id: int) -> tuple[Clip, Sugg
             .scalar_subquery()
         )
 
-    threshold = ModelVersion.metrics[("holdout", "decision_threshold")].as_float()
     row = session.execute(
-        select(Clip, latest(Prediction.top_tags), latest(threshold)).where(Clip.id == clip_id)
+        select(Clip, latest(Prediction.top_tags), latest(decision_threshold_of())).where(
+            Clip.id == clip_id
+        )
     ).one_or_none()
     if row is None:
         raise NotFound(f"clip {clip_id} does not exist", code="clip_not_found")

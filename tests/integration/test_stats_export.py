@@ -277,6 +277,25 @@ def _n_labels(db_url: str) -> int:
         return int(s.scalar(select(func.count(Label.id))) or 0)
 
 
+def test_label_studio_predictions_check_tags_at_their_versions_threshold(
+    api: ApiHarness, db_url: str
+) -> None:
+    clips, v = _seed_export(api, db_url)
+
+    def predicted() -> list[str]:
+        r = api.client.get("/api/v1/export", params={"format": "label-studio"}, headers=api.admin)
+        (task,) = [t for t in r.json() if t["data"]["clip_id"] == clips[2]]
+        choices: list[str] = task["predictions"][0]["result"][0]["value"]["choices"]
+        return choices
+
+    assert predicted() == ["dog"]  # at 0.5 neither tag is checked: the best one is
+    with session_scope(db_url) as s:
+        version = s.get(ModelVersion, v)
+        assert version is not None
+        version.metrics = {**version.metrics, "holdout": {"decision_threshold": 0.15}}
+    assert predicted() == ["dog", "cat"]  # both reach the threshold fitted on the holdout
+
+
 def test_label_studio_import_is_all_or_nothing(api: ApiHarness, db_url: str) -> None:
     clips = add_clips(db_url, 2)
 

@@ -15,6 +15,7 @@ from services.api.deps import AdminDep, CallerDep, SessionDep, SettingsDep
 from services.api.errors import error_response
 from services.api.signed_media import media_key
 from tagloop.db import labels as label_repo
+from tagloop.db import model_versions as version_repo
 from tagloop.db import stats as stats_repo
 from tagloop.db.engine import make_session_factory
 from tagloop.db.models import Clip
@@ -43,7 +44,8 @@ def _stream(database_url: str, fmt: ExportFormat, media_url: Callable[[int], str
         elif fmt == "csv":
             yield from format_csv(rows)
         else:
-            yield from format_label_studio(rows, media_url=media_url)
+            thresholds = version_repo.decision_thresholds(session)
+            yield from format_label_studio(rows, media_url=media_url, thresholds=thresholds)
     finally:
         session.close()
 
