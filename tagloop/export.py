@@ -25,6 +25,7 @@ from typing import Any
 
 from tagloop.db.models import MAX_ID
 from tagloop.errors import InvalidInput
+from tagloop.suggestions import prechecked_tags
 
 FROM_NAME = "tags"
 TO_NAME = "video"
@@ -207,16 +208,27 @@ def _choices_result(tags: list[str], *, result_id: str) -> list[dict[str, Any]]:
     ]
 
 
-def predicted_choices(top_tags: list[dict[str, Any]], *, threshold: float = 0.5) -> list[str]:
-    """The tags a prediction would check: every tag with ``p >= threshold``, else the best."""
-    chosen = [str(t["tag"]) for t in top_tags if float(t["p"]) >= threshold]
+def predicted_choices(
+    top_tags: list[dict[str, Any]],
+    *,
+    threshold: float = 0.5,
+    groups: Mapping[str, str | None] | None = None,
+) -> list[str]:
+    """The tags a prediction would check, as the Label page pre-checks them
+    (``suggestions.prechecked_tags``; ``groups``: tag -> group, None: all independent),
+    else the best one."""
+    chosen = prechecked_tags(top_tags, groups=groups or {}, threshold=threshold)
     if not chosen and top_tags:
         chosen = [str(max(top_tags, key=lambda t: float(t["p"]))["tag"])]
     return chosen
 
 
 def to_label_studio_task(
-    row: ExportRow, *, media_url: Callable[[int], str], threshold: float = 0.5
+    row: ExportRow,
+    *,
+    media_url: Callable[[int], str],
+    threshold: float = 0.5,
+    groups: Mapping[str, str | None] | None = None,
 ) -> dict[str, Any]:
     """One Label Studio task. The prediction's ``score`` is its top probability (Label Studio
     sorts by it as a confidence; tagloop's uncertainty is strategy-specific and unbounded).
@@ -258,7 +270,7 @@ def to_label_studio_task(
                 "model_version": f"v{pred.model_version_id}",
                 "score": top,
                 "result": _choices_result(
-                    predicted_choices(pred.top_tags, threshold=threshold),
+                    predicted_choices(pred.top_tags, threshold=threshold, groups=groups),
                     result_id=f"pred-{row.clip_id}-{pred.model_version_id}",
                 ),
             }
@@ -271,15 +283,17 @@ def format_label_studio(
     *,
     media_url: Callable[[int], str],
     thresholds: Mapping[int, float] | None = None,
+    groups: Mapping[str, str | None] | None = None,
 ) -> Iterator[str]:
     """A JSON array of Label Studio tasks, streamed one task at a time. A prediction checks
-    its tags at its version's threshold in ``thresholds`` (version id -> the one fitted on the
-    holdout, as the Label page pre-checks), else at 0.5."""
+    its tags as the Label page pre-checks them: at its version's threshold in ``thresholds``
+    (version id -> the one fitted on the holdout; else 0.5), at most one tag per group of
+    ``groups`` (tag -> group)."""
     yield "["
     for i, row in enumerate(rows):
         version = None if row.prediction is None else row.prediction.model_version_id
         threshold = (thresholds or {}).get(version, 0.5) if version is not None else 0.5
-        task = to_label_studio_task(row, media_url=media_url, threshold=threshold)
+        task = to_label_studio_task(row, media_url=media_url, threshold=threshold, groups=groups)
         yield ("," if i else "") + "\n" + json.dumps(task, ensure_ascii=False)
     yield "\n]\n"
 

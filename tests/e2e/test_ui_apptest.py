@@ -235,8 +235,19 @@ def test_label_page_shows_the_clip_submits_and_skips(seeded: Seeded) -> None:
 
 def test_label_page_pre_checks_at_the_threshold_fitted_on_the_holdout(seeded: Seeded) -> None:
     """With a fitted threshold (20 %) for the suggesting version, dog (22 %) is pre-checked
-    too; turning the model's threshold off brings back the slider at 0.5."""
+    too, and of the exclusive scene tags only the likelier; turning the model's threshold off
+    brings back the slider at 0.5."""
     promoted = seeded.versions[1]
+    seeded_top = [{"tag": "cat", "p": 0.91}, {"tag": "dog", "p": 0.22}]
+    scenes = [{"tag": "indoor", "p": 0.41}, {"tag": "outdoor", "p": 0.3}]
+
+    def set_suggestions(top: list[dict[str, Any]]) -> None:
+        with session_scope(seeded.settings.database_url) as s:
+            s.execute(
+                update(Prediction)
+                .where(Prediction.model_version_id == promoted)  # whichever clip is shown
+                .values(top_tags=top)
+            )
 
     def set_threshold(value: float | None) -> None:
         with session_scope(seeded.settings.database_url) as s:
@@ -246,18 +257,20 @@ def test_label_page_pre_checks_at_the_threshold_fitted_on_the_holdout(seeded: Se
             version.metrics = {**version.metrics, "holdout": holdout}
 
     set_threshold(0.2)
+    set_suggestions(seeded_top + scenes)
     try:
         queue_clips(seeded.settings, [seeded.clips[0]])
         at = open_page("views/label.py", seeded.annotator_token)
         (toggle,) = at.sidebar.toggle
         assert toggle.label == "Pre-check at the model's threshold (20%)" and toggle.value
         assert not at.sidebar.slider
-        assert at.multiselect[0].value == ["cat", "dog"]
+        assert at.multiselect[0].value == ["cat", "dog", "indoor"]
         toggle.set_value(False).run()
         assert at.sidebar.slider[0].value == 0.5
         assert at.multiselect[0].value == ["cat"]
     finally:
         set_threshold(None)
+        set_suggestions(seeded_top)
 
 
 def shown_clip(at: AppTest) -> int:

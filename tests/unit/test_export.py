@@ -138,6 +138,11 @@ def test_predicted_choices_thresholds_and_falls_back_to_the_best() -> None:
     assert predicted_choices([{"tag": "a", "p": 0.2}, {"tag": "b", "p": 0.3}]) == ["b"]
     assert predicted_choices([{"tag": "a", "p": 0.7}], threshold=0.8) == ["a"]
     assert predicted_choices([]) == []
+    # Tags of one group are exclusive: a low threshold still checks only the group's best.
+    grouped = [{"tag": "in", "p": 0.4}, {"tag": "out", "p": 0.35}, {"tag": "a", "p": 0.3}]
+    groups = {"in": "scene", "out": "scene", "a": None}
+    assert predicted_choices(grouped, threshold=0.25, groups=groups) == ["in", "a"]
+    assert predicted_choices(grouped, threshold=0.25) == ["in", "out", "a"]  # no groups given
 
 
 def test_label_studio_tasks_follow_the_task_format() -> None:

@@ -16,6 +16,7 @@ from typing import Any
 import streamlit as st
 
 from tagloop.client import TagloopClient
+from tagloop.suggestions import prechecked_tags
 from ui.api_client import ApiError, is_admin
 from ui.components import fetch_media, get_json, require_client, show_error
 from ui.label_timer import seconds_on, start_timer
@@ -182,11 +183,12 @@ if item is None:
     st.stop()
 
 clip, lease_id = item["clip"], item["lease_id"]
-vocabulary = [t["name"] for t in get_json(client, "/api/v1/tags")["items"]]
-suggestions = [s for s in item["suggestions"] if s["tag"] in vocabulary]
+groups = {t["name"]: t.get("group") for t in get_json(client, "/api/v1/tags")["items"]}
+vocabulary = list(groups)
+suggestions = [s for s in item["suggestions"] if s["tag"] in groups]
 threshold = _precheck_threshold(item.get("decision_threshold"))
 key = _tags_key(lease_id)
-prechecked = [s["tag"] for s in suggestions if float(s["p"]) >= threshold]
+prechecked = prechecked_tags(suggestions, groups=groups, threshold=threshold)
 # Follow the threshold slider until the annotator changes the selection by hand.
 if key not in state or state.get(f"{key}_auto") == state[key]:
     state[key] = prechecked

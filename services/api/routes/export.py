@@ -17,6 +17,7 @@ from services.api.signed_media import media_key
 from tagloop.db import labels as label_repo
 from tagloop.db import model_versions as version_repo
 from tagloop.db import stats as stats_repo
+from tagloop.db import tags as tag_repo
 from tagloop.db.engine import make_session_factory
 from tagloop.db.models import Clip
 from tagloop.errors import NotFound
@@ -45,7 +46,11 @@ def _stream(database_url: str, fmt: ExportFormat, media_url: Callable[[int], str
             yield from format_csv(rows)
         else:
             thresholds = version_repo.decision_thresholds(session)
-            yield from format_label_studio(rows, media_url=media_url, thresholds=thresholds)
+            vocab = tag_repo.load_vocabulary(session)
+            groups = dict(zip(vocab.tags, vocab.groups, strict=True))
+            yield from format_label_studio(
+                rows, media_url=media_url, thresholds=thresholds, groups=groups
+            )
     finally:
         session.close()
 

@@ -1,0 +1,32 @@
+"""The pre-check rule (tagloop.suggestions)."""
+
+from __future__ import annotations
+
+from tagloop.suggestions import prechecked_tags
+
+GROUPS = {"cat": None, "dog": None, "indoor": "scene", "outdoor": "scene", "day": "time"}
+
+
+def test_independent_tags_are_checked_from_the_threshold_on() -> None:
+    got = prechecked_tags(
+        [{"tag": "cat", "p": 0.3}, {"tag": "dog", "p": 0.29}], groups=GROUPS, threshold=0.3
+    )
+    assert got == ["cat"]
+
+
+def test_a_group_checks_at_most_its_most_likely_tag() -> None:
+    suggestions = [
+        {"tag": "outdoor", "p": 0.35},
+        {"tag": "cat", "p": 0.9},
+        {"tag": "indoor", "p": 0.45},
+        {"tag": "day", "p": 0.2},
+    ]
+    # Both scene tags reach 0.3; only indoor, the likelier, is checked. day misses it.
+    assert prechecked_tags(suggestions, groups=GROUPS, threshold=0.3) == ["cat", "indoor"]
+    # A group's best tag below the threshold checks nothing of that group.
+    assert prechecked_tags(suggestions, groups=GROUPS, threshold=0.5) == ["cat"]
+
+
+def test_tags_unknown_to_the_vocabulary_count_as_independent() -> None:
+    got = prechecked_tags([{"tag": "zebra", "p": 0.6}], groups=GROUPS, threshold=0.5)
+    assert got == ["zebra"]
