@@ -237,6 +237,11 @@ def measures(
                 "rare_positives": found,
                 "stop_kappa": kappa,
                 "kind": model.kind,
+                # Per tag, to see which tags a strategy gains or loses against random.
+                "ap_per_tag": {
+                    t: None if a is None else round(float(a), 4)
+                    for t, a in metrics["ap_per_tag"].items()
+                },
             }
             return float(metrics["macro_ap"]), extra
 
@@ -345,6 +350,7 @@ def summarize(
             # At the decision threshold fitted on THRESHOLD_SET random clips, not at 0.5.
             "micro_f1_fitted_final": _mean_extra(records, s, "micro_f1_fitted"),
             "decision_threshold_final": _mean_extra(records, s, "decision_threshold"),
+            "ap_per_tag_final": final_ap_per_tag(records, s),
             "area_vs_default": paired_area_difference(by_seed, s, against=default),
         }
         for s, c in curves.items()
@@ -370,6 +376,22 @@ def summarize(
 
 def _round(record: RoundRecord) -> int:
     return record.round
+
+
+def final_ap_per_tag(records: Sequence[RoundRecord], strategy: str) -> dict[str, float]:
+    """Tag -> its test AP at the last round, mean over the seeds that define it ({} for rounds
+    saved before per-tag AP was kept)."""
+    own = [r for r in records if r.strategy == strategy]
+    if not own:
+        return {}
+    last = max(r.round for r in own)
+    per_tag: dict[str, list[float]] = {}
+    for r in own:
+        if r.round == last:
+            for tag, ap in (r.extra.get("ap_per_tag") or {}).items():
+                if ap is not None:
+                    per_tag.setdefault(tag, []).append(float(ap))
+    return {t: round(statistics.mean(v), 4) for t, v in per_tag.items()}
 
 
 def _mean_extra(records: Sequence[RoundRecord], strategy: str, key: str) -> float | None:

@@ -162,3 +162,17 @@ def test_hypergeometric_tail_matches_a_hand_count() -> None:
     assert hypergeom_tail(population=4, successes=2, draws=2, q=0.5) == (1.0, 1)
     assert hypergeom_tail(population=4, successes=2, draws=2, q=0.9)[1] == 2
     assert hypergeom_tail(population=4, successes=2, draws=2, q=0.1)[1] == 0
+
+
+def test_final_ap_per_tag_averages_the_last_round_over_seeds_and_skips_undefined() -> None:
+    from tests.benchmarks.bench_al_lt import final_ap_per_tag
+
+    records = [
+        record("x", 0, 0, 100, 0.1, ap_per_tag={"a": 0.9, "b": 0.1}),  # not the last round
+        record("x", 0, 1, 200, 0.2, ap_per_tag={"a": 0.5, "b": None}),
+        record("x", 1, 1, 200, 0.2, ap_per_tag={"a": 0.7, "b": 0.3}),
+        record("y", 0, 1, 200, 0.2),  # saved before per-tag AP was kept
+    ]
+    assert final_ap_per_tag(records, "x") == {"a": 0.6, "b": 0.3}
+    assert final_ap_per_tag(records, "y") == {}
+    assert final_ap_per_tag(records, "z") == {}
