@@ -396,6 +396,10 @@ def test_label_page_labels_the_holdout_queue(seeded: Seeded) -> None:
         toggle.set_value(True).run()
         assert shown_clip(at) == target
         assert "it is in the **holdout**" in texts(at.caption)
+        # cat (91 %) would be pre-checked in the active-learning queue; not on the holdout.
+        assert at.multiselect[0].value == []
+        assert "Nothing is pre-checked on a holdout clip" in texts(at.caption)
+        assert "Pre-check suggestions at or above" not in [s.label for s in at.sidebar.slider]
         at.multiselect[0].set_value(["dog"]).run()
         click(at, "Submit")
         label = labels_of(seeded, target)[-1]

@@ -186,9 +186,14 @@ clip, lease_id = item["clip"], item["lease_id"]
 groups = {t["name"]: t.get("group") for t in get_json(client, "/api/v1/tags")["items"]}
 vocabulary = list(groups)
 suggestions = [s for s in item["suggestions"] if s["tag"] in groups]
-threshold = _precheck_threshold(item.get("decision_threshold"))
 key = _tags_key(lease_id)
-prechecked = prechecked_tags(suggestions, groups=groups, threshold=threshold)
+if queue == HOLDOUT:
+    # The holdout grades the model and fits its threshold: pre-checked guesses that people
+    # accept would pull its labels toward the model (automation bias), so nothing is.
+    prechecked = []
+else:
+    threshold = _precheck_threshold(item.get("decision_threshold"))
+    prechecked = prechecked_tags(suggestions, groups=groups, threshold=threshold)
 # Follow the threshold slider until the annotator changes the selection by hand.
 if key not in state or state.get(f"{key}_auto") == state[key]:
     state[key] = prechecked
@@ -223,6 +228,11 @@ with right:
     st.subheader("Suggestions")
     if not suggestions:
         st.caption("No model suggestions yet (no model has scored this clip).")
+    elif queue == HOLDOUT:
+        st.caption(
+            "Nothing is pre-checked on a holdout clip: its labels grade the model, so they "
+            "should be yours, not the model's."
+        )
     for i, s in enumerate(suggestions[:9]):
         on = s["tag"] in state[key]
         st.button(
