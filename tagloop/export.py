@@ -26,6 +26,7 @@ from typing import Any
 from tagloop.db.models import MAX_ID
 from tagloop.errors import InvalidInput
 from tagloop.suggestions import prechecked_tags
+from tagloop.training.thresholds import DEFAULT_THRESHOLD
 
 FROM_NAME = "tags"
 TO_NAME = "video"
@@ -211,7 +212,7 @@ def _choices_result(tags: list[str], *, result_id: str) -> list[dict[str, Any]]:
 def predicted_choices(
     top_tags: list[dict[str, Any]],
     *,
-    threshold: float = 0.5,
+    threshold: float = DEFAULT_THRESHOLD,
     groups: Mapping[str, str | None] | None = None,
 ) -> list[str]:
     """The tags a prediction would check, as the Label page pre-checks them
@@ -227,7 +228,7 @@ def to_label_studio_task(
     row: ExportRow,
     *,
     media_url: Callable[[int], str],
-    threshold: float = 0.5,
+    threshold: float = DEFAULT_THRESHOLD,
     groups: Mapping[str, str | None] | None = None,
 ) -> dict[str, Any]:
     """One Label Studio task. The prediction's ``score`` is its top probability (Label Studio
@@ -292,7 +293,8 @@ def format_label_studio(
     yield "["
     for i, row in enumerate(rows):
         version = None if row.prediction is None else row.prediction.model_version_id
-        threshold = (thresholds or {}).get(version, 0.5) if version is not None else 0.5
+        fitted = None if version is None else (thresholds or {}).get(version)
+        threshold = DEFAULT_THRESHOLD if fitted is None else fitted
         task = to_label_studio_task(row, media_url=media_url, threshold=threshold, groups=groups)
         yield ("," if i else "") + "\n" + json.dumps(task, ensure_ascii=False)
     yield "\n]\n"

@@ -27,7 +27,6 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import and_, delete, func, insert, or_, select, text, update
 from sqlalchemy.orm import Session, aliased
@@ -418,22 +417,21 @@ def clip_with_suggestions(session: Session, *, clip_id: int) -> tuple[Clip, Sugg
     """The clip and its latest prediction's suggestions, in one round trip: this runs on
     every ``GET /queue/next``."""
 
-    def latest(column: Any) -> Any:
-        return (
-            select(column)
-            .select_from(Prediction)
-            .join(ModelVersion, ModelVersion.id == Prediction.model_version_id)
-            .where(Prediction.clip_id == Clip.id)
-            .order_by(Prediction.created_at.desc(), Prediction.id.desc())
-            .limit(1)
-            .correlate(Clip)
-            .scalar_subquery()
-        )
-
+    # The latest prediction is found once; its top tags and its version's threshold are
+    # joined to it.
+    latest = (
+        select(Prediction.id)
+        .where(Prediction.clip_id == Clip.id)
+        .order_by(Prediction.created_at.desc(), Prediction.id.desc())
+        .limit(1)
+        .correlate(Clip)
+        .scalar_subquery()
+    )
     row = session.execute(
-        select(Clip, latest(Prediction.top_tags), latest(decision_threshold_of())).where(
-            Clip.id == clip_id
-        )
+        select(Clip, Prediction.top_tags, decision_threshold_of())
+        .outerjoin(Prediction, Prediction.id == latest)
+        .outerjoin(ModelVersion, ModelVersion.id == Prediction.model_version_id)
+        .where(Clip.id == clip_id)
     ).one_or_none()
     if row is None:
         raise NotFound(f"clip {clip_id} does not exist", code="clip_not_found")
