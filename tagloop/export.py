@@ -214,11 +214,14 @@ def predicted_choices(
     *,
     threshold: float = DEFAULT_THRESHOLD,
     groups: Mapping[str, str | None] | None = None,
+    group_threshold: float | None = None,
 ) -> list[str]:
     """The tags a prediction would check, as the Label page pre-checks them
     (``suggestions.prechecked_tags``; ``groups``: tag -> group, None: all independent),
     else the best one."""
-    chosen = prechecked_tags(top_tags, groups=groups or {}, threshold=threshold)
+    chosen = prechecked_tags(
+        top_tags, groups=groups or {}, threshold=threshold, group_threshold=group_threshold
+    )
     if not chosen and top_tags:
         chosen = [str(max(top_tags, key=lambda t: float(t["p"]))["tag"])]
     return chosen
@@ -230,11 +233,15 @@ def to_label_studio_task(
     media_url: Callable[[int], str],
     threshold: float = DEFAULT_THRESHOLD,
     groups: Mapping[str, str | None] | None = None,
+    group_threshold: float | None = None,
 ) -> dict[str, Any]:
     """One Label Studio task. The prediction's ``score`` is its top probability (Label Studio
     sorts by it as a confidence; tagloop's uncertainty is strategy-specific and unbounded).
     The split, the parked flag and the skips go in the task's ``meta``, which Label Studio
-    keeps with the task but does not show to the labeling config."""
+    keeps with the task but does not show to the labeling config. A holdout clip gets no
+    prediction: Label Studio shows predictions as pre-annotations, and the holdout's labels
+    grade the model, so they must not lean on its guesses (the Label page pre-checks nothing
+    there either; the JSONL and CSV exports keep the prediction)."""
     task: dict[str, Any] = {
         "id": row.clip_id,
         "data": {
@@ -264,14 +271,19 @@ def to_label_studio_task(
         },
     }
     pred = row.prediction
-    if pred is not None:
+    if pred is not None and row.split != "holdout":
         top = max((float(t["p"]) for t in pred.top_tags), default=0.0)
         task["predictions"].append(
             {
                 "model_version": f"v{pred.model_version_id}",
                 "score": top,
                 "result": _choices_result(
-                    predicted_choices(pred.top_tags, threshold=threshold, groups=groups),
+                    predicted_choices(
+                        pred.top_tags,
+                        threshold=threshold,
+                        groups=groups,
+                        group_threshold=group_threshold,
+                    ),
                     result_id=f"pred-{row.clip_id}-{pred.model_version_id}",
                 ),
             }
@@ -285,17 +297,24 @@ def format_label_studio(
     media_url: Callable[[int], str],
     thresholds: Mapping[int, float] | None = None,
     groups: Mapping[str, str | None] | None = None,
+    group_thresholds: Mapping[int, float] | None = None,
 ) -> Iterator[str]:
     """A JSON array of Label Studio tasks, streamed one task at a time. A prediction checks
     its tags as the Label page pre-checks them: at its version's threshold in ``thresholds``
     (version id -> the one fitted on the holdout; else 0.5), at most one tag per group of
-    ``groups`` (tag -> group)."""
+    ``groups`` (tag -> group), a group's at its version's cut in ``group_thresholds``."""
     yield "["
     for i, row in enumerate(rows):
         version = None if row.prediction is None else row.prediction.model_version_id
         fitted = None if version is None else (thresholds or {}).get(version)
         threshold = DEFAULT_THRESHOLD if fitted is None else fitted
-        task = to_label_studio_task(row, media_url=media_url, threshold=threshold, groups=groups)
+        task = to_label_studio_task(
+            row,
+            media_url=media_url,
+            threshold=threshold,
+            groups=groups,
+            group_threshold=None if version is None else (group_thresholds or {}).get(version),
+        )
         yield ("," if i else "") + "\n" + json.dumps(task, ensure_ascii=False)
     yield "\n]\n"
 

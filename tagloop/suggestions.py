@@ -2,8 +2,9 @@
 
 An independent tag is checked when its probability reaches the threshold. Tags of a group are
 exclusive (one softmax), so a group checks at most its most likely tag, and only when that
-reaches the threshold: with a fitted threshold below 0.5 two tags of one group could both
-reach it, and checking both would contradict the vocabulary.
+reaches the group threshold (fitted for groups, ``training.thresholds.fit_group_threshold``;
+the tags' threshold where none is): with a threshold below 0.5 two tags of one group could
+both reach it, and checking both would contradict the vocabulary.
 """
 
 from __future__ import annotations
@@ -17,18 +18,23 @@ def prechecked_tags(
     *,
     groups: Mapping[str, str | None],
     threshold: float,
+    group_threshold: float | None = None,
 ) -> list[str]:
     """Tags to pre-check, in suggestion order. ``suggestions``: ``{"tag", "p"}`` items;
     ``groups``: tag -> its group (None: independent; a tag missing here counts as one)."""
+    group_cut = threshold if group_threshold is None else group_threshold
     best: dict[str, tuple[float, str]] = {}
     for s in suggestions:
         group = groups.get(str(s["tag"]))
         if group is not None and float(s["p"]) > best.get(group, (-1.0, ""))[0]:
             best[group] = (float(s["p"]), str(s["tag"]))
     winners = {tag for _, tag in best.values()}
-    return [
-        str(s["tag"])
-        for s in suggestions
-        if float(s["p"]) >= threshold
-        and (groups.get(str(s["tag"])) is None or str(s["tag"]) in winners)
-    ]
+    checked = []
+    for s in suggestions:
+        tag, p = str(s["tag"]), float(s["p"])
+        if groups.get(tag) is None:
+            if p >= threshold:
+                checked.append(tag)
+        elif tag in winners and p >= group_cut:
+            checked.append(tag)
+    return checked

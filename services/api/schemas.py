@@ -166,6 +166,8 @@ class QueueNext(BaseModel):
     # Pre-check suggestions with p at or above this: fitted on the holdout for the version
     # that made them (``training.thresholds``); None until the holdout has enough labels.
     decision_threshold: float | None = None
+    # The same for a group's (exclusive tags') likeliest suggestion.
+    group_threshold: float | None = None
     reason: QueueReason
 
 

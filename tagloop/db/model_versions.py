@@ -34,9 +34,21 @@ def decision_threshold_of() -> Any:
     return ModelVersion.metrics[("holdout", "decision_threshold")].as_float()
 
 
+def group_threshold_of() -> Any:
+    """SQL for a version's cut on a group's top probability (``metrics.holdout.
+    group_threshold``), NULL where none is fitted."""
+    return ModelVersion.metrics[("holdout", "group_threshold")].as_float()
+
+
 def decision_thresholds(session: Session) -> dict[int, float]:
     """Version id -> its decision threshold, for the versions that have one."""
     rows = session.execute(select(ModelVersion.id, decision_threshold_of()))
+    return {int(v): float(t) for v, t in rows if t is not None}
+
+
+def group_thresholds(session: Session) -> dict[int, float]:
+    """Version id -> its group threshold, for the versions that have one."""
+    rows = session.execute(select(ModelVersion.id, group_threshold_of()))
     return {int(v): float(t) for v, t in rows if t is not None}
 
 

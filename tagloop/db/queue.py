@@ -31,7 +31,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, delete, func, insert, or_, select, text, update
 from sqlalchemy.orm import Session, aliased
 
-from tagloop.db.model_versions import decision_threshold_of
+from tagloop.db.model_versions import decision_threshold_of, group_threshold_of
 from tagloop.db.models import Clip, Label, ModelVersion, Prediction, QueueItem, utcnow
 from tagloop.db.tags import unstorable
 from tagloop.errors import Conflict, InvalidInput, NotFound
@@ -411,6 +411,8 @@ class Suggestions:
     # Where the predicting version's probabilities should count as yes (fitted on the
     # holdout, ``training.thresholds``); None before one is fitted.
     decision_threshold: float | None
+    # The same for a group's likeliest tag (groups only, ``fit_group_threshold``).
+    group_threshold: float | None = None
 
 
 def clip_with_suggestions(session: Session, *, clip_id: int) -> tuple[Clip, Suggestions]:
@@ -428,14 +430,19 @@ def clip_with_suggestions(session: Session, *, clip_id: int) -> tuple[Clip, Sugg
         .scalar_subquery()
     )
     row = session.execute(
-        select(Clip, Prediction.top_tags, decision_threshold_of())
+        select(Clip, Prediction.top_tags, decision_threshold_of(), group_threshold_of())
         .outerjoin(Prediction, Prediction.id == latest)
         .outerjoin(ModelVersion, ModelVersion.id == Prediction.model_version_id)
         .where(Clip.id == clip_id)
     ).one_or_none()
     if row is None:
         raise NotFound(f"clip {clip_id} does not exist", code="clip_not_found")
-    return row[0], Suggestions(list(row[1] or []), None if row[2] is None else float(row[2]))
+    clip, top_tags, threshold, group_threshold = row
+    return clip, Suggestions(
+        list(top_tags or []),
+        None if threshold is None else float(threshold),
+        None if group_threshold is None else float(group_threshold),
+    )
 
 
 def count_by_status(session: Session) -> dict[str, int]:

@@ -425,7 +425,8 @@ def evaluate_on(
     ``score`` the same single number promotion uses. From ``MIN_CLIPS`` clips on, also the
     ``decision_threshold`` fitted on them (None with too few positives) and
     ``micro_f1_fitted``, micro-F1 at a threshold fitted on the other half of them (two folds
-    by clip id), to set against ``micro_f1`` at 0.5."""
+    by clip id), to set against ``micro_f1`` at 0.5, and ``group_threshold``, the cut on a
+    group's top probability (``training.thresholds``)."""
     from tagloop.training.loop import selection_score
     from tagloop.training.metrics import evaluate_predictions
     from tagloop.training.predict import predict_clips
@@ -433,6 +434,7 @@ def evaluate_on(
         MIN_CLIPS,
         cross_fitted_micro_f1,
         fit_decision_threshold,
+        fit_group_threshold,
     )
 
     preds = predict_clips(model, [s.tensors for s in clips], vocab=vocab, audio_frames=audio_frames)
@@ -440,8 +442,11 @@ def evaluate_on(
     known = np.stack([s.known for s in clips])
     metrics = evaluate_predictions(preds.probs, targets, known, vocab=vocab)
     metrics["score"] = selection_score(metrics)
-    metrics["decision_threshold"] = metrics["micro_f1_fitted"] = None
+    metrics["decision_threshold"] = metrics["micro_f1_fitted"] = metrics["group_threshold"] = None
     if len(clips) >= MIN_CLIPS:
+        metrics["group_threshold"] = fit_group_threshold(
+            preds.probs, targets, known, groups=list(vocab.group_indices.values())
+        )
         columns = vocab.ungrouped_indices  # where micro-F1 is measured
         metrics["decision_threshold"] = fit_decision_threshold(
             preds.probs, targets, known, columns=columns

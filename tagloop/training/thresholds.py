@@ -7,10 +7,17 @@ fitted on clips labeled at random (the holdout): the one threshold that maximise
 there. One number, not one per tag: per-tag best-F1 thresholds were measured and lower
 micro-F1 (BENCHMARKS.md), since a hard tag's F1 is best when it is checked nearly everywhere.
 Its own quality is measured by cross-fitting, so the holdout does not grade its own fit.
+
+A group (exclusive tags, one softmax) is one decision per clip: check its likeliest tag, or
+nothing. Its probabilities live on another scale (they sum to one over the group), so groups
+get their own cut, fitted the same way on those decisions (``fit_group_threshold``): without
+it a ten-way softmax whose best guess sits at 0.4 would never be pre-checked at 0.5.
 Pure numpy; the inputs are as in ``training.metrics``.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -21,14 +28,18 @@ MIN_POSITIVES = 10
 MIN_CLIPS = 30
 
 
-def best_f1_threshold(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float] | None:
+def best_f1_threshold(
+    scores: np.ndarray, labels: np.ndarray, *, n_positives: int | None = None
+) -> tuple[float, float] | None:
     """(threshold, F1) maximising F1 of ``scores >= threshold`` against ``labels (N,)`` bool;
     None without a positive. The threshold lies halfway between the lowest score predicted
     positive and the next lower score (0 below the lowest), so it does not sit on one clip's
-    score; ties go to the higher threshold (fewer tags checked)."""
+    score; ties go to the higher threshold (fewer tags checked). ``n_positives``: the
+    positives F1 counts, when some can never be predicted (a group whose likeliest tag is
+    wrong); ``labels.sum()`` by default."""
     y = np.asarray(labels, dtype=bool)
-    n_pos = int(y.sum())
-    if n_pos == 0:
+    n_pos = int(y.sum()) if n_positives is None else int(n_positives)
+    if n_pos == 0 or not y.any():
         return None
     s = np.asarray(scores, dtype=np.float64)
     order = np.argsort(-s, kind="stable")
@@ -95,3 +106,42 @@ def cross_fitted_micro_f1(
         fn += int((~predicted & labels).sum())
     denom = 2 * tp + fp + fn
     return 2 * tp / denom if denom else None
+
+
+def group_decisions(
+    probs: np.ndarray, targets: np.ndarray, known: np.ndarray, *, groups: Sequence[np.ndarray]
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Each known (clip, group) as one decision: (the likeliest tag's probability, whether
+    that tag is right, the number of (clip, group) pairs with a positive tag). A group counts
+    as known on a clip when all its columns are."""
+    scores: list[np.ndarray] = []
+    right: list[np.ndarray] = []
+    n_positives = 0
+    for columns in groups:
+        cols = np.asarray(columns, dtype=np.int64)
+        rows = np.asarray(known, dtype=bool)[:, cols].all(axis=1)
+        p, y = probs[rows][:, cols], targets[rows][:, cols] >= 0.5
+        best = p.argmax(axis=1)
+        scores.append(p[np.arange(len(p)), best])
+        right.append(y[np.arange(len(y)), best])
+        n_positives += int(y.any(axis=1).sum())
+    if not scores:
+        return np.empty(0), np.empty(0, dtype=bool), 0
+    return np.concatenate(scores), np.concatenate(right), n_positives
+
+
+def fit_group_threshold(
+    probs: np.ndarray,
+    targets: np.ndarray,
+    known: np.ndarray,
+    *,
+    groups: Sequence[np.ndarray],
+    min_positives: int = MIN_POSITIVES,
+) -> float | None:
+    """The cut on a group's top probability maximising micro-F1 over the known group
+    decisions (``groups``: each group's columns); None below ``min_positives`` positives."""
+    scores, right, n_positives = group_decisions(probs, targets, known, groups=groups)
+    if n_positives < min_positives:
+        return None
+    fitted = best_f1_threshold(scores, right, n_positives=n_positives)
+    return None if fitted is None else fitted[0]

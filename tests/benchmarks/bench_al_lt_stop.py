@@ -13,7 +13,9 @@ and for a few other thresholds, with the macro-AP there and the gap to the end o
 (how much an operator who stopped there would have missed by ``MAX_LABELS``). The curve goes
 to ``benchmarks/al_lt_stop.png``.
 
-``python -m tests.benchmarks.bench_al_lt_stop [max_labels]`` runs it without the results file.
+``python -m tests.benchmarks.bench_al_lt_stop [max_labels]`` runs it without the results file:
+a longer curve (to a plateau) writes its figures to ``benchmarks/work/al_lt_stop_N.json`` and
+its plot to ``benchmarks/al_lt_stop_N.png``, leaving ``make bench``'s files alone.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import json
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tests.benchmarks.bench_al_lt import (
@@ -96,7 +99,7 @@ def plot_stop_curve(records: Sequence[RoundRecord], path: Any, *, threshold: flo
     return path
 
 
-def run(*, out: dict[str, Any], max_labels: int = MAX_LABELS) -> None:
+def run(*, out: dict[str, Any], max_labels: int = MAX_LABELS, plot: Path = CURVE_PNG) -> None:
     from tagloop.config import Settings
     from tagloop.simulation import SimulationOptions, simulate_curve
     from tests.benchmarks.lt_tensors import load_lt_simulation_set
@@ -137,7 +140,7 @@ def run(*, out: dict[str, Any], max_labels: int = MAX_LABELS) -> None:
         progress=report,
         measure=factory(strategy, SEED),
     )
-    plot_stop_curve(records, CURVE_PNG, threshold=settings.stop_kappa)
+    plot_stop_curve(records, plot, threshold=settings.stop_kappa)
     fires = fire_table(
         records, thresholds=sorted({*THRESHOLDS, settings.stop_kappa}), window=settings.stop_window
     )
@@ -152,7 +155,7 @@ def run(*, out: dict[str, Any], max_labels: int = MAX_LABELS) -> None:
         "labels": [r.n_labels for r in records],
         "macro_ap": [round(r.accuracy, 4) for r in records],
         "kappa": [r.extra["stop_kappa"] for r in records],
-        "plot": str(CURVE_PNG.relative_to(REPO)),
+        "plot": str(plot.relative_to(REPO)),
         "seconds": round(time.perf_counter() - start, 1),
         "load_before": load_before,
         "load_after": uptime(),
@@ -160,6 +163,10 @@ def run(*, out: dict[str, Any], max_labels: int = MAX_LABELS) -> None:
 
 
 if __name__ == "__main__":
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else MAX_LABELS
     result: dict[str, Any] = {}
-    run(out=result, max_labels=int(sys.argv[1]) if len(sys.argv) > 1 else MAX_LABELS)
-    print(json.dumps(result, indent=1, default=str)[:4000])
+    run(out=result, max_labels=n, plot=REPO / "benchmarks" / f"al_lt_stop_{n}.png")
+    path = REPO / "benchmarks" / "work" / f"al_lt_stop_{n}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=1, default=str))
+    print(json.dumps(result["al_stop_curve"]["fires"], indent=1), f"\nall figures in {path}")

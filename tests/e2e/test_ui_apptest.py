@@ -249,11 +249,11 @@ def test_label_page_pre_checks_at_the_threshold_fitted_on_the_holdout(seeded: Se
                 .values(top_tags=top)
             )
 
-    def set_threshold(value: float | None) -> None:
+    def set_threshold(value: float | None, group: float | None = None) -> None:
         with session_scope(seeded.settings.database_url) as s:
             version = s.get(ModelVersion, promoted)
             assert version is not None
-            holdout = {**HOLDOUT_METRICS, "decision_threshold": value}
+            holdout = {**HOLDOUT_METRICS, "decision_threshold": value, "group_threshold": group}
             version.metrics = {**version.metrics, "holdout": holdout}
 
     set_threshold(0.2)
@@ -262,12 +262,25 @@ def test_label_page_pre_checks_at_the_threshold_fitted_on_the_holdout(seeded: Se
         queue_clips(seeded.settings, [seeded.clips[0]])
         at = open_page("views/label.py", seeded.annotator_token)
         (toggle,) = at.sidebar.toggle
-        assert toggle.label == "Pre-check at the model's threshold (20%)" and toggle.value
+        assert toggle.label == "Pre-check at the model's thresholds (tags 20%)" and toggle.value
         assert not at.sidebar.slider
         assert at.multiselect[0].value == ["cat", "dog", "indoor"]
         toggle.set_value(False).run()
         assert at.sidebar.slider[0].value == 0.5
         assert at.multiselect[0].value == ["cat"]
+        # A group gets its own cut: above indoor's 41 % nothing of the scene is checked. (The
+        # annotator's lease gives the same clip back.)
+        set_threshold(0.2, group=0.45)
+        at = open_page("views/label.py", seeded.annotator_token)
+        (toggle,) = at.sidebar.toggle
+        assert toggle.label == "Pre-check at the model's thresholds (tags 20%, groups 45%)"
+        assert at.multiselect[0].value == ["cat", "dog"]
+        # A vocabulary of groups only has no tags' cut: groups still pre-check at theirs.
+        set_threshold(None, group=0.35)
+        at = open_page("views/label.py", seeded.annotator_token)
+        (toggle,) = at.sidebar.toggle
+        assert toggle.label == "Pre-check at the model's thresholds (groups 35%)"
+        assert at.multiselect[0].value == ["cat", "indoor"]
     finally:
         set_threshold(None)
         set_suggestions(seeded_top)

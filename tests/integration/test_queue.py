@@ -103,6 +103,7 @@ def test_suggestions_come_from_the_latest_prediction(api: ApiHarness, db_url: st
     body = api.client.get(NEXT, headers=api.annotator).json()
     assert body["suggestions"] == [{"tag": "dog", "p": 0.8}]
     assert body["decision_threshold"] is None  # no holdout threshold fitted yet
+    assert body["group_threshold"] is None
 
 
 def test_suggestions_carry_the_threshold_fitted_for_their_version(
@@ -112,9 +113,15 @@ def test_suggestions_carry_the_threshold_fitted_for_their_version(
     the suggestions, not for another version (here the retired one holds a different one)."""
     clip = add_clips(db_url, 1)[0]
     with session_scope(db_url) as s:
-        old = ModelVersion(status="retired", metrics={"holdout": {"decision_threshold": 0.9}})
+        old = ModelVersion(
+            status="retired",
+            metrics={"holdout": {"decision_threshold": 0.9, "group_threshold": 0.8}},
+        )
         new = ModelVersion(
-            status="promoted", metrics={"holdout": {"decision_threshold": 0.27, "n_clips": 40}}
+            status="promoted",
+            metrics={
+                "holdout": {"decision_threshold": 0.27, "group_threshold": 0.31, "n_clips": 40}
+            },
         )
         s.add_all([old, new])
         s.flush()
@@ -131,6 +138,7 @@ def test_suggestions_carry_the_threshold_fitted_for_their_version(
     body = api.client.get(NEXT, headers=api.annotator).json()
     assert body["suggestions"] == [{"tag": "dog", "p": 0.3}]
     assert body["decision_threshold"] == 0.27
+    assert body["group_threshold"] == 0.31
 
 
 def test_skip_releases_and_is_not_offered_again(api: ApiHarness, db_url: str) -> None:

@@ -88,6 +88,7 @@ def test_stats_counts_round_and_learning_curve(api: ApiHarness, db_url: str) -> 
         "micro_f1": 0.5,
         "micro_f1_fitted": 0.58,
         "decision_threshold": 0.31,
+        "group_threshold": 0.22,
     }
     v2 = _add_version(db_url, n_train=5, score=0.7, status="promoted", holdout=holdout)
     time.sleep(0.05)
@@ -121,6 +122,7 @@ def test_stats_counts_round_and_learning_curve(api: ApiHarness, db_url: str) -> 
     models = {v["id"]: v for v in api.client.get("/api/v1/models", headers=api.admin).json()}
     assert (models[v2]["decision_threshold"], models[v2]["micro_f1_fitted"]) == (0.31, 0.58)
     assert (models[v1]["decision_threshold"], models[v1]["micro_f1_fitted"]) == (None, None)
+    assert (models[v2]["group_threshold"], models[v1]["group_threshold"]) == (0.22, None)
     assert counts["needs_review"] == 0
     assert counts["holdout"] == {"clips": 0, "labeled": 0, "queued": 0}
     assert body["caller"] == {"name": "ann", "role": "annotator"}

@@ -231,3 +231,64 @@ def test_parse_rejects_what_is_not_an_export(bad: object) -> None:
     with pytest.raises(InvalidInput) as info:
         parse_label_studio(bad)
     assert info.value.code == "invalid_label_studio_export"
+
+
+def test_label_studio_checks_groups_at_their_versions_cut_and_never_pre_annotates_holdout() -> None:
+    digits = [{"tag": "d3", "p": 0.34}, {"tag": "d8", "p": 0.3}, {"tag": "loud", "p": 0.2}]
+    groups = {"d3": "digit", "d8": "digit", "loud": None}
+
+    def row(clip_id: int, version: int, split: str = "pool") -> ExportRow:
+        prediction = ExportPrediction(
+            model_version_id=version, top_tags=digits, uncertainty=None, created_at=T0
+        )
+        return ExportRow(
+            clip_id=clip_id,
+            video_id=1,
+            video_filename="a.mp4",
+            start_s=0.0,
+            end_s=2.0,
+            split=split,
+            prediction=prediction,
+        )
+
+    rows = [row(1, 5), row(2, 6), row(3, 5, split="holdout")]
+    tasks = json.loads(
+        "".join(
+            format_label_studio(
+                rows,
+                media_url=_media,
+                groups=groups,
+                thresholds={5: 0.15, 6: 0.15},
+                group_thresholds={5: 0.25},  # version 6 has none: its groups use 0.15 too
+            )
+        )
+    )
+    choices = [t["predictions"][0]["result"][0]["value"]["choices"] for t in tasks[:2]]
+    assert choices == [["d3", "loud"], ["d3", "loud"]]
+    tasks = json.loads(
+        "".join(
+            format_label_studio(
+                rows,
+                media_url=_media,
+                groups=groups,
+                thresholds={5: 0.5},
+                group_thresholds={5: 0.4},
+            )
+        )
+    )
+    # Nothing reaches either cut: the best tag is named, as before.
+    assert tasks[0]["predictions"][0]["result"][0]["value"]["choices"] == ["d3"]
+    tasks = json.loads(
+        "".join(
+            format_label_studio(
+                rows,
+                media_url=_media,
+                groups=groups,
+                thresholds={5: 0.1},
+                group_thresholds={5: 0.9},
+            )
+        )
+    )
+    # A low tags' cut does not reach into the group: the digit stays unchecked.
+    assert tasks[0]["predictions"][0]["result"][0]["value"]["choices"] == ["loud"]
+    assert tasks[2]["meta"]["split"] == "holdout" and tasks[2]["predictions"] == []

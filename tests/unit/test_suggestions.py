@@ -30,3 +30,17 @@ def test_a_group_checks_at_most_its_most_likely_tag() -> None:
 def test_tags_unknown_to_the_vocabulary_count_as_independent() -> None:
     got = prechecked_tags([{"tag": "zebra", "p": 0.6}], groups=GROUPS, threshold=0.5)
     assert got == ["zebra"]
+
+
+def test_groups_use_their_own_threshold_when_there_is_one() -> None:
+    suggestions = [
+        {"tag": "cat", "p": 0.4},
+        {"tag": "indoor", "p": 0.3},
+        {"tag": "outdoor", "p": 0.25},
+        {"tag": "day", "p": 0.2},
+    ]
+    # A ten-way softmax's best guess at 0.3 is a confident one: the group cut is lower.
+    got = prechecked_tags(suggestions, groups=GROUPS, threshold=0.5, group_threshold=0.25)
+    assert got == ["indoor"]  # cat misses the tags' 0.5; day misses the groups' 0.25
+    got = prechecked_tags(suggestions, groups=GROUPS, threshold=0.35, group_threshold=0.9)
+    assert got == ["cat"]  # the group cut applies to groups only, both ways

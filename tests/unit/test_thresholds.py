@@ -11,6 +11,8 @@ from tagloop.training.thresholds import (
     best_f1_threshold,
     cross_fitted_micro_f1,
     fit_decision_threshold,
+    fit_group_threshold,
+    group_decisions,
 )
 
 
@@ -111,3 +113,48 @@ def test_cross_fitting_grades_each_fold_with_the_other_folds_threshold() -> None
         probs, targets, known, columns=np.array([0]), folds=folds, min_positives=5
     )
     assert at_default == pytest.approx(2 * 2 / (2 * 2 + 0 + 2))
+
+
+def test_a_group_is_one_decision_per_clip_on_its_likeliest_tag() -> None:
+    probs = np.array([[0.6, 0.3, 0.1], [0.2, 0.45, 0.35], [0.4, 0.3, 0.3], [0.5, 0.5, 0.0]])
+    targets = np.array([[1, 0, 0], [0, 0, 1], [0, 0, 0], [0, 1, 0]], dtype=np.float64)
+    known = np.ones_like(targets, dtype=bool)
+    known[3, 2] = False  # a group half decided on a clip is not a decision there
+    scores, right, n_positives = group_decisions(
+        probs, targets, known, groups=[np.array([0, 1, 2])]
+    )
+    np.testing.assert_allclose(scores, [0.6, 0.45, 0.4])
+    assert right.tolist() == [True, False, False]
+    assert n_positives == 2  # clip 2's group does not apply: no positive to find
+
+
+def test_group_threshold_maximises_micro_f1_of_checking_the_likeliest_tag() -> None:
+    rng = np.random.default_rng(2)
+    n, c = 120, 10
+    truth = rng.integers(0, c, n)
+    applies = rng.random(n) < 0.8  # on a fifth of the clips the group has no tag
+    logits = rng.normal(size=(n, c)) + 1.5 * np.eye(c)[truth]
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)  # top guesses < 0.5
+    targets = np.eye(c)[truth] * applies[:, None]
+    known = np.ones((n, c), dtype=bool)
+    t = fit_group_threshold(probs, targets, known, groups=[np.arange(c)])
+    assert t is not None and t < DEFAULT_THRESHOLD
+
+    def micro_f1(cut: float) -> float:
+        top = probs.argmax(axis=1)
+        checked = probs.max(axis=1) >= cut
+        tp = int((checked & (targets[np.arange(n), top] > 0)).sum())
+        return 2 * tp / (int(checked.sum()) + int(applies.sum()))
+
+    brute = max(micro_f1(float(x)) for x in np.unique(probs.max(axis=1)))
+    assert micro_f1(t) == pytest.approx(brute)
+    assert micro_f1(t) > micro_f1(DEFAULT_THRESHOLD)
+
+
+def test_no_group_threshold_without_groups_or_enough_positives() -> None:
+    probs = np.full((40, 3), 1 / 3)
+    targets = np.zeros((40, 3))
+    targets[:5, 0] = 1  # 5 positives, below MIN_POSITIVES
+    known = np.ones((40, 3), dtype=bool)
+    assert fit_group_threshold(probs, targets, known, groups=[np.arange(3)]) is None
+    assert fit_group_threshold(probs, targets, known, groups=[]) is None

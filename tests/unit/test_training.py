@@ -330,3 +330,27 @@ def test_holdout_metrics_fit_the_decision_threshold_from_min_clips(
     few = evaluate_on(model, holdout[: MIN_CLIPS - 1], vocab=vocab, audio_frames=None)
     assert few["decision_threshold"] is None and few["micro_f1_fitted"] is None
     assert few["micro_f1"] is not None  # the figures at 0.5 are there all the same
+
+
+def test_holdout_metrics_fit_a_group_threshold_for_a_vocabulary_of_groups_only(
+    clips: tuple[list[LabeledClip], ...],
+    trained: TrainResult,
+) -> None:
+    """The digits are one 10-way group: no ungrouped tag to fit the decision threshold on, so
+    before the group threshold the Label page pre-checked nothing below 0.5."""
+    from tagloop.pipeline.training import evaluate_on
+    from tagloop.training.thresholds import MIN_CLIPS, fit_group_threshold
+
+    _, _, test = clips
+    holdout = test[: MIN_CLIPS + 10]
+    got = evaluate_on(trained.model, holdout, vocab=DIGITS, audio_frames=None)
+    probs = predict_clips(trained.model, [c.tensors for c in holdout], vocab=DIGITS).probs
+    targets = np.stack([c.targets for c in holdout])
+    known = np.stack([c.known for c in holdout])
+    assert got["decision_threshold"] is None
+    assert got["group_threshold"] is not None
+    assert got["group_threshold"] == fit_group_threshold(
+        probs, targets, known, groups=[np.arange(10)]
+    )
+    few = evaluate_on(trained.model, holdout[: MIN_CLIPS - 1], vocab=DIGITS, audio_frames=None)
+    assert few["group_threshold"] is None

@@ -17,6 +17,7 @@ import streamlit as st
 
 from tagloop.client import TagloopClient
 from tagloop.suggestions import prechecked_tags
+from tagloop.training.thresholds import DEFAULT_THRESHOLD
 from ui.api_client import ApiError, is_admin
 from ui.components import fetch_media, get_json, require_client, show_error
 from ui.label_timer import seconds_on, start_timer
@@ -138,25 +139,36 @@ def _show_session_stats() -> None:
     cols[1].metric("Seconds per clip", "-" if mean is None else f"{mean:.1f}")
 
 
-def _precheck_threshold(fitted: float | None) -> float:
-    """The model's own threshold (fitted on the holdout) while the toggle is on, else the
-    slider's: 0.5 is rarely where checked tags best match what people tag."""
-    if fitted is not None and st.sidebar.toggle(
-        f"Pre-check at the model's threshold ({fitted:.0%})",
+def _fitted_caption(tags: float | None, groups: float | None) -> str:
+    parts = [
+        f"tags {tags:.0%}" if tags is not None else "",
+        f"groups {groups:.0%}" if groups is not None else "",
+    ]
+    return ", ".join(p for p in parts if p)
+
+
+def _precheck_thresholds(tags: float | None, groups: float | None) -> tuple[float, float | None]:
+    """(tags' cut, groups' cut): the model's own, fitted on the holdout, while the toggle is
+    on, else the slider's for both: 0.5 is rarely where checked tags best match what people
+    tag, and a many-way group's best guess rarely reaches it at all."""
+    if (tags is not None or groups is not None) and st.sidebar.toggle(
+        f"Pre-check at the model's thresholds ({_fitted_caption(tags, groups)})",
         value=True,
-        help="Fitted on the holdout: the cut where the model's checked tags best matched "
-        "people's tags (micro-F1). Turn it off to choose your own.",
+        help="Fitted on the holdout: the cuts where the model's checked tags best matched "
+        "people's tags (micro-F1), one for independent tags and one for a group's likeliest "
+        "tag. Turn it off to choose your own.",
     ):
-        return float(fitted)
-    return float(
+        return (DEFAULT_THRESHOLD if tags is None else float(tags)), groups
+    cut = float(
         st.sidebar.slider(
             "Pre-check suggestions at or above",
             min_value=0.0,
             max_value=1.0,
-            value=0.5,
+            value=DEFAULT_THRESHOLD,
             step=0.05,
         )
     )
+    return cut, cut
 
 
 st.title("Label")
@@ -192,8 +204,12 @@ if queue == HOLDOUT:
     # accept would pull its labels toward the model (automation bias), so nothing is.
     prechecked = []
 else:
-    threshold = _precheck_threshold(item.get("decision_threshold"))
-    prechecked = prechecked_tags(suggestions, groups=groups, threshold=threshold)
+    threshold, group_threshold = _precheck_thresholds(
+        item.get("decision_threshold"), item.get("group_threshold")
+    )
+    prechecked = prechecked_tags(
+        suggestions, groups=groups, threshold=threshold, group_threshold=group_threshold
+    )
 # Follow the threshold slider until the annotator changes the selection by hand.
 if key not in state or state.get(f"{key}_auto") == state[key]:
     state[key] = prechecked

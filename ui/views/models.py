@@ -119,6 +119,7 @@ st.dataframe(
             "micro-F1": _top(v, "micro_f1"),
             "pre-check threshold": _top(v, "decision_threshold"),
             "micro-F1 there": _top(v, "micro_f1_fitted"),
+            "group pre-check threshold": _top(v, "group_threshold"),
             "stop kappa": _top(v, "stop_kappa"),
             "ECE": _metric(v, "ece"),
             "created": v["created_at"],

@@ -45,11 +45,13 @@ def _stream(database_url: str, fmt: ExportFormat, media_url: Callable[[int], str
         elif fmt == "csv":
             yield from format_csv(rows)
         else:
-            thresholds = version_repo.decision_thresholds(session)
             vocab = tag_repo.load_vocabulary(session)
-            groups = dict(zip(vocab.tags, vocab.groups, strict=True))
             yield from format_label_studio(
-                rows, media_url=media_url, thresholds=thresholds, groups=groups
+                rows,
+                media_url=media_url,
+                thresholds=version_repo.decision_thresholds(session),
+                groups=dict(zip(vocab.tags, vocab.groups, strict=True)),
+                group_thresholds=version_repo.group_thresholds(session),
             )
     finally:
         session.close()

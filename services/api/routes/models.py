@@ -42,6 +42,7 @@ class ModelVersionOut(BaseModel):
     # queue pre-checks suggestions at, and micro-F1 there (cross-fitted).
     decision_threshold: float | None = None
     micro_f1_fitted: float | None = None
+    group_threshold: float | None = None  # the same for a group's likeliest tag
     stop_kappa: float | None = None
 
 
@@ -72,6 +73,7 @@ def version_out(version: ModelVersion) -> ModelVersionOut:
         micro_f1=_number(measured.get("micro_f1")),
         decision_threshold=_number((holdout or {}).get("decision_threshold")),
         micro_f1_fitted=_number((holdout or {}).get("micro_f1_fitted")),
+        group_threshold=_number((holdout or {}).get("group_threshold")),
         stop_kappa=_number(metrics.get("stop_kappa")),
     )
 

@@ -35,7 +35,7 @@ def next_item(
     """Lease the best free clip to the caller (or give back the lease they already hold).
 
     200 with the clip, ``lease_id``, its end, suggestions from the latest prediction (with the
-    threshold fitted on the holdout at which to pre-check them, when there is one) and why
+    thresholds fitted on the holdout at which to pre-check them, when there are) and why
     the clip was chosen; 204 when nothing is queued for the caller (then a refill is asked
     for). ``queue=holdout`` serves the audit sample's own queue instead of active learning.
     A clip the caller skipped is never offered to them again.
@@ -59,6 +59,7 @@ def next_item(
         lease_expires_at=_aware(item.lease_expires_at),
         suggestions=suggestions.top_tags,
         decision_threshold=suggestions.decision_threshold,
+        group_threshold=suggestions.group_threshold,
         reason=QueueReason(strategy=item.strategy, score=item.score, rank=item.rank),
     )
     # The lease must be durable before the client sees its id; the session dependency's
