@@ -145,3 +145,19 @@ def fit_group_threshold(
         return None
     fitted = best_f1_threshold(scores, right, n_positives=n_positives)
     return None if fitted is None else fitted[0]
+
+
+def group_micro_f1(
+    probs: np.ndarray,
+    targets: np.ndarray,
+    known: np.ndarray,
+    *,
+    groups: Sequence[np.ndarray],
+    threshold: float,
+) -> float | None:
+    """Micro-F1 of checking each group's likeliest tag where it reaches ``threshold``; None
+    without a known group decision."""
+    scores, right, n_positives = group_decisions(probs, targets, known, groups=groups)
+    checked = scores >= threshold
+    denom = int(checked.sum()) + n_positives
+    return 2 * int((checked & right).sum()) / denom if denom else None

@@ -188,7 +188,12 @@ def measures(
     from tagloop.training.metrics import evaluate_predictions, f1_scores
     from tagloop.training.predict import predict_clips
     from tagloop.training.stopping import stop_set_kappa
-    from tagloop.training.thresholds import fit_decision_threshold
+    from tagloop.training.thresholds import (
+        DEFAULT_THRESHOLD,
+        fit_decision_threshold,
+        fit_group_threshold,
+        group_micro_f1,
+    )
 
     test_targets = np.stack([c.targets for c in data.test])
     test_known = np.stack([c.known for c in data.test])
@@ -196,6 +201,7 @@ def measures(
     fit_targets = np.stack([c.targets for c in fit_clips])
     fit_known = np.stack([c.known for c in fit_clips])
     ungrouped = data.vocab.ungrouped_indices
+    group_columns = list(data.vocab.group_indices.values())
     rare_tags = [data.vocab.tags[j] for j in rare]
 
     def factory(strategy: str, seed: int) -> Measure:
@@ -213,9 +219,8 @@ def measures(
             test_probs = probs(data.test)
             metrics = evaluate_predictions(test_probs, test_targets, test_known, vocab=data.vocab)
             # The service's decision threshold, fitted on random labeled clips (its holdout).
-            threshold = fit_decision_threshold(
-                probs(fit_clips), fit_targets, fit_known, columns=ungrouped
-            )
+            fit_probs = probs(fit_clips)
+            threshold = fit_decision_threshold(fit_probs, fit_targets, fit_known, columns=ungrouped)
             fitted_f1 = (
                 None
                 if threshold is None
@@ -223,6 +228,18 @@ def measures(
                     test_probs, test_targets, test_known, columns=ungrouped, threshold=threshold
                 )[0]
             )
+            # The same for groups (each group's likeliest tag, ``fit_group_threshold``).
+            group_threshold = fit_group_threshold(
+                fit_probs, fit_targets, fit_known, groups=group_columns
+            )
+            group_f1 = {
+                f"group_micro_f1{suffix}": None
+                if cut is None or not group_columns
+                else group_micro_f1(
+                    test_probs, test_targets, test_known, groups=group_columns, threshold=cut
+                )
+                for suffix, cut in (("", DEFAULT_THRESHOLD), ("_fitted", group_threshold))
+            }
             stop_probs = probs([data.pool[i] for i in stop])
             kappa = stop_set_kappa(previous[-1], stop_probs, vocab=data.vocab) if previous else None
             previous[:] = [stop_probs]
@@ -233,6 +250,8 @@ def measures(
                 "micro_f1": metrics["micro_f1"],
                 "micro_f1_fitted": fitted_f1,
                 "decision_threshold": threshold,
+                **group_f1,
+                "group_threshold": group_threshold,
                 "rare_ap": float(np.mean(rare_defined)) if rare_defined else None,
                 "rare_positives": found,
                 "stop_kappa": kappa,

@@ -13,9 +13,12 @@ and for a few other thresholds, with the macro-AP there and the gap to the end o
 (how much an operator who stopped there would have missed by ``MAX_LABELS``). The curve goes
 to ``benchmarks/al_lt_stop.png``.
 
-``python -m tests.benchmarks.bench_al_lt_stop [max_labels]`` runs it without the results file:
-a longer curve (to a plateau) writes its figures to ``benchmarks/work/al_lt_stop_N.json`` and
-its plot to ``benchmarks/al_lt_stop_N.png``, leaving ``make bench``'s files alone.
+``python -m tests.benchmarks.bench_al_lt_stop [max_labels] [--seed S] [--set av_digits]``
+runs it without the results file, for a longer curve (to a plateau), another seed (seed batch,
+training and ties) or another vocabulary (the AV digits of ``bench_al``: one 10-way group on
+2,500 pool clips, a seed batch of 50): figures to ``benchmarks/work/al_stop_SET_N_sS.json``,
+the plot to ``benchmarks/al_stop_SET_N_sS.png``, leaving ``make bench``'s files alone. These
+are what the stop threshold is chosen on: one curve of one vocabulary cannot choose it.
 """
 
 from __future__ import annotations
@@ -42,10 +45,13 @@ from tests.benchmarks.common import REPO
 
 if TYPE_CHECKING:
     from tagloop.simulation import RoundRecord
+    from tagloop.simulation_data import SimulationSet
 
 MAX_LABELS = 700
-THRESHOLDS = (0.93, 0.94, 0.945, 0.95, 0.97, 0.99)
+THRESHOLDS = (0.93, 0.94, 0.945, 0.95, 0.96, 0.97, 0.98, 0.99)
 SEED = 0
+SETS = ("long_tail", "av_digits")
+AV_DIGITS_SEED_SIZE = 50  # bench_al's
 CURVE_PNG = REPO / "benchmarks" / "al_lt_stop.png"
 
 
@@ -99,20 +105,44 @@ def plot_stop_curve(records: Sequence[RoundRecord], path: Any, *, threshold: flo
     return path
 
 
-def run(*, out: dict[str, Any], max_labels: int = MAX_LABELS, plot: Path = CURVE_PNG) -> None:
+def load_set(name: str) -> tuple[SimulationSet, int]:
+    """(the simulation set, its seed batch size) for ``name`` in ``SETS``."""
+    if name == "long_tail":
+        from tests.benchmarks.lt_tensors import load_lt_simulation_set
+
+        return keep_frames(load_lt_simulation_set(0), FRAMES), SEED_SIZE
+    if name == "av_digits":
+        from tagloop.simulation_data import load_tensor_set
+        from tests.benchmarks import bench_al
+        from tests.benchmarks.av_digits_tensors import cache_path, load_av_digits_tensors
+        from tests.benchmarks.bench_fusion import IMAGE_ENERGY, SNR_DB
+
+        load_av_digits_tensors(image_energy=IMAGE_ENERGY, snr_db=SNR_DB)  # build once
+        path = cache_path(image_energy=IMAGE_ENERGY, snr_db=SNR_DB, seed=0)
+        return load_tensor_set(path, frames=bench_al.FRAMES), AV_DIGITS_SEED_SIZE
+    raise ValueError(f"unknown set {name!r}; known: {', '.join(SETS)}")
+
+
+def run(
+    *,
+    out: dict[str, Any],
+    max_labels: int = MAX_LABELS,
+    plot: Path = CURVE_PNG,
+    seed: int = SEED,
+    data_set: str = "long_tail",
+) -> None:
     from tagloop.config import Settings
     from tagloop.simulation import SimulationOptions, simulate_curve
-    from tests.benchmarks.lt_tensors import load_lt_simulation_set
 
     settings = Settings()
     step = settings.retrain_min_labels
     strategy = settings.selection_strategy
-    data = keep_frames(load_lt_simulation_set(0), FRAMES)
+    data, seed_size = load_set(data_set)
     options = SimulationOptions(
         strategies=(strategy,),
-        seed_size=SEED_SIZE,
+        seed_size=seed_size,
         batch_size=step,
-        rounds=(max_labels - SEED_SIZE) // step,
+        rounds=(max_labels - seed_size) // step,
         seeds=1,
         num_threads=NUM_THREADS,
         probe_below=PROBE_BELOW,
@@ -135,10 +165,10 @@ def run(*, out: dict[str, Any], max_labels: int = MAX_LABELS, plot: Path = CURVE
     records = simulate_curve(
         data,
         strategy=strategy,
-        seed=SEED,
+        seed=seed,
         options=options,
         progress=report,
-        measure=factory(strategy, SEED),
+        measure=factory(strategy, seed),
     )
     plot_stop_curve(records, plot, threshold=settings.stop_kappa)
     fires = fire_table(
@@ -146,7 +176,8 @@ def run(*, out: dict[str, Any], max_labels: int = MAX_LABELS, plot: Path = CURVE
     )
     out["al_stop_curve"] = {
         "strategy": strategy,
-        "seed": SEED,
+        "set": data_set,
+        "seed": seed,
         "step_labels": step,
         "window": settings.stop_window,
         "threshold": settings.stop_kappa,
@@ -155,6 +186,17 @@ def run(*, out: dict[str, Any], max_labels: int = MAX_LABELS, plot: Path = CURVE
         "labels": [r.n_labels for r in records],
         "macro_ap": [round(r.accuracy, 4) for r in records],
         "kappa": [r.extra["stop_kappa"] for r in records],
+        # Pre-check quality at 0.5 and at the cuts fitted on 100 random clips (the holdout).
+        **{
+            key: [_rounded(r.extra.get(key)) for r in records]
+            for key in (
+                "micro_f1",
+                "micro_f1_fitted",
+                "group_micro_f1",
+                "group_micro_f1_fitted",
+                "group_threshold",
+            )
+        },
         "plot": str(plot.relative_to(REPO)),
         "seconds": round(time.perf_counter() - start, 1),
         "load_before": load_before,
@@ -162,11 +204,33 @@ def run(*, out: dict[str, Any], max_labels: int = MAX_LABELS, plot: Path = CURVE
     }
 
 
+def _rounded(x: float | None) -> float | None:
+    return None if x is None else round(float(x), 4)
+
+
+def _cli(argv: list[str]) -> tuple[int, int, str]:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m tests.benchmarks.bench_al_lt_stop")
+    parser.add_argument("max_labels", type=int, nargs="?", default=MAX_LABELS)
+    parser.add_argument("--seed", type=int, default=SEED)
+    parser.add_argument("--set", dest="data_set", choices=SETS, default="long_tail")
+    args = parser.parse_args(argv)
+    return args.max_labels, args.seed, args.data_set
+
+
 if __name__ == "__main__":
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else MAX_LABELS
+    n, seed, data_set = _cli(sys.argv[1:])
+    name = f"al_stop_{data_set}_{n}_s{seed}"
     result: dict[str, Any] = {}
-    run(out=result, max_labels=n, plot=REPO / "benchmarks" / f"al_lt_stop_{n}.png")
-    path = REPO / "benchmarks" / "work" / f"al_lt_stop_{n}.json"
+    run(
+        out=result,
+        max_labels=n,
+        plot=REPO / "benchmarks" / f"{name}.png",
+        seed=seed,
+        data_set=data_set,
+    )
+    path = REPO / "benchmarks" / "work" / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=1, default=str))
     print(json.dumps(result["al_stop_curve"]["fires"], indent=1), f"\nall figures in {path}")

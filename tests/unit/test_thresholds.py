@@ -13,6 +13,7 @@ from tagloop.training.thresholds import (
     fit_decision_threshold,
     fit_group_threshold,
     group_decisions,
+    group_micro_f1,
 )
 
 
@@ -149,6 +150,9 @@ def test_group_threshold_maximises_micro_f1_of_checking_the_likeliest_tag() -> N
     brute = max(micro_f1(float(x)) for x in np.unique(probs.max(axis=1)))
     assert micro_f1(t) == pytest.approx(brute)
     assert micro_f1(t) > micro_f1(DEFAULT_THRESHOLD)
+    for cut in (t, DEFAULT_THRESHOLD, 0.0, 1.1):
+        got = group_micro_f1(probs, targets, known, groups=[np.arange(c)], threshold=cut)
+        assert got == pytest.approx(micro_f1(cut))
 
 
 def test_no_group_threshold_without_groups_or_enough_positives() -> None:
