@@ -6,6 +6,7 @@ import csv
 import io
 import json
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -252,43 +253,28 @@ def test_label_studio_checks_groups_at_their_versions_cut_and_never_pre_annotate
         )
 
     rows = [row(1, 5), row(2, 6), row(3, 5, split="holdout")]
-    tasks = json.loads(
-        "".join(
+
+    def tasks(thresholds: dict[int, float], group_thresholds: dict[int, float]) -> list[Any]:
+        out = "".join(
             format_label_studio(
                 rows,
                 media_url=_media,
                 groups=groups,
-                thresholds={5: 0.15, 6: 0.15},
-                group_thresholds={5: 0.25},  # version 6 has none: its groups use 0.15 too
+                thresholds=thresholds,
+                group_thresholds=group_thresholds,
             )
         )
-    )
-    choices = [t["predictions"][0]["result"][0]["value"]["choices"] for t in tasks[:2]]
-    assert choices == [["d3", "loud"], ["d3", "loud"]]
-    tasks = json.loads(
-        "".join(
-            format_label_studio(
-                rows,
-                media_url=_media,
-                groups=groups,
-                thresholds={5: 0.5},
-                group_thresholds={5: 0.4},
-            )
-        )
-    )
+        return list(json.loads(out))
+
+    def choices(task: dict[str, Any]) -> list[str]:
+        return list(task["predictions"][0]["result"][0]["value"]["choices"])
+
+    # Version 5's group cut (0.4) is above d3's 0.34; version 6 has none, so its group is
+    # checked at the tags' 0.15.
+    first, second, holdout = tasks({5: 0.15, 6: 0.15}, {5: 0.4})
+    assert (choices(first), choices(second)) == (["loud"], ["d3", "loud"])
+    assert holdout["meta"]["split"] == "holdout" and holdout["predictions"] == []
+    # A low group cut checks the digit; the tags' 0.5 leaves loud (0.2) out.
+    assert choices(tasks({5: 0.5}, {5: 0.3})[0]) == ["d3"]
     # Nothing reaches either cut: the best tag is named, as before.
-    assert tasks[0]["predictions"][0]["result"][0]["value"]["choices"] == ["d3"]
-    tasks = json.loads(
-        "".join(
-            format_label_studio(
-                rows,
-                media_url=_media,
-                groups=groups,
-                thresholds={5: 0.1},
-                group_thresholds={5: 0.9},
-            )
-        )
-    )
-    # A low tags' cut does not reach into the group: the digit stays unchecked.
-    assert tasks[0]["predictions"][0]["result"][0]["value"]["choices"] == ["loud"]
-    assert tasks[2]["meta"]["split"] == "holdout" and tasks[2]["predictions"] == []
+    assert choices(tasks({5: 0.5}, {5: 0.9})[0]) == ["d3"]
