@@ -165,14 +165,16 @@ def wait_for_round(client: TagloopClient, *, n_versions: int, timeout_s: float) 
     raise TagloopError(f"no new model version within {timeout_s:.0f} s", code="round_timeout")
 
 
-def served_accuracy(client: TagloopClient) -> tuple[float | None, int | None]:
-    """The served (promoted) version's digit accuracy on the holdout, and its id."""
+def served_accuracy(client: TagloopClient) -> tuple[float | None, int | None, float | None]:
+    """The served (promoted) version's digit accuracy on the holdout, its id, and the cut
+    fitted on the holdout at which the Label page pre-checks its likeliest digit."""
     versions = client.request("GET", "/api/v1/models").json()
     promoted = [v for v in versions if v["status"] == "promoted"]
     if not promoted:
-        return None, None
+        return None, None, None
     holdout = promoted[0]["metrics"].get("holdout") or {}
-    return (holdout.get("accuracy") or {}).get("digit"), promoted[0]["id"]
+    digit = (holdout.get("accuracy") or {}).get("digit")
+    return digit, promoted[0]["id"], holdout.get("group_threshold")
 
 
 def run_rounds(
@@ -188,13 +190,13 @@ def run_rounds(
     n_labels = 0
     echo(
         f"{'round':>5} {'labels':>6} {'version':>7} {'status':>9} {'val score':>9} "
-        f"{'holdout acc':>11} {'served':>6}"
+        f"{'holdout acc':>11} {'served':>6} {'pre-check at':>12}"
     )
     for r in range(rounds):
         n_versions = len(client.request("GET", "/api/v1/models").json())
         n_labels += label_batch(client, pool, batch=batch, timeout_s=round_timeout_s)
         version = wait_for_round(client, n_versions=n_versions, timeout_s=round_timeout_s)
-        acc, served = served_accuracy(client)
+        acc, served, cut = served_accuracy(client)
         row = {
             "round": r + 1,
             "labels": n_labels,
@@ -203,13 +205,15 @@ def run_rounds(
             "val_score": version["metrics"].get("score"),
             "test_accuracy": acc,
             "scored_by": served,
+            "group_threshold": cut,
         }
         curve.append(row)
         val = f"{row['val_score']:.3f}" if row["val_score"] is not None else "-"
         test = f"{acc:.3f}" if acc is not None else "-"
+        precheck = f"{cut:.2f}" if cut is not None else "-"
         echo(
             f"{r + 1:>5} {n_labels:>6} {'v' + str(version['id']):>7} "
-            f"{version['status']:>9} {val:>9} {test:>11} {'v' + str(served):>6}"
+            f"{version['status']:>9} {val:>9} {test:>11} {'v' + str(served):>6} {precheck:>12}"
         )
     return curve
 

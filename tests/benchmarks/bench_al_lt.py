@@ -61,7 +61,13 @@ if TYPE_CHECKING:
     from tagloop.simulation_data import SimulationSet
     from tagloop.training.dataset import LabeledClip
 
-STRATEGIES = ("entropy", "balanced_entropy", "cluster_margin", "balanced_cluster")
+STRATEGIES = (
+    "entropy",
+    "balanced_entropy",
+    "cluster_margin",
+    "balanced_cluster",
+    "tag_balanced_cluster",
+)
 SEEDS = 3
 SEED_SIZE = 100
 BATCH = 100

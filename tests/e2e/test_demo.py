@@ -43,6 +43,9 @@ def test_demo_runs_the_closed_loop_with_its_defaults(tmp_path: Path) -> None:
     assert len({r["version"] for r in curve}) == 7  # a new model version each round
     # The served model learned: well above chance (0.1) on the holdout by the end.
     assert float(curve[-1]["test_accuracy"]) > 0.3, curve
+    # 60 labeled holdout clips fit the served version's digit pre-check cut (groups only: no
+    # tag threshold), which the Label page uses.
+    assert 0.0 < float(curve[-1]["group_threshold"]) < 1.0, curve
     assert "labels  active learning  random" in out
     assert "random's final accuracy" in out
     for png in ("demo_learning_curve.png", "demo_vs_random.png"):

@@ -351,6 +351,29 @@ def test_balanced_cluster_scores_as_balanced_entropy() -> None:
     assert not np.allclose(same, score_pool(probs, strategy="entropy", vocab=GROUPED))
 
 
+def test_tag_balanced_cluster_weights_independent_tags_and_leaves_groups_plain() -> None:
+    """Only the independent tag (night) is weighted by rarity; the animal group scores its
+    plain entropy, however rare axolotl is."""
+    rng = np.random.default_rng(4)
+    probs = np.hstack([rng.dirichlet(np.ones(3), size=50), rng.random((50, 1))])
+    got = score_pool(probs, vocab=GROUPED, strategy="tag_balanced_cluster", tag_counts=np.zeros(4))
+    # With nobody labeled every weight is 1: plain entropy.
+    assert np.allclose(got, score_pool(probs, vocab=GROUPED, strategy="entropy"))
+    # axolotl unseen, cat frequent: the group score does not move; night's weight does.
+    skewed = np.array([400.0, 3.0, 0.0, 0.0])
+    frequent_night = np.array([400.0, 3.0, 0.0, 99.0])
+    a = score_pool(probs, vocab=GROUPED, strategy="tag_balanced_cluster", tag_counts=skewed)
+    b = score_pool(probs, vocab=GROUPED, strategy="tag_balanced_cluster", tag_counts=frequent_night)
+    assert np.allclose(a, score_pool(probs, vocab=GROUPED, strategy="entropy"))
+    assert np.all(b <= a + 1e-12) and not np.allclose(a, b)  # a frequent night weighs less
+    # balanced_cluster does weight the group: its scores differ on the same counts.
+    assert not np.allclose(
+        a, score_pool(probs, vocab=GROUPED, strategy="balanced_cluster", tag_counts=skewed)
+    )
+    spec = get_strategy("tag_balanced_cluster")
+    assert spec.batch == "cluster_round_robin" and spec.requires == frozenset({"tag_counts"})
+
+
 # --- the service and the simulation agree ---------------------------------------------------
 
 
@@ -399,7 +422,9 @@ def demo() -> SimulationSet:
     return load_demo_set(n=60, seed=0, config=TINY, frames=2)
 
 
-@pytest.mark.parametrize("strategy", ["balanced_entropy", "cluster_margin", "balanced_cluster"])
+@pytest.mark.parametrize(
+    "strategy", ["balanced_entropy", "cluster_margin", "balanced_cluster", "tag_balanced_cluster"]
+)
 def test_select_next_picks_as_the_service_would(demo: SimulationSet, strategy: str) -> None:
     """select_next == the service's path: predictions, label counts from the labels table,
     ``uncertainty_of``, and ``assemble_batch`` with the strategy's batch rule."""
