@@ -4,9 +4,9 @@ Strategies are pure functions behind a name registry (``get_strategy``, ``list_s
 ``register_strategy``); ``score_pool`` scores a pool with tag groups respected; ``assemble_batch``
 and ``seed_batch`` build a diverse batch under a per-video cap; ``top_k_streaming`` keeps the
 best k of a pool of any size in O(k + chunk) memory. ``balanced_entropy`` weighs rare tags more
-(``count_tag_labels`` gives its counts; ``tag_balanced_cluster``, the default, weighs
-independent tags only); ``cluster_margin``, the balanced ``*_cluster`` strategies and the
-typical seed rule build batches on k-means clusters (``selection.cluster``).
+(``count_tag_labels`` gives its counts; ``tag_balanced_cluster`` weighs independent tags
+only); ``cluster_margin``, the balanced ``*_cluster`` strategies (``balanced_cluster`` is the
+default) and the typical seed rule build batches on k-means clusters (``selection.cluster``).
 """
 
 from tagloop.selection.balance import (

@@ -8,14 +8,17 @@ and the weights lie in (0, 1]. With equal counts every weight is 1 and the score
 entropy (mean binary entropy on independent tags). Importing this module registers
 ``balanced_entropy`` and ``balanced_cluster`` (the same score, batch by cluster round robin as
 in ``cluster_margin``: the weights pick the candidates, the clusters spread the batch), and
-``tag_balanced_cluster`` (the default), which weights independent tags only.
+``tag_balanced_cluster``, which weights independent tags only.
 
 Why not groups: a group's weight is the rarity of the class a clip probably belongs to, so
 a rare group member that the model cannot yet tell apart pulls the batch toward clips that
-only look like it. On the long-tailed benchmark the rare ``tint_blue`` (AP 0.03-0.06 whatever
-the labels) drew the batch away from its mid-frequency siblings: ``tint_red`` lost 19 points
-of AP and ``tint_green`` 26 against random. Scoring a group by its plain entropy gave them
-back (``tint_red`` level with random) and kept the tail's gain (bench_al_lt, BENCHMARKS.md).
+only look like it, and its frequent member's small weight mutes the group's confusions with
+it. On the long-tailed benchmark ``balanced_cluster`` lost 19 points of AP on ``tint_red``
+and 26 on ``tint_green`` against random. Scoring a group by its plain entropy gave them back
+(``tint_red`` level with random) and kept the tail's gain on the 20,000-clip pool, but on
+the integration test's 400-clip pool, whose rarest tags include group members
+(``tint_blue``, ``noise_clicks``), it found fewer rare clips than a uniform draw
+(bench_al_lt, bench_al_lt_small, BENCHMARKS.md). So it is not the default.
 """
 
 from __future__ import annotations

@@ -16,12 +16,12 @@ def test_lists_every_strategy_and_marks_the_active_one(tmp_path: Path, db_url: s
     r = api.client.get(URL, headers=api.annotator)  # any role may read it
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["active"] == "tag_balanced_cluster" and body["seed_batch_rule"] == "k_center"
+    assert body["active"] == "balanced_cluster" and body["seed_batch_rule"] == "k_center"
     rows = {s["name"]: s for s in body["strategies"]}
     assert sorted(rows) == list_strategies()
-    assert [name for name, s in rows.items() if s["active"]] == ["tag_balanced_cluster"]
-    assert rows["tag_balanced_cluster"]["batch"] == "cluster_round_robin"
-    assert rows["tag_balanced_cluster"]["requires"] == ["tag_counts"]
+    assert [name for name, s in rows.items() if s["active"]] == ["balanced_cluster"]
+    assert rows["balanced_cluster"]["batch"] == "cluster_round_robin"
+    assert rows["balanced_cluster"]["requires"] == ["tag_counts"]
     assert rows["entropy"]["batch"] == "k_center" and rows["entropy"]["requires"] == []
     assert rows["balanced_entropy"]["requires"] == ["tag_counts"]
     assert rows["bald"]["requires"] == ["mc_probs"]

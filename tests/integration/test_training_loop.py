@@ -80,7 +80,7 @@ def test_label_train_promote_score_refill(tmp_path: Path, demo_set: Path) -> Non
 
         wait_until(ranked_by_the_model, timeout_s=180, what="the refilled queue")
         item = client.request("GET", "/api/v1/queue/next").json()
-        assert item["reason"]["strategy"] == settings.selection_strategy == "tag_balanced_cluster"
+        assert item["reason"]["strategy"] == settings.selection_strategy == "balanced_cluster"
         assert item["clip"]["id"] in list(truth)[40:]  # only unlabeled clips are queued
         assert len(item["suggestions"]) == 5 and {"tag", "p"} <= set(item["suggestions"][0])
 
