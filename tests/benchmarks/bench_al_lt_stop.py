@@ -79,7 +79,9 @@ def fire_table(
     return table
 
 
-def plot_stop_curve(records: Sequence[RoundRecord], path: Any, *, threshold: float) -> Any:
+def plot_stop_curve(
+    records: Sequence[RoundRecord], path: Any, *, threshold: float, title: str
+) -> Any:
     """Macro-AP (left axis) and the stop-set kappa (right axis) against labels."""
     import matplotlib
 
@@ -96,7 +98,7 @@ def plot_stop_curve(records: Sequence[RoundRecord], path: Any, *, threshold: flo
     twin.plot([n for n, _ in measured], [k for _, k in measured], color="tab:red", marker=".")
     twin.axhline(threshold, color="tab:red", linestyle=":", linewidth=1)
     twin.set_ylabel("stop-set kappa vs the version before", color="tab:red")
-    ax.set_title("stopping rule at the service's cadence (long-tailed set, seed 0)")
+    ax.set_title(title)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -170,7 +172,12 @@ def run(
         progress=report,
         measure=factory(strategy, seed),
     )
-    plot_stop_curve(records, plot, threshold=settings.stop_kappa)
+    plot_stop_curve(
+        records,
+        plot,
+        threshold=settings.stop_kappa,
+        title=f"stopping rule at the service's cadence ({data_set.replace('_', ' ')}, seed {seed})",
+    )
     fires = fire_table(
         records, thresholds=sorted({*THRESHOLDS, settings.stop_kappa}), window=settings.stop_window
     )

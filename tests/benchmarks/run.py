@@ -29,6 +29,7 @@ BENCHMARKS = [
     "bench_al_pretrained",
     "bench_al_lt",
     "bench_al_lt_stop",
+    "bench_al_stop_av",
     "bench_al_lt_small",
     "bench_queue",
     "bench_refill",
