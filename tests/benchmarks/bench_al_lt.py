@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 
-from tests.benchmarks.common import REPO, WORK
+from tests.benchmarks.common import REPO, WORK, shown_path
 
 if TYPE_CHECKING:
     from tagloop.fusion import FusionModel
@@ -563,8 +563,8 @@ def run(
             "seconds": time.perf_counter() - start,
             "load_before": load_before,
             "load_after": uptime(),
-            "curves": str(curves_csv.relative_to(REPO)),
-            "plot": str(curves_png.relative_to(REPO)),
+            "curves": shown_path(curves_csv),
+            "plot": shown_path(curves_png),
         }
     )
 

@@ -41,7 +41,7 @@ from tests.benchmarks.bench_al_lt import (
     stop_rows,
     uptime,
 )
-from tests.benchmarks.common import REPO
+from tests.benchmarks.common import REPO, shown_path
 
 if TYPE_CHECKING:
     from tagloop.simulation import RoundRecord
@@ -204,7 +204,7 @@ def run(
                 "group_threshold",
             )
         },
-        "plot": str(plot.relative_to(REPO)),
+        "plot": shown_path(plot),
         "seconds": round(time.perf_counter() - start, 1),
         "load_before": load_before,
         "load_after": uptime(),

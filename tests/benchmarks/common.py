@@ -15,6 +15,12 @@ RESULTS = REPO / "benchmarks" / "results.json"
 WORK = REPO / "benchmarks" / "work"
 
 
+def shown_path(path: Path) -> str:
+    """``path`` relative to the repository when it lies inside it (what results.json records),
+    else as given: a one-off run may write its files anywhere."""
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+
 def load_results() -> dict[str, Any]:
     return json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
 

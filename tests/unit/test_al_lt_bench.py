@@ -176,3 +176,14 @@ def test_final_ap_per_tag_averages_the_last_round_over_seeds_and_skips_undefined
     assert final_ap_per_tag(records, "x") == {"a": 0.6, "b": 0.3}
     assert final_ap_per_tag(records, "y") == {}
     assert final_ap_per_tag(records, "z") == {}
+
+
+def test_benchmark_files_are_recorded_relative_to_the_repo_when_inside_it() -> None:
+    """A one-off run (strategies registered in a script) may write its curves under /tmp;
+    recording them must not fail at the end of a half-hour run."""
+    from pathlib import Path
+
+    from tests.benchmarks.common import REPO, shown_path
+
+    assert shown_path(REPO / "benchmarks" / "al_lt_curves.png") == "benchmarks/al_lt_curves.png"
+    assert shown_path(Path("/tmp/exp/al_lt_curves.csv")) == "/tmp/exp/al_lt_curves.csv"
