@@ -40,16 +40,18 @@ def group_threshold_of() -> Any:
     return ModelVersion.metrics[("holdout", "group_threshold")].as_float()
 
 
-def decision_thresholds(session: Session) -> dict[int, float]:
-    """Version id -> its decision threshold, for the versions that have one."""
-    rows = session.execute(select(ModelVersion.id, decision_threshold_of()))
-    return {int(v): float(t) for v, t in rows if t is not None}
-
-
-def group_thresholds(session: Session) -> dict[int, float]:
-    """Version id -> its group threshold, for the versions that have one."""
-    rows = session.execute(select(ModelVersion.id, group_threshold_of()))
-    return {int(v): float(t) for v, t in rows if t is not None}
+def precheck_thresholds(session: Session) -> tuple[dict[int, float], dict[int, float]]:
+    """(version id -> its decision threshold, version id -> its group threshold), each for
+    the versions that have one; one pass over the versions."""
+    rows = session.execute(select(ModelVersion.id, decision_threshold_of(), group_threshold_of()))
+    tags: dict[int, float] = {}
+    groups: dict[int, float] = {}
+    for version, tag_cut, group_cut in rows:
+        if tag_cut is not None:
+            tags[int(version)] = float(tag_cut)
+        if group_cut is not None:
+            groups[int(version)] = float(group_cut)
+    return tags, groups
 
 
 def get_version(session: Session, version_id: int) -> ModelVersion:

@@ -46,12 +46,13 @@ def _stream(database_url: str, fmt: ExportFormat, media_url: Callable[[int], str
             yield from format_csv(rows)
         else:
             vocab = tag_repo.load_vocabulary(session)
+            tag_cuts, group_cuts = version_repo.precheck_thresholds(session)
             yield from format_label_studio(
                 rows,
                 media_url=media_url,
-                thresholds=version_repo.decision_thresholds(session),
+                thresholds=tag_cuts,
                 groups=dict(zip(vocab.tags, vocab.groups, strict=True)),
-                group_thresholds=version_repo.group_thresholds(session),
+                group_thresholds=group_cuts,
             )
     finally:
         session.close()
