@@ -2,20 +2,17 @@
 FROM python:3.11-slim
 ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 WORKDIR /app
-# torch from PyTorch's CPU wheel index by default (PyPI's Linux wheels pull in gigabytes of
-# CUDA libraries). For a GPU image pick a CUDA index, e.g.
-#   docker build --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu128 .
-# The pins match pyproject.toml (tests/unit/test_dockerfile.py checks), so `pip install .`
-# finds them satisfied and keeps this build.
-# Before the code is copied: a code change does not reinstall torch.
-ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
-RUN pip install --index-url "${TORCH_INDEX}" torch==2.9.1 torchaudio==2.9.1
+# Every dependency at the exact, hashed version of requirements.lock: the image runs what CI
+# tested (torch 2.9.1 from PyPI, whose Linux wheels carry the CUDA libraries, so the same image
+# runs on a GPU host). Before the code is copied: a code change does not reinstall torch.
+COPY requirements.lock ./
+RUN pip install --require-hashes -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY tagloop ./tagloop
 COPY services ./services
 COPY workers ./workers
 COPY ui ./ui
-RUN pip install .
+RUN pip install --no-deps .
 ENV TAGLOOP_DATA_DIR=/data
 VOLUME ["/data"]
 EXPOSE 8000 8501

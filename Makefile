@@ -4,13 +4,20 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo up test test-unit bench lint format clean
+.PHONY: demo up test test-unit bench lint format clean lock
 
-$(STAMP): pyproject.toml
+# Exact versions, hashed: every machine installs the same set (see "Updating the lock file").
+$(STAMP): pyproject.toml requirements.lock
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --require-hashes -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
+
+lock:  ## re-resolve requirements.lock from pyproject.toml (then commit both)
+	uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	uv pip compile pyproject.toml --extra dev --python-version 3.11 \
+	  --python-platform x86_64-manylinux_2_28 --generate-hashes --no-header \
+	  --index-url https://pypi.org/simple -o requirements.lock
 
 demo: $(STAMP)  ## ingest AV-digit demo clips end to end (SQLite, SQLAlchemy broker, local disk)
 	$(VENV)/bin/tagloop demo

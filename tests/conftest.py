@@ -88,7 +88,8 @@ def redis_url() -> str:
     require_service("Redis", REDIS_HOST, REDIS_PORT)
     import redis
 
-    db = 13
+    # One number per concurrent suite (a second checkout's run sets TAGLOOP_TEST_REDIS_DB).
+    db = int(os.environ.get("TAGLOOP_TEST_REDIS_DB", "13"))
     redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=db).flushdb()
     return f"redis://{REDIS_HOST}:{REDIS_PORT}/{db}"
 

@@ -1,5 +1,6 @@
-"""The Dockerfile installs CPU torch by default (a build argument picks CUDA), pinned as
-pyproject.toml pins it, before ``pip install .`` (which then keeps that build)."""
+"""The Dockerfile installs requirements.lock, hashes required, before the project itself
+(``--no-deps``, so nothing outside the lock comes in), and the lock pins torch and torchaudio
+as pyproject.toml does."""
 
 from __future__ import annotations
 
@@ -8,8 +9,6 @@ import shlex
 import tomllib
 
 from tests.conftest import REPO
-
-CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 
 
 def _instructions() -> list[tuple[str, str]]:
@@ -36,24 +35,28 @@ def _pyproject_pins() -> dict[str, str]:
     return pins
 
 
-def test_torch_comes_from_the_cpu_index_by_default_with_pyprojects_pins() -> None:
-    steps = _instructions()
-    args = dict(a.split("=", 1) for kind, a in steps if kind == "ARG" and "=" in a)
-    assert args.get("TORCH_INDEX") == CPU_INDEX
+def _lock_pins() -> dict[str, str]:
+    text = (REPO / "requirements.lock").read_text()
+    return dict(re.findall(r"^([A-Za-z0-9_.\-]+)==([^\s\\;]+)", text, flags=re.MULTILINE))
 
-    torch_runs = [
-        (i, shlex.split(a)) for i, (kind, a) in enumerate(steps) if kind == "RUN" and "torch" in a
-    ]
-    assert len(torch_runs) == 1, torch_runs
-    at, argv = torch_runs[0]
-    assert argv[:2] == ["pip", "install"]
-    assert argv[argv.index("--index-url") + 1] == "${TORCH_INDEX}"
-    arg_at = next(i for i, (k, a) in enumerate(steps) if k == "ARG" and a.startswith("TORCH_INDEX"))
-    assert arg_at < at, "the ARG must come before the RUN that uses it"
 
-    pins = dict(p.split("==", 1) for p in argv if p.startswith("torch"))
-    assert pins == _pyproject_pins()
+def test_the_image_installs_the_lock_with_hashes_before_the_project() -> None:
+    runs = [(i, shlex.split(a)) for i, (k, a) in enumerate(_instructions()) if k == "RUN"]
+    lock_at = next(i for i, argv in runs if "requirements.lock" in argv)
+    lock_argv = dict(runs)[lock_at]
+    assert lock_argv[:2] == ["pip", "install"] and "--require-hashes" in lock_argv
+    project_at = next(i for i, argv in runs if argv[:2] == ["pip", "install"] and "." in argv)
+    assert "--no-deps" in dict(runs)[project_at], "the project must not resolve its own deps"
+    assert lock_at < project_at
 
-    runs = [(i, shlex.split(a)) for i, (k, a) in enumerate(steps) if k == "RUN"]
-    project_install = next(i for i, argv in runs if argv == ["pip", "install", "."])
-    assert at < project_install, "torch first, so `pip install .` keeps the CPU build"
+
+def test_the_lock_pins_what_pyproject_pins_and_every_dependency() -> None:
+    lock = _lock_pins()
+    for name, version in _pyproject_pins().items():
+        assert lock.get(name) == version
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    wanted = list(deps["dependencies"]) + list(deps["optional-dependencies"]["dev"])
+    normalised = {k.lower().replace("_", "-") for k in lock}
+    for dep in wanted:
+        name = re.split(r"[\[<>=!~ ;]", dep, maxsplit=1)[0].lower().replace("_", "-")
+        assert name in normalised, f"{name} is in pyproject.toml but not in requirements.lock"
