@@ -251,7 +251,7 @@ def fit_head_by_folds(
             n_fit = count_decisions(targets[fit_rows], known[fit_rows], vocab=vocab)
             if n_fit == 0:
                 continue  # this fold's rest has no label: its rows stay undecided (logit 0)
-            previous[i] = fit_linear(
+            weight, bias = fit_linear(
                 inputs[fit_rows],
                 targets[fit_rows],
                 known[fit_rows],
@@ -259,7 +259,7 @@ def fit_head_by_folds(
                 l2=1.0 / (c * n_fit),
                 init=previous[i],
             )
-            weight, bias = previous[i]
+            previous[i] = (weight, bias)
             oof[held] = inputs[held] @ weight.T + bias
         probs = probabilities(oof, vocab=vocab).numpy()
         metrics = evaluate_predictions(probs, targets.numpy(), known.numpy(), vocab=vocab)
