@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     train_epochs: int = 40
     train_patience: int = 6
     val_fraction: float = 0.2
+    # A probe round picks each head's C by this many folds, whole videos per fold, and is
+    # calibrated on their out-of-fold logits (0: C on the validation clips, uncalibrated).
+    probe_cv_folds: int = 5
     # A new version is promoted unless its validation score is worse than the promoted
     # version's, on the same validation clips, by more than this.
     promote_tolerance: float = 0.01

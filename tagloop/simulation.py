@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -324,7 +324,12 @@ def simulate_curve(
         if picked.size == 0:
             break  # the pool is exhausted
         labeled_mask[picked] = True
-        labeled = [data.pool[i] for i in np.flatnonzero(labeled_mask)]  # the oracle answers
+        # The oracle answers; each clip keeps its video, so folds hold whole videos as in the
+        # service.
+        labeled = [
+            replace(data.pool[i], group=int(data.pool_videos[i]))
+            for i in np.flatnonzero(labeled_mask)
+        ]
         start = time.perf_counter()
         state = None if model is None else model.state_dict()
         model, epochs_run = _train_round(

@@ -88,6 +88,7 @@ def round_options(settings: Settings) -> TrainOptions:
         epochs=settings.train_epochs,
         patience=settings.train_patience,
         num_threads=settings.torch_threads,
+        cv_folds=settings.probe_cv_folds,
     )
 
 
@@ -128,12 +129,13 @@ def train_round(*, settings: Settings, job_id: int, task_id: str | None = None) 
         job_repo.start_job(session, job_repo.get_job(session, job_id), celery_task_id=task_id)
         vocab = tag_repo.load_vocabulary(session)
         every = label_repo.latest_labels(session)
-        clip_rows = session.query(Clip.id, Clip.tensor_uri, Clip.split).filter(
+        clip_rows = session.query(Clip.id, Clip.tensor_uri, Clip.split, Clip.video_id).filter(
             Clip.id.in_(list(every))
         )
-        uris = {int(c): u for c, u, _ in clip_rows}
+        uris = {int(c): u for c, u, _, _ in clip_rows}
+        videos = {int(c): int(v) for c, _, _, v in clip_rows}
         # Holdout labels measure every version and never train one.
-        holdout_ids = {int(c) for c, _, split in clip_rows if split == "holdout"}
+        holdout_ids = {int(c) for c, _, split, _ in clip_rows if split == "holdout"}
         labels = {c: t for c, t in every.items() if c not in holdout_ids}
         holdout_labels = {c: t for c, t in every.items() if c in holdout_ids}
         promoted = version_repo.promoted_version(session)
@@ -150,7 +152,15 @@ def train_round(*, settings: Settings, job_id: int, task_id: str | None = None) 
                 continue  # the clip was deleted since it was labeled
             targets, known = build_targets(tags, vocab=vocab)
             tensors = load_clip_tensors(store.get_bytes(uri))
-            out.append(LabeledClip(clip_id=clip_id, tensors=tensors, targets=targets, known=known))
+            out.append(
+                LabeledClip(
+                    clip_id=clip_id,
+                    tensors=tensors,
+                    targets=targets,
+                    known=known,
+                    group=videos[clip_id],
+                )
+            )
             if i % 200 == 0:
                 fraction = 0.05 * i / len(chosen)
                 _progress(settings, job_id, fraction, f"loading {what} {i}/{len(chosen)}")

@@ -31,12 +31,15 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, eq=False)
 class LabeledClip:
-    """One labeled clip: ``targets (K,)`` float32 multi-hot, ``known (K,)`` bool (decided)."""
+    """One labeled clip: ``targets (K,)`` float32 multi-hot, ``known (K,)`` bool (decided).
+    ``group``: its video, so cross-validation keeps a video's clips in one fold (None: the
+    clip is a group of its own)."""
 
     clip_id: int
     tensors: ClipTensors
     targets: np.ndarray
     known: np.ndarray
+    group: int | None = None
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,11 @@ class ClipDataset(Dataset[tuple[torch.Tensor, ...]]):
     def __init__(self, clips: list[LabeledClip]) -> None:
         _check_clips(clips)
         self.clip_ids = [clip.clip_id for clip in clips]
+        # A clip without a video is its own group: a negative id no video id can equal.
+        self.groups = np.array(
+            [clip.group if clip.group is not None else -1 - clip.clip_id for clip in clips],
+            dtype=np.int64,
+        )
         self.frames = torch.stack([clip.tensors.frames for clip in clips])
         # float16 at rest (half the memory); float32 per batch.
         self.logmel = torch.stack([clip.tensors.logmel.to(torch.float16) for clip in clips])

@@ -50,6 +50,10 @@ class TrainOptions:
         at 100 labels the validation fifth is 20 labels the served model would otherwise
         never learn from. The validation fit is kept (``TrainResult.judged``) for the scores
         and the promotion check, which must not see clips the model trained on.
+    cv_folds: a probe chooses each head's C by this many cross-validation folds over its
+        training clips, whole videos per fold, and is calibrated on the out-of-fold logits
+        (``probe_fit.fit_head_by_folds``); 0, or too few videos for two folds: C on the
+        validation clips as before.
     """
 
     epochs: int = 15
@@ -66,6 +70,7 @@ class TrainOptions:
     grad_clip: float = 5.0
     augment: AugmentOptions = field(default_factory=AugmentOptions)
     refit_probe: bool = True
+    cv_folds: int = 5
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.num_threads < 1 or self.patience < 1:
@@ -73,6 +78,8 @@ class TrainOptions:
                 "epochs, batch_size, num_threads and patience must be >= 1",
                 code="bad_train_options",
             )
+        if self.cv_folds < 0 or self.cv_folds == 1:
+            raise InvalidInput("cv_folds must be 0 (off) or >= 2", code="bad_train_options")
         if not (self.lr > 0 and self.alpha_lr > 0 and self.weight_decay >= 0):
             raise InvalidInput("learning rates must be > 0", code="bad_train_options")
 
@@ -246,7 +253,14 @@ def train_probe(
     from tagloop.training.probe_fit import fit_probe
 
     start_time = time.perf_counter()
-    fit = fit_probe(model, train, vocab=vocab, options=options, val=val)
+    from tagloop.training.folds import grouped_folds
+
+    folds = (
+        grouped_folds(train.groups, k=options.cv_folds, seed=options.seed)
+        if options.cv_folds
+        else None
+    )
+    fit = fit_probe(model, train, vocab=vocab, options=options, val=val, folds=folds)
     metrics: dict[str, Any] = {"val_loss": None, "score": None}
     record: dict[str, Any] = {"epoch": 1, "train_loss": fit["train_loss"], "probe": fit}
     if val is not None:
@@ -256,7 +270,20 @@ def train_probe(
     if refit_on is not None:
         judged = copy.deepcopy(model).eval()
         chosen = {name: info["C"] for name, info in fit["heads"].items() if info}
-        refit = fit_probe(model, refit_on, vocab=vocab, options=options, val=None, c=chosen)
+        temperatures = {
+            name: info["temperature"]
+            for name, info in fit["heads"].items()
+            if info and "temperature" in info
+        }
+        refit = fit_probe(
+            model,
+            refit_on,
+            vocab=vocab,
+            options=options,
+            val=None,
+            c=chosen,
+            temperature=temperatures,
+        )
         record["refit"] = {"n_clips": len(refit_on), "heads": refit["heads"]}
     record["fusion_weights"] = model.fusion_weights()
     record["seconds"] = time.perf_counter() - start_time

@@ -18,10 +18,12 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from tagloop.fusion.probe import LinearProbe
 from tagloop.training.dataset import ClipDataset, crop_logmel
+from tagloop.training.folds import fit_temperature
 from tagloop.training.loop import TrainOptions, selection_score
 from tagloop.training.loss import multitask_loss, probabilities
 from tagloop.training.metrics import evaluate_predictions
@@ -59,6 +61,13 @@ class _Features:
             return self.visual, self.targets, self.known
         rows = self.audio_mask
         return self.audio[rows], self.targets[rows], self.known[rows]
+
+    def head_folds(self, head: str, folds: np.ndarray | None) -> np.ndarray | None:
+        """The fold of each row ``head_data(head)`` returns (the audio head's rows are the
+        clips with audio)."""
+        if folds is None or head != "audio":
+            return folds
+        return folds[self.audio_mask.numpy()]
 
 
 def raw_features(
@@ -177,10 +186,12 @@ def fit_head(
     *,
     vocab: TagVocabulary,
     c: float | None = None,
+    folds: np.ndarray | None = None,
 ) -> tuple[tuple[torch.Tensor, torch.Tensor], dict[str, Any]] | None:
     """The fitted ``(weight, bias)`` of one head and how its C was chosen; None without
-    labels. ``c`` given: that C (a refit); else the grid is searched when ``val`` has at
-    least ``MIN_VAL_CLIPS`` labeled clips."""
+    labels. ``c`` given: that C (a refit); else ``folds`` (a fold per training row, whole
+    videos per fold): C by cross-validation and the head calibrated (:func:`fit_head_by_folds`);
+    else the grid is searched when ``val`` has at least ``MIN_VAL_CLIPS`` labeled clips."""
     inputs, targets, known = train
     n_decisions = count_decisions(targets, known, vocab=vocab)
     if n_decisions == 0:
@@ -189,6 +200,8 @@ def fit_head(
         l2 = 1.0 / (c * n_decisions)
         solution = fit_linear(inputs, targets, known, vocab=vocab, l2=l2)
         return solution, {"C": c, "l2": l2, "chosen_by": "given"}
+    if folds is not None and len(np.unique(folds)) >= 2:
+        return fit_head_by_folds(train, folds, vocab=vocab)
     if val is None or count_labeled_clips(val[1], val[2], vocab=vocab) < MIN_VAL_CLIPS:
         l2 = 1.0 / (DEFAULT_C * n_decisions)
         solution = fit_linear(inputs, targets, known, vocab=vocab, l2=l2)
@@ -207,6 +220,73 @@ def fit_head(
     l2 = 1.0 / (best_c * n_decisions)
     info = {"C": best_c, "l2": l2, "chosen_by": "validation", "scores": scores}
     return solution, info
+
+
+def fit_head_by_folds(
+    train: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    folds: np.ndarray,
+    *,
+    vocab: TagVocabulary,
+) -> tuple[tuple[torch.Tensor, torch.Tensor], dict[str, Any]] | None:
+    """C by k-fold cross-validation, then the head refit on every row and calibrated.
+
+    For each C of ``C_GRID`` every fold is predicted by a fit on the others (warm-started along
+    the C path), so each labeled row gets one out-of-fold prediction; the C whose pooled
+    out-of-fold predictions score best wins (ties: lower loss, then smaller C). A temperature
+    fitted on those out-of-fold logits (:func:`folds.fit_temperature`) is folded into the
+    refit's weight and bias (``W x + b`` over T), so a served probe is calibrated at no cost.
+    """
+    inputs, targets, known = train
+    n_decisions = count_decisions(targets, known, vocab=vocab)
+    if n_decisions == 0:
+        return None
+    fold_ids = np.unique(folds)
+    masks = [torch.from_numpy(folds == f) for f in fold_ids]
+    previous: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(fold_ids)
+    candidates = []
+    for rank, c in enumerate(C_GRID):
+        oof = inputs.new_zeros(targets.shape)
+        for i, held in enumerate(masks):
+            fit_rows = ~held
+            n_fit = count_decisions(targets[fit_rows], known[fit_rows], vocab=vocab)
+            if n_fit == 0:
+                continue  # this fold's rest has no label: its rows stay undecided (logit 0)
+            weight, bias = fit_linear(
+                inputs[fit_rows],
+                targets[fit_rows],
+                known[fit_rows],
+                vocab=vocab,
+                l2=1.0 / (c * n_fit),
+                init=previous[i],
+            )
+            previous[i] = (weight, bias)
+            oof[held] = inputs[held] @ weight.T + bias
+        probs = probabilities(oof, vocab=vocab).numpy()
+        metrics = evaluate_predictions(probs, targets.numpy(), known.numpy(), vocab=vocab)
+        score = selection_score(metrics)
+        loss = float(multitask_loss(oof, targets, known, vocab=vocab))
+        key = (score if score is not None else -math.inf, -loss)
+        candidates.append((key, -rank, c, oof))
+    (best_score, _), _, best_c, best_oof = max(candidates, key=lambda item: item[:2])
+    l2 = 1.0 / (best_c * n_decisions)
+    weight, bias = fit_linear(inputs, targets, known, vocab=vocab, l2=l2)
+    temperature, loss_calibrated, loss_raw = fit_temperature(
+        best_oof, lambda z: multitask_loss(z, targets, known, vocab=vocab)
+    )
+    info = {
+        "C": best_c,
+        "l2": l2,
+        "chosen_by": "folds",
+        "folds": len(fold_ids),
+        "scores": {
+            str(c): key[0] if math.isfinite(key[0]) else None for key, _, c, _ in candidates
+        },
+        "oof_score": best_score if math.isfinite(best_score) else None,
+        "oof_loss": loss_raw,
+        "temperature": temperature,
+        "oof_loss_calibrated": loss_calibrated,
+    }
+    return (weight / temperature, bias / temperature), info
 
 
 def count_labeled_clips(targets: torch.Tensor, known: torch.Tensor, *, vocab: TagVocabulary) -> int:
@@ -229,9 +309,12 @@ def fit_probe(
     options: TrainOptions,
     val: ClipDataset | None,
     c: dict[str, float] | None = None,
+    temperature: dict[str, float] | None = None,
+    folds: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Fit ``model``'s standardisation buffers and its three heads on ``train``; ``c``: a
-    head named there is fit with that C (no search; the others as usual).
+    head named there is fit with that C (no search; the others as usual), divided by its
+    ``temperature`` if one is given; ``folds (N,)``: C by cross-validation over them.
 
     Returns (JSON-ready) ``{"heads": {head: {"C", "l2", "chosen_by", ["scores"]} or None},
     "train_loss": float, "feature_dims": {...}, "uses_branches": bool}``. A head without
@@ -252,7 +335,11 @@ def fit_probe(
             None if val_features is None else val_features.head_data(name),
             vocab=vocab,
             c=(c or {}).get(name),
+            folds=train_features.head_folds(name, folds),
         )
+        t = (temperature or {}).get(name)
+        if fitted is not None and t is not None:
+            fitted = ((fitted[0][0] / t, fitted[0][1] / t), {**fitted[1], "temperature": t})
         weight, bias = model.head_parameters(name)
         with torch.no_grad():
             if fitted is None:

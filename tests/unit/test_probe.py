@@ -33,7 +33,9 @@ CONFIG = FusionConfig(
     audio_channels=(8, 16),
     hidden_dim=32,
 )
-OPTIONS = TrainOptions(audio_frames=24, num_threads=1)
+# cv_folds=0: these check the validation-split path and parity with scikit-learn at a fixed C;
+# the cross-validated path is tests/unit/test_folds.py.
+OPTIONS = TrainOptions(audio_frames=24, num_threads=1, cv_folds=0)
 QUADRANTS = TagVocabulary.from_pairs((f"q{i}", "quadrant") for i in range(4))
 COLUMNS = 30
 
@@ -392,7 +394,7 @@ def test_the_served_probe_is_refit_on_validation_clips_too(
     # The judged model is the validation fit: the same weights as a run without the refit,
     # and the metrics describe it.
     plain = fit_with_validation(
-        train, val, options=TrainOptions(audio_frames=24, num_threads=1, refit_probe=False)
+        train, val, options=TrainOptions(audio_frames=24, num_threads=1, refit_probe=False, cv_folds=0)
     )
     assert plain.judged is None and plain.validation_model is plain.model
     assert same_weights(refit.judged, plain.model)
