@@ -76,7 +76,8 @@ def replace_queue(
 
     The rank is the position in ``items`` (0 = offered first). Queued rows of the lane's
     previous refill are dropped; leased rows are kept and their clips are not queued again, so
-    no clip can be leased twice. Returns the number of rows queued.
+    no clip can be leased twice; labeled and parked clips are left out. Returns the number of
+    rows queued.
     """
     if lane not in LANES:
         raise InvalidInput(
@@ -96,6 +97,10 @@ def replace_queue(
     leased = set(
         session.scalars(select(QueueItem.clip_id).where(QueueItem.status.in_(("leased", "queued"))))
     )
+    # A clip labeled or parked while the batch was built (a refill that reads tensors takes
+    # long enough for an annotator to lease and label one of its candidates) stays out.
+    if seen:
+        leased |= _closed_clips(session, sorted(seen))
     created = utcnow()
     rows = [
         {

@@ -21,7 +21,8 @@ beat tick, every ``loop_tick_seconds``   train if due; score if unscored clips; 
 - **low**: fewer than ``queue_low_water`` rows queued while some offerable clip is not in the
   queue (ready, in the pool, unlabeled, not parked, not leased, not cooling down after a
   skip). A refill ranks by the promoted version's scores, or builds the diverse seed batch
-  before any model exists.
+  before any model exists. Clips the ranking version has not scored fill the rest of the
+  batch by the seed rule, so a promotion keeps the seed batch until its scores exist.
 - **score**: the promoted version has not scored some ready, unlabeled clip. A score job
   always ends with a refill, since new scores change the ranking.
 - **train (due)**: ``retrain_min_labels`` labels on pool clips arrived since the last round

@@ -3,7 +3,9 @@
 score_pool stores one prediction per (clip, promoted version): top tags, the uncertainty of
 the configured strategy, and the fused embedding (batched .npy blobs, ``key#row``).
 refill_queue turns those scores into a diverse, per-video-capped batch; before any model
-exists it builds the seed batch by k-center on cheap descriptors instead.
+exists it builds the seed batch by k-center on cheap descriptors instead, and clips the
+ranking version has not scored yet (a first promotion's whole pool, new uploads) fill what
+the scores leave of the batch the same way.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sqlalchemy import Select, func, select
+from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.orm import Session
 
 from tagloop.config import Settings
@@ -50,17 +52,23 @@ def _unlabeled_clips() -> Select[int, int, str | None]:
     )
 
 
-def _unscored_batch(
-    session: Session, *, version_id: int, after: int, limit: int
-) -> list[tuple[int, str]]:
-    """The next ``limit`` (clip id, tensor uri) past ``after`` that ``version_id`` has not
-    scored: keyset pages, so memory stays bounded however large the pool is."""
+def _not_scored_by(version_id: int) -> ColumnElement[bool]:
+    """Condition on ``Clip``: ``version_id`` has no prediction for the clip."""
     scored = (
         select(Prediction.id)
         .where(Prediction.clip_id == Clip.id, Prediction.model_version_id == version_id)
         .exists()
     )
-    q = _unlabeled_clips().where(~scored, Clip.id > after).order_by(Clip.id).limit(limit)
+    return ~scored
+
+
+def _unscored_batch(
+    session: Session, *, version_id: int, after: int, limit: int
+) -> list[tuple[int, str]]:
+    """The next ``limit`` (clip id, tensor uri) past ``after`` that ``version_id`` has not
+    scored: keyset pages, so memory stays bounded however large the pool is."""
+    q = _unlabeled_clips().where(_not_scored_by(version_id), Clip.id > after)
+    q = q.order_by(Clip.id).limit(limit)
     return [(int(c), str(u)) for c, _, u in session.execute(q)]
 
 
@@ -322,6 +330,28 @@ def _assemble(
     return [(int(c), settings.selection_strategy, by_id[int(c)]) for c in picked]
 
 
+def _ranked_items(
+    settings: Settings, session: Session, store: BlobStore, version_id: int
+) -> list[tuple[int, str, float]]:
+    """At most ``queue_size`` queue items among the clips ``version_id`` scored, best first:
+    clips nobody skipped, then clips back from a skip's cool-down."""
+    items: list[tuple[int, str, float]] = []
+    for skipped in (False, True):
+        left = settings.queue_size - len(items)
+        if left <= 0:
+            break
+        rows = _top_candidates(
+            session,
+            version_id=version_id,
+            limit=left * 5,
+            now=utcnow(),
+            cooldown_s=settings.skip_cooldown_seconds,
+            skipped=skipped,
+        )
+        items += _assemble(settings, store, rows, left)
+    return items
+
+
 def refill_queue(*, settings: Settings, job_id: int | None = None) -> int:
     """Replace the queued items with the next batch to label; returns the number queued.
 
@@ -333,24 +363,15 @@ def refill_queue(*, settings: Settings, job_id: int | None = None) -> int:
         if job_id is not None:
             job_repo.start_job(session, job_repo.get_job(session, job_id), celery_task_id=None)
         version_id = _scoring_version(session)
-        if version_id is None:
-            n = _refill_seed(settings, session, store)
-        else:
-            items: list[tuple[int, str, float]] = []
-            for skipped in (False, True):
-                left = settings.queue_size - len(items)
-                if left <= 0:
-                    break
-                rows = _top_candidates(
-                    session,
-                    version_id=version_id,
-                    limit=left * 5,
-                    now=utcnow(),
-                    cooldown_s=settings.skip_cooldown_seconds,
-                    skipped=skipped,
-                )
-                items += _assemble(settings, store, rows, left)
-            n = queue_repo.replace_queue(session, items=items)
+        items = [] if version_id is None else _ranked_items(settings, session, store, version_id)
+        # Clips the ranking version has not scored yet (all of them between the first
+        # promotion and the end of its scoring run, or new uploads) fill the rest by the seed
+        # rule: ranking only scored clips would replace the seed batch with nothing while the
+        # new version scores, and leave offerable clips out of an empty queue.
+        left = settings.queue_size - len(items)
+        if left > 0:
+            items += _seed_items(settings, session, store, n=left, unscored_by=version_id)
+        n = queue_repo.replace_queue(session, items=items)
         # The holdout's own lane takes back its clips whose skip cool-down is over.
         holdout_repo.fill_holdout_queue(session, cooldown_s=settings.skip_cooldown_seconds)
         if job_id is not None:
@@ -386,13 +407,24 @@ def _pretrained_encoders(
     return PretrainedEncoders(saved.state, config=config)
 
 
-def _refill_seed(settings: Settings, session: Session, store: BlobStore) -> int:
-    """Before the first model: a diverse seed batch (``settings.seed_batch_rule``: k-center or
-    typical points, on the newest pretraining run's embeddings, else on cheap descriptors)."""
+def _seed_items(
+    settings: Settings,
+    session: Session,
+    store: BlobStore,
+    *,
+    n: int,
+    unscored_by: int | None = None,
+) -> list[tuple[int, str, float]]:
+    """A diverse seed batch of at most ``n`` offerable clips as queue items
+    (``settings.seed_batch_rule``: k-center or typical points, on the newest pretraining
+    run's embeddings, else on cheap descriptors): the whole batch before the first model,
+    else among the clips version ``unscored_by`` has not scored."""
     from tagloop.features.clip_tensor import load_clip_tensors
     from tagloop.features.descriptor import describe_clip
     from tagloop.selection import seed_batch
 
+    if n <= 0:
+        return []
     # Descriptors need the tensors: read a deterministic, spread-out sample of at most
     # seed_candidates clips (every step-th id), never the whole pool into memory.
     rows: list[Any] = []
@@ -403,16 +435,18 @@ def _refill_seed(settings: Settings, session: Session, store: BlobStore) -> int:
             queued_too=True,
             skipped=skipped,
         )
-        n = int(session.scalar(select(func.count(Clip.id)).where(*where)) or 0)
-        step = max(1, math.ceil(n / max(1, settings.seed_candidates)))
+        if unscored_by is not None:
+            where.append(_not_scored_by(unscored_by))
+        n_clips = int(session.scalar(select(func.count(Clip.id)).where(*where)) or 0)
+        step = max(1, math.ceil(n_clips / max(1, settings.seed_candidates)))
         q = select(Clip.id, Clip.video_id, Clip.tensor_uri).where(*where).order_by(Clip.id)
         q = q.limit(settings.seed_candidates - len(rows))
         found = session.execute(q.where(Clip.id % step == 0) if step > 1 else q).all()
         rows += found or session.execute(q).all()  # ids that all miss the stride: take the first
-        if len(rows) >= settings.queue_size:
+        if len(rows) >= n:
             break
     if not rows:
-        return queue_repo.replace_queue(session, items=[])
+        return []
     tensors = [load_clip_tensors(store.get_bytes(str(r[2]))) for r in rows]
     encoders = _pretrained_encoders(settings, session, store)
     if encoders is not None:  # what the clips show and say, not their pixels
@@ -424,12 +458,11 @@ def _refill_seed(settings: Settings, session: Session, store: BlobStore) -> int:
         clip_ids=np.asarray([r[0] for r in rows], dtype=np.int64),
         descriptors=descriptors,
         video_ids=np.asarray([r[1] for r in rows], dtype=np.int64),
-        batch_size=settings.queue_size,
+        batch_size=n,
         per_video_cap=settings.per_video_cap,
         seed=0,
         rule=settings.seed_batch_rule,
     )
     # Seed items carry their pick order as a descending score so the reason reads sensibly.
-    n = len(picked)
-    items = [(int(c), SEED_STRATEGY, float(n - i) / n) for i, c in enumerate(picked)]
-    return queue_repo.replace_queue(session, items=items)
+    k = len(picked)
+    return [(int(c), SEED_STRATEGY, float(k - i) / k) for i, c in enumerate(picked)]

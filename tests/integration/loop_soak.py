@@ -6,7 +6,12 @@ videos arrive after the first promotion, an admin promotes a rejected version by
 rolls back, and rounds are both promoted and rejected (``promote_tolerance=-1`` rejects every
 round after the first). Each empty answer is checked against the database: was there a clip
 this annotator could have been offered? A stall is such a starved spell longer than one tick
-plus a refill. Shared by ``test_loop_soak`` and ``bench_loop_soak``.
+plus a refill. A queue watcher reads the database every quarter second: each observation of
+an empty queue while offerable clips wait outside it is counted, and each refill job that
+queued nothing while some clip was offerable from before it started to after it ended is an
+empty refill (how the first promotion used to empty the queue while the new version scored:
+too short for a stall, wrong however short). Shared by ``test_loop_soak`` and
+``bench_loop_soak``.
 """
 
 from __future__ import annotations
@@ -79,6 +84,12 @@ class SoakReport:
     promoted_rounds: int = 0
     rejected_rounds: int = 0
     manual_promotions: int = 0
+    # Watcher readings with no queued row while offerable clips were outside the queue (a
+    # refill may be on its way: counted, not a failure), and the longest such spell.
+    empty_observations: int = 0
+    longest_empty_s: float = 0.0
+    # Refill jobs that queued nothing while a clip was offerable all through them.
+    empty_refills: int = 0
     seconds: float = 0.0
     violations: list[str] = field(default_factory=list)
 
@@ -206,6 +217,87 @@ class Soak:
             return int(s.scalar(q) or 0)
 
 
+class QueueWatcher(threading.Thread):
+    """Reads the queue every ``every_s``: empty observations, and refill jobs that queued
+    nothing although a clip was offerable from before they started until now."""
+
+    def __init__(self, soak: Soak, *, every_s: float = 0.25) -> None:
+        super().__init__(name="queue-watcher", daemon=True)
+        self.soak, self.every_s = soak, every_s
+        self.last_refill = 0
+        self.empty_since: float | None = None
+
+    def run(self) -> None:
+        try:
+            while not self.soak.stop.is_set():
+                self.look()
+                time.sleep(self.every_s)
+        except Exception as exc:
+            self.soak.violations.append(f"queue watcher crashed: {exc!r}")
+
+    def look(self) -> None:
+        settings = self.soak.settings
+        now = utcnow()
+        with session_scope(settings.database_url) as s:
+            queued = s.scalar(
+                select(func.count(QueueItem.id)).where(
+                    QueueItem.status == "queued", QueueItem.lane == "al"
+                )
+            )
+            where = offerable(now=now, cooldown_s=settings.skip_cooldown_seconds)
+            waiting = list(s.scalars(select(Clip.id).where(*where)))
+            refills = list(
+                s.scalars(
+                    select(Job)
+                    .where(Job.kind == "refill", Job.id > self.last_refill)
+                    .where(Job.status.in_(("succeeded", "failed")))
+                    .order_by(Job.id)
+                )
+            )
+            # Refills finish in id order almost always; a late one is looked at on its own.
+            for job in refills:
+                self.last_refill = max(self.last_refill, job.id)
+                if job.message == "queued 0" and job.started_at is not None and waiting:
+                    held = _offerable_throughout(s, waiting, since=job.started_at, soak=self.soak)
+                    if held:
+                        self.soak.violation(
+                            "empty_refills",
+                            f"refill job {job.id} queued nothing; clips {held[:5]} were "
+                            "offerable before it started and after it ended",
+                        )
+        t = time.monotonic()
+        if not queued and waiting:
+            self.soak.count("empty_observations")
+            self.empty_since = self.empty_since or t
+            with self.soak.lock:
+                report = self.soak.report
+                report.longest_empty_s = max(report.longest_empty_s, t - self.empty_since)
+        else:
+            self.empty_since = None
+
+
+def _offerable_throughout(
+    session: Any, clip_ids: list[int], *, since: Any, soak: Soak
+) -> list[int]:
+    """Those of ``clip_ids`` (offerable now) that were offerable from ``since`` on too: ready
+    before it, and neither skipped within a cool-down of it nor holding a lease that ran out
+    after it (a labeled or parked clip never becomes offerable again)."""
+    cooldown = timedelta(seconds=soak.settings.skip_cooldown_seconds)
+    busy = set(
+        session.scalars(
+            select(QueueItem.clip_id).where(
+                QueueItem.clip_id.in_(clip_ids),
+                ((QueueItem.status == "skipped") & (QueueItem.skipped_at > since - cooldown))
+                | ((QueueItem.status == "expired") & (QueueItem.lease_expires_at > since)),
+            )
+        )
+    )
+    ready_before = set(
+        session.scalars(select(Clip.id).where(Clip.id.in_(clip_ids), Clip.created_at < since))
+    )
+    return sorted(ready_before - busy)
+
+
 def _upload(client: Any, rows: list[dict[str, str]], folder: Path, soak: Soak) -> list[int]:
     """Upload and wait; the oracle knows each video's digit from the moment it is accepted
     (its clips may reach the queue before this returns). Returns the new clip ids."""
@@ -259,6 +351,8 @@ def run_soak(
             Annotator(name, tokens[name], rate, soak=soak, seed=seed * 100 + i)
             for i, (name, rate) in enumerate(zip(tokens, skip_rates, strict=True))
         ]
+        watcher = QueueWatcher(soak)
+        watcher.start()
         for a in annotators:
             a.start()
         new_clips: list[int] = []
@@ -294,6 +388,7 @@ def run_soak(
             soak.stop.set()
             for a in annotators:
                 a.join(timeout=30)
+            watcher.join(timeout=30)
         soak.report.seconds = time.monotonic() - started
         _check_database(settings, soak.report, new_clips)
     return soak.report

@@ -369,3 +369,77 @@ def test_only_clips_with_sound_count_towards_a_pretraining_run(api: ApiHarness) 
     assert not pretrain_planned() and len(jobs(db, loop.PRETRAIN_JOB)) == 1
     assert run.params["trigger"] == "tick"
     assert run.params["pool_clips"] == 3
+
+
+def add_pool_with_tensors(h: ApiHarness, n: int) -> list[int]:
+    """``n`` ready pool clips, each in its own video, with small real tensors (a seed batch
+    reads them)."""
+    import torch
+
+    from tagloop.features.clip_tensor import ClipTensors, dump_clip_tensors
+    from tagloop.storage import BlobStore
+
+    store = BlobStore(h.settings.blob_url)
+    gen = torch.Generator().manual_seed(1)
+    ids = []
+    with session_scope(h.settings.database_url) as s:
+        for i in range(n):
+            video = Video(sha256=uuid.uuid4().hex * 2, filename="v.mp4", blob_uri="v")
+            s.add(video)
+            s.flush()
+            frames = torch.randint(0, 255, (2, 3, 8, 8), generator=gen, dtype=torch.uint8)
+            tensors = ClipTensors(frames=frames, logmel=torch.randn(16, 20), audio_mask=True)
+            store.put_bytes(f"p/{i}", dump_clip_tensors(tensors))
+            clip = Clip(video_id=video.id, index=0, start_s=0, end_s=1, tensor_uri=f"p/{i}")
+            s.add(clip)
+            s.flush()
+            ids.append(clip.id)
+    return ids
+
+
+def test_a_refill_between_versions_keeps_the_seed_batch_and_fills_from_unscored_clips(
+    api: ApiHarness,
+) -> None:
+    """Promotion, partial scores, a second promotion and a roll back: a refill never leaves
+    offerable clips out of a short queue. Clips the ranking version has not scored fill what
+    its scores leave by the seed rule (before the fix, the first promotion emptied it)."""
+    db = api.settings.database_url
+    clips = add_pool_with_tensors(api, 8)
+    assert refill_queue(settings=api.settings) == 4
+    seed = queued(db)
+    assert set(strategies(db)) == {"seed_kcenter"}
+
+    def promote(*, predictions: dict[int, float]) -> int:
+        with session_scope(db) as s:
+            for old in s.scalars(select(ModelVersion).where(ModelVersion.status == "promoted")):
+                old.status = "retired"
+            v = ModelVersion(status="promoted", artifact_uri="models/x.pt", vocabulary=[])
+            s.add(v)
+            s.flush()
+            for c, u in predictions.items():
+                s.add(Prediction(clip_id=c, model_version_id=v.id, uncertainty=u))
+            return int(v.id)
+
+    # The first promotion, no scores yet: the same seed batch, not an empty queue.
+    v1 = promote(predictions={})
+    assert refill_queue(settings=api.settings) == 4 and queued(db) == seed
+    # Its first page scored two clips: they lead, the seed rule fills the rest from the others.
+    with session_scope(db) as s:
+        s.add(Prediction(clip_id=clips[0], model_version_id=v1, uncertainty=0.9))
+        s.add(Prediction(clip_id=clips[1], model_version_id=v1, uncertainty=0.8))
+    assert refill_queue(settings=api.settings) == 4
+    assert queued(db)[:2] == clips[:2]
+    assert strategies(db).count("seed_kcenter") == 2
+    assert not set(queued(db)[2:]) & set(clips[:2])
+    # A second promotion without scores ranks by v1's meanwhile (the newest scores there are).
+    promote(predictions={})
+    assert refill_queue(settings=api.settings) == 4 and queued(db)[:2] == clips[:2]
+    # Roll back to a version whose scored clips are all labeled now: seed picks, not nothing.
+    for c in clips[:2]:
+        r = api.client.post(f"/api/v1/clips/{c}/labels", headers=api.admin, json={"tags": ["dog"]})
+        assert r.status_code == 201
+    with session_scope(db) as s:
+        for v in s.scalars(select(ModelVersion)):
+            v.status = "promoted" if v.id == v1 else "retired"
+    assert refill_queue(settings=api.settings) == 4
+    assert set(strategies(db)) == {"seed_kcenter"} and not set(queued(db)) & set(clips[:2])

@@ -31,6 +31,8 @@ def test_the_loop_never_stalls_under_randomised_use(
     print(report)
     assert report.violations == [], report.violations
     assert report.stalls == 0
+    # No refill emptied the queue while clips were offerable (the first promotion's gap).
+    assert report.empty_refills == 0
     assert report.skipped_reoffered_to_same_annotator == 0 and report.labeled_reoffered == 0
     assert report.rounds_without_new_labels == 0
     assert report.new_clips == 12 and report.new_clips_queued_fraction == 1.0

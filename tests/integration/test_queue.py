@@ -282,6 +282,24 @@ def test_refill_returns_expired_leases_before_replacing(db_url: str, tmp_path: P
     assert statuses(db_url) == {clips[0]: ["expired", "queued"]}
 
 
+def test_a_refill_leaves_out_clips_labeled_or_parked_while_it_ran(
+    db_url: str, tmp_path: Path
+) -> None:
+    """A refill builds its batch before it writes; a clip labeled or parked in between (an
+    annotator leased and labeled it meanwhile) is not queued again."""
+    from tagloop.db.models import Clip, Label
+
+    make_api(tmp_path, db_url)
+    clips = add_clips(db_url, 3)
+    with session_scope(db_url) as s:
+        s.add(Label(clip_id=clips[0], tags=["dog"], annotator="ann"))
+        s.get(Clip, clips[1]).needs_review = True  # type: ignore[union-attr]
+    with session_scope(db_url) as s:
+        items = [(c, "entropy", 0.5) for c in clips]
+        assert queue_repo.replace_queue(s, items=items) == 1
+    assert statuses(db_url) == {clips[2]: ["queued"]}
+
+
 # --- Concurrency against a real server -------------------------------------------------------
 
 
