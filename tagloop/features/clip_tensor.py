@@ -30,12 +30,16 @@ class ClipTensors:
     """``frames`` ``(T, 3, H, W)`` uint8; ``logmel`` ``(n_mels, S)`` float16 or float32.
 
     ``audio_mask`` is False when the clip has no audio: ``logmel`` is then all zeros and must
-    be ignored (a mask, not zeros that look like silence).
+    be ignored (a mask, not zeros that look like silence). ``visual_embedding`` ``(1280,)``
+    float32: the pretrained visual encoder's embedding of the clip's keyframes, computed once
+    at ingest (``features.visual_embedding``); None for a clip stored before it existed or
+    ingested with ``visual_encoder="none"`` (``ensure_visual_embeddings`` fills it in then).
     """
 
     frames: torch.Tensor
     logmel: torch.Tensor
     audio_mask: bool
+    visual_embedding: torch.Tensor | None = None
 
 
 def logmel_frames_for(clip_seconds: float, *, sample_rate: int) -> int:
@@ -57,9 +61,15 @@ def fit_logmel(logmel: torch.Tensor, *, n_frames: int) -> torch.Tensor:
 
 
 def build_clip_tensors(
-    clip: ClipMedia, *, sample_rate: int, n_mels: int, clip_seconds: float
+    clip: ClipMedia,
+    *,
+    sample_rate: int,
+    n_mels: int,
+    clip_seconds: float,
+    visual_embedding: torch.Tensor | None = None,
 ) -> ClipTensors:
-    """Turn decoded clip media into model input; see the module docstring for the shapes."""
+    """Turn decoded clip media into model input; see the module docstring for the shapes.
+    ``visual_embedding`` ``(1280,)``: the clip's keyframe embedding, stored as given."""
     n_frames = logmel_frames_for(clip_seconds, sample_rate=sample_rate)
     frames = torch.from_numpy(clip.frames.copy())
     if frames.dtype != torch.uint8 or frames.ndim != 4 or frames.shape[1] != 3:
@@ -69,23 +79,27 @@ def build_clip_tensors(
         )
     if clip.audio is None:
         logmel = torch.zeros((n_mels, n_frames), dtype=_STORED_LOGMEL_DTYPE)
-        return ClipTensors(frames=frames, logmel=logmel, audio_mask=False)
+        return ClipTensors(
+            frames=frames, logmel=logmel, audio_mask=False, visual_embedding=visual_embedding
+        )
     logmel = compute_logmel(clip.audio, sample_rate=sample_rate, n_mels=n_mels)
     logmel = fit_logmel(logmel, n_frames=n_frames).to(_STORED_LOGMEL_DTYPE)
-    return ClipTensors(frames=frames, logmel=logmel, audio_mask=True)
+    return ClipTensors(
+        frames=frames, logmel=logmel, audio_mask=True, visual_embedding=visual_embedding
+    )
 
 
 def dump_clip_tensors(tensors: ClipTensors) -> bytes:
     """Serialise for the blob store (``torch.save``; load with :func:`load_clip_tensors`)."""
     buffer = io.BytesIO()
-    torch.save(
-        {
-            "frames": tensors.frames.contiguous(),
-            "logmel": tensors.logmel.contiguous(),
-            "audio_mask": bool(tensors.audio_mask),
-        },
-        buffer,
-    )
+    payload: dict[str, torch.Tensor | bool] = {
+        "frames": tensors.frames.contiguous(),
+        "logmel": tensors.logmel.contiguous(),
+        "audio_mask": bool(tensors.audio_mask),
+    }
+    if tensors.visual_embedding is not None:
+        payload["visual_embedding"] = tensors.visual_embedding.float().contiguous()
+    torch.save(payload, buffer)
     return buffer.getvalue()
 
 
@@ -97,6 +111,7 @@ def load_clip_tensors(data: bytes) -> ClipTensors:
             frames=payload["frames"],
             logmel=payload["logmel"],
             audio_mask=bool(payload["audio_mask"]),
+            visual_embedding=payload.get("visual_embedding"),  # absent in older blobs
         )
     except (pickle.UnpicklingError, RuntimeError, KeyError, TypeError, EOFError, ValueError) as exc:
         raise InvalidInput(f"not a clip tensor blob: {exc}", code="invalid_tensor_blob") from exc

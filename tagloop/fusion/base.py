@@ -64,6 +64,12 @@ class FusionModel(nn.Module):
         self.config = config
         self.heads = nn.ModuleDict()
 
+    @property
+    def uses_visual_embedding(self) -> bool:
+        """True when forward reads ``visual_embedding`` (the probe on pretrained embeddings);
+        callers then pass each clip's stored ``(B, 1280)`` embedding."""
+        return False
+
     def fusion_weights(self) -> list[dict[str, float]]:
         """Learned mixing weights per fusion point (all modalities present); [] if none."""
         return []
@@ -73,7 +79,12 @@ class FusionModel(nn.Module):
         frames: torch.Tensor,
         logmel: torch.Tensor,
         audio_mask: torch.Tensor | None = None,
+        *,
+        visual_embedding: torch.Tensor | None = None,
     ) -> FusionOutput:
+        """``visual_embedding`` ``(B, D)``: the clips' stored pretrained embeddings, read only
+        by a model whose ``uses_visual_embedding`` is True."""
+        del visual_embedding  # only the probe reads it (it overrides forward)
         mask = check_inputs(frames, logmel, audio_mask, config=self.config)
         return self.fuse(frames, logmel, mask)
 

@@ -18,6 +18,9 @@ MODEL_KINDS: tuple[str, ...] = ("centralnet", "visual", "audio", "concat", "late
 # torchvision's so a checkpoint a user already has loads unchanged (resnet.py, mobilenet.py).
 VISUAL_ARCHS: tuple[str, ...] = ("conv", "resnet18", "mobilenet_v2")
 # Output channels of each stage of the standard networks; a config exposes the last ``depth``.
+# What the linear probe reads as its visual features: the stored pretrained embedding of each
+# clip (features/visual_embedding.py) or the pooled pixels (the fixed-features floor).
+PROBE_VISUALS: tuple[str, ...] = ("embedding", "pixels")
 STAGE_CHANNELS: dict[str, tuple[int, ...]] = {
     "resnet18": (64, 128, 256, 512),
     "mobilenet_v2": (24, 32, 96, 1280),
@@ -53,6 +56,9 @@ class FusionConfig:
     # rewritten to those stages' widths so a stored config says what the model is. Such a
     # backbone was trained on 224x224 images: 32x32 frames work, a larger frame_size suits it.
     visual_arch: str = "conv"
+    # The probe's visual features, one of PROBE_VISUALS (see fusion/probe.py); other kinds
+    # ignore it.
+    probe_visual: str = "embedding"
 
     def __post_init__(self) -> None:
         positive = {
@@ -86,6 +92,12 @@ class FusionConfig:
         if self.visual_arch not in VISUAL_ARCHS:
             raise InvalidInput(
                 f"visual_arch must be one of {', '.join(VISUAL_ARCHS)}, got {self.visual_arch!r}",
+                code="bad_fusion_config",
+            )
+        if self.probe_visual not in PROBE_VISUALS:
+            raise InvalidInput(
+                f"probe_visual must be one of {', '.join(PROBE_VISUALS)}, got "
+                f"{self.probe_visual!r}",
                 code="bad_fusion_config",
             )
         stages = STAGE_CHANNELS.get(self.visual_arch)
@@ -123,6 +135,8 @@ class FusionConfig:
         values = dict(data)
         # Versions stored before the floor existed were trained (and must predict) without it.
         values.setdefault("alpha_floor", 0.0)
+        # ... and probes stored before the pretrained embedding read pixels.
+        values.setdefault("probe_visual", "pixels")
         for key in ("visual_channels", "audio_channels"):
             if key in values:
                 values[key] = tuple(int(c) for c in values[key])

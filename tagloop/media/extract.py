@@ -54,6 +54,9 @@ class ClipMedia:
     ``frames`` is ``(T, 3, S, S)`` uint8 RGB; ``audio`` is ``(N,)`` float32 mono at the
     requested sample rate (None when the video has no audio); ``preview_mp4`` is an H.264
     (+AAC) MP4 of exactly ``[start_s, end_s)``; ``thumbnail_jpeg`` is its middle frame.
+    ``keyframes`` is ``(K, 3, R, R)`` uint8 RGB, K frames at the centres of equal slices of
+    the clip converted from the decoded picture straight to ``R`` (for the visual encoder);
+    None unless asked for.
 
     The preview is for a person deciding on tags: at most 15 fps, with the clip's model audio
     as mono AAC (see :mod:`tagloop.media.preview`), which halves its cost next to full rate.
@@ -66,17 +69,25 @@ class ClipMedia:
     audio: np.ndarray | None
     preview_mp4: bytes
     thumbnail_jpeg: bytes
+    keyframes: np.ndarray | None = None
 
 
 class _OpenClip:
     """A clip whose window the decoder has reached but that is not yielded yet."""
 
-    def __init__(self, index: int, window: tuple[float, float], *, count: int, keep: bool):
+    def __init__(
+        self, index: int, window: tuple[float, float], *, count: int, keep: bool, keyframes: int
+    ):
         self.index = index
         self.start_s, self.end_s = window
         self.keep = keep  # False for skip_indices: decode passes over, nothing is encoded
         self.samples = FramesAt(sample_times(self.start_s, self.end_s, count=count))
         self.middle = FramesAt([(self.start_s + self.end_s) / 2])
+        self.keyframes = (
+            FramesAt(sample_times(self.start_s, self.end_s, count=keyframes))
+            if keyframes and keep
+            else None
+        )
         self.writer: PreviewWriter | None = None
         self.video_done = False
         self.n_frames = 0  # frames decoded inside the window
@@ -85,6 +96,8 @@ class _OpenClip:
         self.samples.offer(frame, time_s=time_s)
         if self.keep:
             self.middle.offer(frame, time_s=time_s)
+        if self.keyframes is not None:
+            self.keyframes.offer(frame, time_s=time_s)
 
     def close(self) -> None:
         if self.writer is not None:
@@ -103,6 +116,7 @@ class _Extraction:
         frame_size: int,
         preview_height: int,
         skip: frozenset[int],
+        keyframes: tuple[int, int],
         model_audio: AudioTrack | None,
         preview_audio: AudioTrack | None,
         preview_audio_rate: int | None,
@@ -110,6 +124,7 @@ class _Extraction:
         self.info, self.windows, self.skip = info, windows, skip
         self.frames_per_clip, self.frame_size = frames_per_clip, frame_size
         self.preview_height = preview_height
+        self.keyframes, self.keyframe_size = keyframes
         self.model_audio, self.preview_audio = model_audio, preview_audio
         # None: no audio; with no preview track of its own, the preview reuses the model audio.
         self.preview_audio_rate = preview_audio_rate
@@ -176,6 +191,7 @@ class _Extraction:
                 self.windows[index],
                 count=self.frames_per_clip,
                 keep=index not in self.skip,
+                keyframes=self.keyframes,
             )
             if self.last_frame is not None:  # the frame on screen at the start precedes it
                 clip.offer(self.last_frame[0], time_s=self.last_frame[1])
@@ -218,6 +234,12 @@ class _Extraction:
         if preview_samples is not None:
             self.encoder.submit(writer.add_audio, preview_samples)
         preview = self.encoder.call(writer.finish)
+        keyframes = None
+        if clip.keyframes is not None:
+            keys = clip.keyframes.chosen()
+            if keys is None:
+                raise InvalidMedia("no video frame was decoded", code="undecodable_stream")
+            keyframes = stack_model_frames(keys, size=self.keyframe_size)
         return ClipMedia(
             index=clip.index,
             start_s=clip.start_s,
@@ -226,6 +248,7 @@ class _Extraction:
             audio=audio,
             preview_mp4=preview,
             thumbnail_jpeg=encode_jpeg(middle[0], width=writer.width, height=writer.height),
+            keyframes=keyframes,
         )
 
 
@@ -239,16 +262,21 @@ def iter_clip_media(
     sample_rate: int,
     preview_height: int,
     skip_indices: Collection[int] = (),
+    keyframes: int = 0,
+    keyframe_size: int = 0,
 ) -> Iterator[ClipMedia]:
     """Decode ``source`` once and yield a :class:`ClipMedia` per planned clip, in order.
 
     Clips are planned with :func:`plan_clips` on ``info.duration_s``. Indices in
     ``skip_indices`` are decoded over but not encoded and not yielded, so a redelivered task
-    resumes where it stopped. Raises InvalidMedia: ``truncated_media`` when decoding stops
-    well before the probed duration, ``undecodable_stream`` when a stream cannot be decoded,
-    plus the codes of :func:`~tagloop.media.source.open_container`.
+    resumes where it stopped. ``keyframes`` > 0 also gives each clip that many frames at
+    ``keyframe_size`` (``ClipMedia.keyframes``). Raises InvalidMedia: ``truncated_media``
+    when decoding stops well before the probed duration, ``undecodable_stream`` when a
+    stream cannot be decoded, plus the codes of :func:`~tagloop.media.source.open_container`.
     """
     _check_options(frames_per_clip, frame_size, sample_rate, preview_height)
+    if keyframes < 0 or (keyframes and keyframe_size < 1):
+        raise InvalidInput("keyframes must be >= 0, keyframe_size >= 1", code="invalid_option")
     windows = plan_clips(info.duration_s, clip_seconds=clip_seconds)
     skip = frozenset(skip_indices)
     name = describe_source(source)
@@ -271,6 +299,7 @@ def iter_clip_media(
             frame_size=frame_size,
             preview_height=preview_height,
             skip=skip,
+            keyframes=(keyframes, keyframe_size),
             model_audio=model_audio,
             preview_audio=preview_audio,
             preview_audio_rate=preview_rate,

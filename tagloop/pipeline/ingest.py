@@ -187,13 +187,26 @@ def process_video(
 ) -> str:
     """Decode a video once, store every clip's tensors, preview and thumbnail.
 
+    Each clip's visual embedding is computed here, once, from keyframes decoded from the
+    source at the encoder's input size (``features.visual_embedding``), unless
+    ``settings.visual_encoder`` is ``"none"``. Missing weights end the video ``failed`` with
+    a ``visual_weights_*`` code (MissingWeights) before anything is decoded.
+
     Idempotent and resumable: clips already stored are skipped, so a redelivered task
     finishes the work instead of duplicating it. Each clip commits on its own and beats the
     job's heartbeat. Returns the video's final status. InvalidMedia ends the video ``failed``
     (its partial clips removed); any other error propagates so the task can retry.
     """
     # Imported here so the API (which imports this module for ingest) never loads torch.
+    import torch
+
     from tagloop.features.clip_tensor import build_clip_tensors, dump_clip_tensors
+    from tagloop.features.visual_embedding import (
+        EMBED_SIDE,
+        KEYFRAMES,
+        embed_keyframes,
+        visual_encoder,
+    )
     from tagloop.media.extract import iter_clip_media
     from tagloop.media.segment import plan_clips
 
@@ -219,6 +232,13 @@ def process_video(
         done = {c.index for c in video_repo.clips_of_video(session, video_id) if c.tensor_uri}
 
     try:
+        # Loaded once per worker process (a module cache); first, so missing weights fail
+        # the video at once instead of after decoding it.
+        encoder = (
+            visual_encoder(weights=settings.visual_encoder_weights)
+            if settings.visual_encoder != "none"
+            else None
+        )
         info = _probe_blob(store, blob_uri)
         windows = plan_clips(info.duration_s, clip_seconds=settings.clip_seconds)
         with session_scope(settings.database_url) as session:
@@ -238,14 +258,21 @@ def process_video(
                 sample_rate=settings.sample_rate,
                 preview_height=settings.preview_height,
                 skip_indices=done,
+                keyframes=KEYFRAMES if encoder is not None else 0,
+                keyframe_size=EMBED_SIDE,
             ):
                 if media.index in done:
                     continue
+                embedding = None
+                if encoder is not None and media.keyframes is not None:
+                    vector = embed_keyframes(media.keyframes, encoder=encoder, side=EMBED_SIDE)
+                    embedding = torch.from_numpy(vector)
                 tensors = build_clip_tensors(
                     media,
                     sample_rate=settings.sample_rate,
                     n_mels=settings.n_mels,
                     clip_seconds=settings.clip_seconds,
+                    visual_embedding=embedding,
                 )
                 keys = {
                     "tensor": store.put_bytes(

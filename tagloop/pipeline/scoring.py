@@ -143,6 +143,11 @@ def _score_batch(
 
     spec = get_strategy(settings.selection_strategy)
     tensors = [load_clip_tensors(store.get_bytes(uri)) for _, uri in batch]
+    if model.model.uses_visual_embedding:
+        from tagloop.features.visual_embedding import ensure_visual_embeddings
+
+        # Clips stored before embeddings existed: from their frames, with the set weights.
+        ensure_visual_embeddings(tensors, weights=settings.visual_encoder_weights)
     preds = predict_clips(
         model.model,
         tensors,

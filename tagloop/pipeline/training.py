@@ -76,7 +76,23 @@ def round_config(settings: Settings) -> FusionConfig:
         frame_size=settings.frame_size,
         n_mels=settings.n_mels,
         visual_arch=settings.visual_arch,
+        probe_visual="pixels" if settings.visual_encoder == "none" else "embedding",
     )
+
+
+def describe_encoders(kind: str, config: FusionConfig, settings: Settings) -> dict[str, str]:
+    """Which encoders made a version's features, for its config and /models: a probe on the
+    pretrained embedding names the network and its weights (a user's own file by name), a
+    probe on pixels says so, a trained model names its branch architectures."""
+    from tagloop.fusion.efficientnet_lite import ENCODER_NAME
+
+    if kind != "probe":
+        return {"visual": f"{config.visual_arch} (trained)", "audio": "logmel_cnn (trained)"}
+    visual = "pixels"
+    if config.probe_visual == "embedding":
+        own = settings.visual_encoder_weights
+        visual = ENCODER_NAME if own is None else f"efficientnet_lite0@{own.name}"
+    return {"visual": visual, "audio": "logmel_stats"}
 
 
 def round_options(settings: Settings) -> TrainOptions:
@@ -180,6 +196,15 @@ def train_round(*, settings: Settings, job_id: int, task_id: str | None = None) 
         same_start = promoted_backbone == (backbone.describe() if backbone else None)
         if old.kind == kind and old.config == config and same_start:
             init_state, init_vocab = old.model.state_dict(), old.vocab
+    old_reads = old is not None and old.model.uses_visual_embedding
+    if (kind == "probe" and config.probe_visual == "embedding") or old_reads:
+        # Clips stored before embeddings existed get theirs from their frames, with the
+        # configured weights (deeper code would fall back to the package's).
+        from tagloop.features.visual_embedding import ensure_visual_embeddings
+
+        ensure_visual_embeddings(
+            [s.tensors for s in samples + holdout], weights=settings.visual_encoder_weights
+        )
 
     with session_scope(settings.database_url) as session:
         version = version_repo.create_version(
@@ -192,6 +217,7 @@ def train_round(*, settings: Settings, job_id: int, task_id: str | None = None) 
                 "train": options.to_dict(),
                 "warm_start_from": baseline[0] if baseline and init_state else None,
                 "backbone": backbone.describe() if backbone else None,
+                "encoders": describe_encoders(kind, config, settings),
             },
             n_train=len(train),
         )

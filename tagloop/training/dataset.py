@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -45,13 +46,15 @@ class LabeledClip:
 @dataclass(frozen=True)
 class ClipBatch:
     """frames ``(B, T, 3, H, W)`` uint8, logmel ``(B, n_mels, S)`` float32, audio_mask ``(B,)``
-    bool, targets ``(B, K)`` float32, known ``(B, K)`` bool."""
+    bool, targets ``(B, K)`` float32, known ``(B, K)`` bool; visual_embedding ``(B, 1280)``
+    float32 once the dataset has them (``ClipDataset.ensure_visual_embedding``), else None."""
 
     frames: torch.Tensor
     logmel: torch.Tensor
     audio_mask: torch.Tensor
     targets: torch.Tensor
     known: torch.Tensor
+    visual_embedding: torch.Tensor | None = None
 
 
 def crop_logmel(
@@ -114,6 +117,22 @@ class ClipDataset(Dataset[tuple[torch.Tensor, ...]]):
         self.audio_mask = torch.tensor([bool(clip.tensors.audio_mask) for clip in clips])
         self.targets = torch.from_numpy(np.stack([clip.targets for clip in clips])).float()
         self.known = torch.from_numpy(np.stack([clip.known for clip in clips]).astype(bool))
+        self._tensors = [clip.tensors for clip in clips]
+        self.visual_embedding: torch.Tensor | None = None
+        if all(t.visual_embedding is not None for t in self._tensors):
+            self.visual_embedding = torch.stack(
+                [t.visual_embedding for t in self._tensors if t.visual_embedding is not None]
+            ).float()
+
+    def ensure_visual_embedding(self, *, weights: Path | None = None) -> torch.Tensor:
+        """``(N, 1280)``: the clips' stored visual embeddings, those missing computed from
+        their frames (``features.visual_embedding.ensure_visual_embeddings``)."""
+        if self.visual_embedding is None:
+            from tagloop.features.visual_embedding import ensure_visual_embeddings
+
+            stacked = ensure_visual_embeddings(self._tensors, weights=weights)
+            self.visual_embedding = stacked.float()
+        return self.visual_embedding
 
     def __len__(self) -> int:
         return len(self.clip_ids)
@@ -135,6 +154,9 @@ class ClipDataset(Dataset[tuple[torch.Tensor, ...]]):
             audio_mask=self.audio_mask[indices],
             targets=self.targets[indices],
             known=self.known[indices],
+            visual_embedding=(
+                None if self.visual_embedding is None else self.visual_embedding[indices]
+            ),
         )
 
 

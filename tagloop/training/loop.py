@@ -195,12 +195,16 @@ def evaluate_model(
 ) -> dict[str, Any]:
     """Validation metrics of ``model`` (eval mode, no augmentation, leading log-mel window)."""
     model.eval()
+    if model.uses_visual_embedding:
+        data.ensure_visual_embedding()
     logits, losses, weights = [], [], []
     with torch.no_grad():
         for start in range(0, len(data), _EVAL_BATCH):
             batch = data.batch(torch.arange(start, min(start + _EVAL_BATCH, len(data))))
             logmel = crop_logmel(batch.logmel, audio_frames=options.audio_frames)
-            out = model(batch.frames, logmel, batch.audio_mask)
+            out = model(
+                batch.frames, logmel, batch.audio_mask, visual_embedding=batch.visual_embedding
+            )
             logits.append(out.logits)
             losses.append(
                 float(multitask_loss(out.logits, batch.targets, batch.known, vocab=vocab))

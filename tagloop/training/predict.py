@@ -13,6 +13,7 @@ import torch
 
 from tagloop.errors import InvalidInput
 from tagloop.features.clip_tensor import ClipTensors
+from tagloop.features.visual_embedding import ensure_visual_embeddings
 from tagloop.fusion import FusionModel, enable_mc_dropout
 from tagloop.training.dataset import crop_logmel
 from tagloop.training.loss import probabilities
@@ -71,8 +72,12 @@ def predict_clips(
         with torch.no_grad():
             while chunk := list(itertools.islice(iterator, batch_size)):
                 frames, logmel, mask = _stack(chunk, audio_frames=audio_frames)
+                embedding = None
+                if model.uses_visual_embedding:
+                    # A clip without a stored embedding gets one from its frames.
+                    embedding = ensure_visual_embeddings(chunk)
                 model.eval()
-                out = model(frames, logmel, mask)
+                out = model(frames, logmel, mask, visual_embedding=embedding)
                 probs.append(probabilities(out.logits, vocab=vocab))
                 for name, logits in out.modality_logits.items():
                     modality.setdefault(name, []).append(probabilities(logits, vocab=vocab))
@@ -80,7 +85,10 @@ def predict_clips(
                 if mc_passes:
                     enable_mc_dropout(model)
                     passes = [
-                        probabilities(model(frames, logmel, mask).logits, vocab=vocab)
+                        probabilities(
+                            model(frames, logmel, mask, visual_embedding=embedding).logits,
+                            vocab=vocab,
+                        )
                         for _ in range(mc_passes)
                     ]
                     mc.append(torch.stack(passes))  # (P, B, K)

@@ -73,14 +73,19 @@ class _Features:
 def raw_features(
     model: LinearProbe, data: ClipDataset, *, audio_frames: int | None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Unstandardised features of every clip (batched, no grad, leading log-mel window)."""
+    """Unstandardised features of every clip (batched, no grad, leading log-mel window); a
+    probe on embeddings reads the clips' stored ones (computed from frames where missing)."""
     model.eval()
+    if model.uses_visual_embedding:
+        data.ensure_visual_embedding()
     visual, audio, masks = [], [], []
     with torch.no_grad():
         for start in range(0, len(data), _BATCH):
             batch = data.batch(torch.arange(start, min(start + _BATCH, len(data))))
             logmel = crop_logmel(batch.logmel, audio_frames=audio_frames)
-            v, a, m = model.clip_features(batch.frames, logmel, batch.audio_mask)
+            v, a, m = model.clip_features(
+                batch.frames, logmel, batch.audio_mask, visual_embedding=batch.visual_embedding
+            )
             visual.append(v)
             audio.append(a)
             masks.append(m)

@@ -6,7 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
+from tagloop.config import Settings
 from tests.conftest import VIDEOS
 from tests.integration.stack_helpers import running_stack, stack_settings
 
@@ -57,6 +59,29 @@ def test_real_files_end_to_end(tmp_path: Path, mode: dict[str, str]) -> None:
             assert clips[-1]["end_s"] == pytest.approx(v["duration_s"], abs=0.35)
             job = client.get_job(uploaded[name]["job_id"])
             assert job["status"] == "succeeded" and job["progress"] == 1.0
+    _check_stored_embeddings(settings)
+
+
+def _check_stored_embeddings(settings: Settings) -> None:
+    """Every clip's tensor file holds its keyframe embedding, computed once at ingest."""
+    from tagloop.db.engine import session_scope
+    from tagloop.db.models import Clip
+    from tagloop.features.clip_tensor import load_clip_tensors
+    from tagloop.storage import BlobStore
+
+    store = BlobStore(settings.blob_url)
+    with session_scope(settings.database_url) as session:
+        uris = [str(u) for (u,) in session.query(Clip.tensor_uri).all()]
+    vectors = []
+    for uri in uris:
+        tensors = load_clip_tensors(store.get_bytes(uri))
+        assert tensors.visual_embedding is not None, uri
+        assert tensors.visual_embedding.shape == (1280,)
+        assert torch.isfinite(tensors.visual_embedding).all()
+        vectors.append(tensors.visual_embedding)
+    stacked = torch.stack(vectors)
+    assert len(uris) >= len(EXPECTED)
+    assert stacked.std(dim=0).mean() > 0.01  # different pictures, different vectors
 
 
 def test_truncated_video_fails_with_code_and_keeps_others(

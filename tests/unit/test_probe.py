@@ -5,6 +5,7 @@ clips that have audio, which quarter of the mel bands is loud; both cues are noi
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 import torch
 from sklearn.linear_model import LogisticRegression
 
+from tagloop.errors import InvalidInput
 from tagloop.features.clip_tensor import ClipTensors
 from tagloop.fusion import FusionConfig, FusionModel, LinearProbe, build_model, resize_heads
 from tagloop.fusion.centralnet import CentralNet
@@ -32,6 +34,7 @@ CONFIG = FusionConfig(
     visual_channels=(8, 16),
     audio_channels=(8, 16),
     hidden_dim=32,
+    probe_visual="pixels",  # these tests check the fit on pixel cues; embeddings: see below
 )
 # cv_folds=0: these check the validation-split path and parity with scikit-learn at a fixed C;
 # the cross-validated path is tests/unit/test_folds.py.
@@ -132,7 +135,11 @@ def fitted(data: tuple[list[LabeledClip], ...]) -> TrainResult:
 
 def test_feature_layout_at_the_default_config() -> None:
     model = build_model("probe", vocab_size=3, config=FusionConfig())
-    assert isinstance(model, LinearProbe)
+    assert isinstance(model, LinearProbe) and model.uses_visual_embedding
+    # The pretrained embedding (1280) by default.
+    assert model.feature_dims() == {"visual": 1280, "audio": 1152}
+    model = build_model("probe", vocab_size=3, config=FusionConfig(probe_visual="pixels"))
+    assert isinstance(model, LinearProbe) and not model.uses_visual_embedding
     # 3 x 16 x 16 pooled pixels; 64 bands x (16 time bins + mean + std).
     assert model.feature_dims() == {"visual": 768, "audio": 1152}
     model.set_uses_branches(True)
@@ -457,3 +464,48 @@ def test_promotion_on_validation_clips_asks_the_validation_fit(
     # On validation clips the promoted version is its validation fit; elsewhere, the served.
     assert compare(old.judged, "validation") == 0.0
     assert compare(old.model, "holdout") == 0.0
+
+
+def test_a_version_stored_before_embeddings_reads_pixels() -> None:
+    stored = FusionConfig(probe_visual="pixels").to_dict()
+    del stored["probe_visual"]
+    assert FusionConfig.from_dict(stored).probe_visual == "pixels"
+    assert FusionConfig().probe_visual == "embedding"
+    with pytest.raises(InvalidInput):
+        FusionConfig(probe_visual="clip")
+
+
+def _embedded_clips(n: int, *, seed: int) -> list[LabeledClip]:
+    """Clips whose class is only in their stored embedding (the frames are noise): a probe
+    that read pixels, or ignored the stored vector, would be at chance."""
+    rng = np.random.default_rng(seed)
+    directions = rng.normal(size=(4, 1280)).astype(np.float32)
+    clips = []
+    for i in range(n):
+        label = i % 4
+        vector = directions[label] + rng.normal(scale=2.0, size=1280).astype(np.float32)
+        tensors = ClipTensors(
+            frames=torch.from_numpy(rng.integers(0, 256, (4, 3, 16, 16), dtype=np.uint8)),
+            logmel=torch.zeros(16, COLUMNS),
+            audio_mask=False,
+            visual_embedding=torch.from_numpy(vector),
+        )
+        targets, known = np.zeros(4, np.float32), np.ones(4, bool)
+        targets[label] = 1.0
+        clips.append(LabeledClip(clip_id=i, tensors=tensors, targets=targets, known=known))
+    return clips
+
+
+def test_probe_reads_the_stored_embedding_when_fitting_and_predicting() -> None:
+    config = dataclasses.replace(CONFIG, probe_visual="embedding")
+    clips = _embedded_clips(200, seed=5)
+    train, test = clips[:120], clips[120:]
+    result = train_model(
+        kind="probe", vocab=QUADRANTS, config=config, train=train, val=[], options=OPTIONS
+    )
+    assert result.model.feature_dims()["visual"] == 1280
+    preds = predict_clips(result.model, [c.tensors for c in test], vocab=QUADRANTS, audio_frames=24)
+    truth = np.stack([c.targets for c in test]).argmax(axis=1)
+    assert (preds.probs.argmax(axis=1) == truth).mean() > 0.9
+    # The visual head alone reads the same vectors (no audio here).
+    assert (preds.modality_probs["visual"].argmax(axis=1) == truth).mean() > 0.9
