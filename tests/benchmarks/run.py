@@ -34,6 +34,7 @@ BENCHMARKS = [
     "bench_queue",
     "bench_refill",
     "bench_loop",
+    "bench_api_fuzz",
 ]
 
 
