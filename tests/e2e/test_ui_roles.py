@@ -346,11 +346,11 @@ def test_chosen_tags_survive_every_page_and_a_reload(ui_stack: UiStack, page: An
     assert leased(ui_stack) == 0
     with session_scope(ui_stack.settings.database_url) as s:
         rows = s.scalars(select(QueueItem).where(QueueItem.clip_id == second)).all()
-        # Released, not skipped: the lease ended and the clip is queued again (the other
-        # tests of the module left their own rows for this clip).
+        # Released, not skipped: the lease ended early (the other tests of the module left
+        # rows of their own for this clip; test_queue checks that a released clip is queued
+        # again, which this one, labeled by another test, is not).
         mine = [r.status for r in rows if r.annotator == "keep"]
         assert mine == ["expired"], mine
-        assert [r.status for r in rows if r.status in ("queued", "leased")] == ["queued"]
 
 
 def test_admin_sees_the_admin_controls_and_signs_out(ui_stack: UiStack, page: Any) -> None:
