@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from sqlalchemy import delete, update
+from sqlalchemy import delete, select, update
 from streamlit.testing.v1 import AppTest
 
 from tagloop.auth import create_token
@@ -475,8 +475,9 @@ def test_label_page_keeps_the_chosen_tags_across_pages_and_a_reload(seeded: Seed
     assert shown_clip(reloaded) == first
     assert reloaded.multiselect[0].value == chosen
     click(reloaded, "Submit")
-    (label,) = labels_of(seeded, first)
-    assert (sorted(label["tags"]), label["annotator"]) == (chosen, "keeper")
+    # This annotator's one label (earlier tests of the module label the clip too).
+    (label,) = [lb for lb in labels_of(seeded, first) if lb["annotator"] == "keeper"]
+    assert sorted(label["tags"]) == chosen
     assert "draft" not in reloaded.query_params and "tag" not in reloaded.query_params
 
     # The next clip is leased and follows the pre-check again; signing out hands it back.
@@ -488,10 +489,15 @@ def test_label_page_keeps_the_chosen_tags_across_pages_and_a_reload(seeded: Seed
     assert "Enter a token" in texts(reloaded.sidebar.info)
     counts = queue_counts(seeded)
     assert (counts["leased"], counts["skipped"]) == (0, before["skipped"]), counts
-    # Released, not skipped: the same annotator is offered the clip again.
-    again = TagloopClient(seeded.settings.api_url, token).request("GET", "/api/v1/queue/next")
-    assert again.json()["clip"]["id"] == second
+    # Released, not skipped: the lease ended early (whether the clip is queued again depends
+    # on earlier tests having labeled it; test_queue checks that part).
     with session_scope(seeded.settings.database_url) as s:
+        mine = s.scalars(
+            select(QueueItem.status).where(
+                QueueItem.clip_id == second, QueueItem.annotator == "keeper"
+            )
+        ).all()
+        assert list(mine) == ["expired"]
         s.execute(delete(QueueItem).where(QueueItem.status.in_(("queued", "leased"))))
 
 
