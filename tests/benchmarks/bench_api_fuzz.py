@@ -17,7 +17,7 @@ from typing import Any
 
 from tests.benchmarks.common import REPO
 
-EXAMPLES = 200
+EXAMPLES = 100
 TEST = "tests/integration/test_api_fuzz.py"
 
 
