@@ -35,7 +35,7 @@ from urllib.parse import parse_qs
 import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.api.deps import identify
+from services.api.deps import bearer_token, identify
 from tagloop.auth import Identity, TokenCache
 from tagloop.config import Settings
 from tagloop.db.engine import make_session_factory
@@ -128,11 +128,13 @@ class RequestGateMiddleware:
         upload = is_upload(method, path)
         limit = body_limit(self.settings, upload=upload)
         if not is_public(method, path, scope.get("query_string", b"")):
+            header = header_value(headers, b"authorization")
             try:
-                # The database lookup runs in a thread: the event loop serves others meanwhile.
-                identity = await anyio.to_thread.run_sync(
-                    self._identify, header_value(headers, b"authorization")
-                )
+                # A token seen in the last seconds is in the cache; else the database lookup
+                # runs in a thread, so the event loop serves others meanwhile.
+                identity = self.tokens.cached(bearer_token(header))
+                if identity is None:
+                    identity = await anyio.to_thread.run_sync(self._identify, header)
             except TagloopError as exc:
                 await self._reply(send, exc.http_status, exc.code, exc.message)
                 return

@@ -187,3 +187,14 @@ def test_migration_0006_keeps_one_label_per_annotator_and_clip(db_url: str) -> N
         s.flush()
     downgrade_database(db_url, revision="0005")
     assert "label_history" not in inspect(get_engine(db_url)).get_table_names()
+
+
+def test_token_names_pass_the_annotator_check(db_url: str) -> None:
+    """A token's name is the annotator of its labels: no control characters, 128 at most."""
+    upgrade_database(db_url)
+    with session_scope(db_url) as s:
+        for name in ["a\x00b", "\x1b[31mred", "n" * 129]:
+            with pytest.raises(InvalidInput) as err:
+                create_token(s, name=name, role="annotator")
+            assert err.value.code == "invalid_name"
+        assert create_token(s, name="n" * 128, role="annotator").startswith("tl_")
