@@ -305,6 +305,31 @@ def train_probe(
     )
 
 
+def _init_probe(
+    config: FusionConfig,
+    *,
+    vocab: TagVocabulary,
+    init: tuple[dict[str, torch.Tensor] | None, TagVocabulary | None] | None,
+) -> FusionModel:
+    """A probe for ``config``, warm-started from ``init`` when its shapes fit. The fit starts
+    its heads from zero anyway; what a warm start carries is the frozen branch weights of a
+    pretraining run. A state of another candidate's features (the promoted probe was the
+    floor) does not fit: that candidate starts fresh."""
+    state, state_vocab = init if init is not None else (None, None)
+    if state is not None:
+        try:
+            return init_model(
+                kind=PROBE_KIND,
+                vocab=vocab,
+                config=config,
+                init_state=state,
+                init_vocab=state_vocab,
+            )
+        except InvalidInput:
+            pass
+    return init_model(kind=PROBE_KIND, vocab=vocab, config=config, init_state=None, init_vocab=None)
+
+
 def train_probe_candidates(
     train: ClipDataset,
     val: ClipDataset | None,
@@ -313,7 +338,7 @@ def train_probe_candidates(
     vocab: TagVocabulary,
     config: FusionConfig,
     options: TrainOptions,
-    init: tuple[dict[str, torch.Tensor] | None, TagVocabulary | None],
+    init: tuple[dict[str, torch.Tensor] | None, TagVocabulary | None] = (None, None),
     backbone: Backbone | None,
     progress: Progress | None,
 ) -> TrainResult:
@@ -331,15 +356,7 @@ def train_probe_candidates(
     best: tuple[tuple[float, float], TrainResult] | None = None
     described = []
     for name, candidate in candidates:
-        # Only the configured candidate can reuse the promoted probe's state (same shapes).
-        state, state_vocab = init if candidate == config else (None, None)
-        model = init_model(
-            kind=PROBE_KIND,
-            vocab=vocab,
-            config=candidate,
-            init_state=state,
-            init_vocab=state_vocab,
-        )
+        model = _init_probe(candidate, vocab=vocab, init=init if candidate == config else None)
         if not isinstance(model, LinearProbe):
             raise InvalidInput("a probe candidate must build a LinearProbe", code="bad_model_kind")
         if backbone:
