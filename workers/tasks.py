@@ -136,8 +136,9 @@ def pretrain(self: Task, job_id: int) -> str | None:
 
 @app.task(name=SCORE, bind=True, acks_late=True)
 def score(self: Task, job_id: int) -> int:
-    """Score what the promoted version has not scored, then refill: new scores, new ranks."""
-    from tagloop.pipeline.scoring import refill_queue, score_pool
+    """Score what the promoted version has not scored, then refill: new scores, new ranks.
+    The refill runs here, as a job of its own, so the loop's state sees it like any other."""
+    from tagloop.pipeline.scoring import score_pool
 
     settings = get_settings()
     try:
@@ -145,7 +146,10 @@ def score(self: Task, job_id: int) -> int:
     except Exception as exc:
         _fail(settings, job_id, exc, what="scoring")
         raise
-    refill_queue(settings=settings)
+    # The refill task below, run in this process. It runs even while another refill is live:
+    # that one may have read the scores from before this run.
+    params = {"trigger": "scored"}
+    refill_queue(pipeline.create_job(settings=settings, kind=loop.REFILL_JOB, params=params))
     return n
 
 

@@ -24,7 +24,8 @@ beat tick, every ``loop_tick_seconds``   train if due; score if unscored clips; 
   before any model exists. Clips the ranking version has not scored fill the rest of the
   batch by the seed rule, so a promotion keeps the seed batch until its scores exist.
 - **score**: the promoted version has not scored some ready, unlabeled clip. A score job
-  always ends with a refill, since new scores change the ranking.
+  always ends with a refill (a refill job of its own, trigger ``scored``, run by the score's
+  task), since new scores change the ranking.
 - **train (due)**: ``retrain_min_labels`` labels on pool clips arrived since the last round
   started (its label watermark, whatever its outcome), no round is running, and the last one
   started at least ``retrain_every_minutes`` ago. A round without new labels never starts.
