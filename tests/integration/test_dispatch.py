@@ -21,10 +21,11 @@ from sqlalchemy import select
 from tagloop.client import ApiError, TagloopClient
 from tagloop.db.engine import session_scope
 from tagloop.db.models import Job
-from tagloop.pipeline import loop
-from tagloop.task_names import PRETRAIN, QUEUE_ML, TRAIN
+from tagloop.pipeline import PROCESS_VIDEO_JOB, loop
+from tagloop.task_names import PRETRAIN, PROCESS_VIDEO, QUEUE_MEDIA, QUEUE_ML, TRAIN
 from tests.conftest import IN_CI, free_port
 from tests.integration.stack_helpers import running_stack, stack_settings
+from tests.video_factory import write_test_video
 
 pytestmark = pytest.mark.integration
 
@@ -115,3 +116,25 @@ def test_a_broker_outage_during_a_manual_round_leaves_no_live_job(
         assert _jobs(pg_url, loop.TRAIN_JOB)[-1][0] == "queued"
         assert _post_error(client, "/api/v1/models/train").code == "training_running"
         assert _post_error(client, "/api/v1/models/pretrain").code == "pretrain_running"
+
+
+def test_an_upload_during_a_broker_outage_is_retried_by_uploading_again(
+    tmp_path: Path, pg_url: str, broker: RedisServer
+) -> None:
+    video_path = write_test_video(tmp_path / "v.mp4", seconds=2, width=64, height=48)
+    settings = stack_settings(
+        tmp_path, database_url=pg_url, broker_url=f"redis://127.0.0.1:{broker.port}/0"
+    )
+    with running_stack(settings, ["api"]) as (_, client):
+        broker.stop()
+        with pytest.raises(ApiError) as caught:
+            client.upload_video(video_path)
+        assert (caught.value.http_status, caught.value.code) == (503, "broker_unavailable")
+        [(status, message)] = _jobs(pg_url, PROCESS_VIDEO_JOB)
+        assert status == "failed" and message.startswith("broker_unavailable: "), message
+
+        broker.start()
+        video = client.upload_video(video_path)
+        assert video["duplicate"] is True and video["job_id"] is not None
+        assert broker.queued_tasks(QUEUE_MEDIA) == [(PROCESS_VIDEO, [video["id"], video["job_id"]])]
+        assert [status for status, _ in _jobs(pg_url, PROCESS_VIDEO_JOB)] == ["failed", "queued"]
