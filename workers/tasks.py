@@ -8,6 +8,7 @@ last retry, so no video is left in ``processing``.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from celery import Task
 
@@ -16,11 +17,11 @@ from tagloop.config import Settings, get_settings
 from tagloop.db.engine import session_scope
 from tagloop.errors import TransientError
 from tagloop.pipeline import loop
+from tagloop.pipeline.dispatch import JobTask, dispatch, send_jobs
 from tagloop.task_names import (
     LOOP_TICK,
     PRETRAIN,
     PROCESS_VIDEO,
-    QUEUE_MEDIA,
     RECOVER_STALE,
     REFILL_QUEUE,
     SCORE,
@@ -66,16 +67,18 @@ def process_video(self: Task, video_id: int, job_id: int) -> str:
     if status == "ready":
         # New clips: the promoted version scores them (they enter the queue at their rank),
         # or, before any model, a low queue gets them in its seed batch.
-        _send(_plan(settings, trigger="new_clips", score=True))
+        _plan_and_send(settings, trigger="new_clips", score=True)
     return status
 
 
 @app.task(name=RECOVER_STALE)
 def recover_stale() -> int:
     """Re-enqueue video jobs whose worker died (run by beat every few seconds/minutes)."""
-    requeue = pipeline.recover_stale_jobs(settings=get_settings())
-    for video_id, job_id in requeue:
-        process_video.apply_async(args=[video_id, job_id], queue=QUEUE_MEDIA)
+    settings = get_settings()
+    requeue = pipeline.recover_stale_jobs(settings=settings)
+    tasks = [JobTask(PROCESS_VIDEO, job_id, (video_id, job_id)) for video_id, job_id in requeue]
+    with session_scope(settings.database_url) as session:
+        send_jobs(session, SENDER, tasks)
     return len(requeue)
 
 
@@ -106,7 +109,7 @@ def train(self: Task, job_id: int) -> int | None:
         _fail(settings, job_id, exc, what="training")
         return None
     trigger = "promoted" if outcome.promoted else "round_rejected"
-    _send(_plan(settings, trigger=trigger, score=outcome.promoted))
+    _plan_and_send(settings, trigger=trigger, score=outcome.promoted)
     try:  # older versions on today's holdout labels: a failure here must not undo the round
         refresh_holdout_metrics(settings=settings)
     except Exception:
@@ -127,15 +130,15 @@ def pretrain(self: Task, job_id: int) -> str | None:
         _fail(settings, job_id, exc, what="pretraining")
         return None
     with session_scope(settings.database_url) as session:
-        plan = loop.plan_pretrained(session, settings=settings)
-    _send(plan)
+        dispatch(session, SENDER, loop.plan_pretrained(session, settings=settings))
     return str(outcome["artifact_uri"])
 
 
 @app.task(name=SCORE, bind=True, acks_late=True)
 def score(self: Task, job_id: int) -> int:
-    """Score what the promoted version has not scored, then refill: new scores, new ranks."""
-    from tagloop.pipeline.scoring import refill_queue, score_pool
+    """Score what the promoted version has not scored, then refill: new scores, new ranks.
+    The refill runs here, as a job of its own, so the loop's state sees it like any other."""
+    from tagloop.pipeline.scoring import score_pool
 
     settings = get_settings()
     try:
@@ -143,7 +146,10 @@ def score(self: Task, job_id: int) -> int:
     except Exception as exc:
         _fail(settings, job_id, exc, what="scoring")
         raise
-    refill_queue(settings=settings)
+    # The refill task below, run in this process. It runs even while another refill is live:
+    # that one may have read the scores from before this run.
+    params = {"trigger": "scored"}
+    refill_queue(pipeline.create_job(settings=settings, kind=loop.REFILL_JOB, params=params))
     return n
 
 
@@ -167,20 +173,35 @@ def tick() -> int:
     settings = get_settings()
     with session_scope(settings.database_url) as session:
         plan = loop.plan_tick(session, settings=settings)
-    _send(plan)
+        dispatch(session, SENDER, plan)
     return len(plan.tasks)
 
 
-def _plan(settings: Settings, *, trigger: str, score: bool) -> loop.LoopPlan:
+class BrokerSender:
+    """The workers' ``dispatch.TaskSender``: this app's broker, by task name."""
+
+    def send(self, name: str, *args: Any) -> str:
+        try:
+            result = app.send_task(name, args=list(args), queue=TASK_QUEUES[name])
+        except Exception as exc:  # kombu raises many connection error types
+            raise TransientError(
+                f"could not reach the task broker: {exc}", code="broker_unavailable"
+            ) from exc
+        return str(result.id)
+
+
+SENDER = BrokerSender()
+
+
+def _plan_and_send(settings: Settings, *, trigger: str, score: bool) -> None:
+    """What follows a video or a round: score (which refills at its end), else refill if low.
+    A task that cannot be sent ends its job ``failed``; the next tick retries."""
     with session_scope(settings.database_url) as session:
         if score:
-            return loop.plan_score(session, settings=settings, trigger=trigger)
-        return loop.plan_refill_if_low(session, settings=settings, trigger=trigger)
-
-
-def _send(plan: loop.LoopPlan) -> None:
-    for name, job_id in plan.tasks:
-        app.send_task(name, args=[job_id], queue=TASK_QUEUES[name])
+            plan = loop.plan_score(session, settings=settings, trigger=trigger)
+        else:
+            plan = loop.plan_refill_if_low(session, settings=settings, trigger=trigger)
+        dispatch(session, SENDER, plan)
 
 
 def _fail(settings: Settings, job_id: int, exc: Exception, *, what: str) -> None:

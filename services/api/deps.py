@@ -96,7 +96,8 @@ async def require_admin(caller: Annotated[Caller, Depends(get_caller)]) -> Calle
 
 
 class TaskSender:
-    """Enqueues tasks by name so the API never imports worker code or torch."""
+    """Enqueues tasks by name so the API never imports worker code or torch. Routes send
+    jobs' tasks through ``tagloop.pipeline.dispatch``, which ends an unsent job ``failed``."""
 
     def __init__(self, broker_url: str) -> None:
         self._app = Celery("tagloop-api", broker=broker_url, set_as_current=False)
@@ -104,11 +105,6 @@ class TaskSender:
         if broker_url.startswith("sqla+sqlite"):
             self._app.conf.broker_transport_options = {"connect_args": {"timeout": 30}}
         declare_queues(broker_url, list(ALL_QUEUES))
-
-    def send_plan(self, plan: Any) -> None:
-        """Send the tasks of a ``pipeline.loop.LoopPlan`` (jobs already committed)."""
-        for name, job_id in plan.tasks:
-            self.send(name, job_id)
 
     def send(self, name: str, *args: Any) -> str:
         try:

@@ -2,34 +2,18 @@
 (``tagloop.pipeline.loop``) which jobs are due, commit them, send their tasks.
 
 The event itself is already committed, so a broker that cannot be reached never fails the
-request: the jobs it could not send are ended ``failed`` and the next beat tick retries.
+request: the jobs it could not send are ended ``failed`` (``tagloop.pipeline.dispatch``) and
+the next beat tick retries.
 """
 
 from __future__ import annotations
-
-import logging
 
 from sqlalchemy.orm import Session
 
 from services.api.deps import TaskSender
 from tagloop.config import Settings
-from tagloop.db import jobs as job_repo
-from tagloop.errors import TransientError
 from tagloop.pipeline import loop
-
-log = logging.getLogger(__name__)
-
-
-def dispatch(session: Session, sender: TaskSender, plan: loop.LoopPlan) -> None:
-    session.commit()
-    for name, job_id in plan.tasks:
-        try:
-            sender.send(name, job_id)
-        except TransientError as exc:
-            log.warning("could not send %s for job %s: %s", name, job_id, exc)
-            job = job_repo.get_job(session, job_id)
-            job_repo.finish_job(session, job, status="failed", message=f"{exc.code}: {exc}")
-            session.commit()
+from tagloop.pipeline.dispatch import dispatch
 
 
 def after_queue_change(

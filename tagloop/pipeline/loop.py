@@ -24,7 +24,8 @@ beat tick, every ``loop_tick_seconds``   train if due; score if unscored clips; 
   before any model exists. Clips the ranking version has not scored fill the rest of the
   batch by the seed rule, so a promotion keeps the seed batch until its scores exist.
 - **score**: the promoted version has not scored some ready, unlabeled clip. A score job
-  always ends with a refill, since new scores change the ranking.
+  always ends with a refill (a refill job of its own, trigger ``scored``, run by the score's
+  task), since new scores change the ranking.
 - **train (due)**: ``retrain_min_labels`` labels on pool clips arrived since the last round
   started (its label watermark, whatever its outcome), no round is running, and the last one
   started at least ``retrain_every_minutes`` ago. A round without new labels never starts.
@@ -50,6 +51,7 @@ from tagloop.db import jobs as job_repo
 from tagloop.db import model_versions as version_repo
 from tagloop.db import queue as queue_repo
 from tagloop.db.models import Clip, Job, Label, Prediction, QueueItem, utcnow
+from tagloop.errors import Conflict
 from tagloop.task_names import PRETRAIN, REFILL_QUEUE, SCORE, TRAIN
 
 TRAIN_JOB = "train"
@@ -405,3 +407,26 @@ def plan_score(session: Session, *, settings: Settings, trigger: str) -> LoopPla
     if job_repo.live_job(session, kind=SCORE_JOB, stale_s=settings.stale_job_seconds):
         return LoopPlan()  # the running job loops until nothing is left unscored
     return _plan(session, LoopActions(score=True), trigger=trigger, new_labels=0)
+
+
+def plan_manual_train(session: Session, *, settings: Settings) -> LoopPlan:
+    """An admin asks for a round on all labels so far: one round at a time, so a live one
+    refuses it (``Conflict`` ``training_running``)."""
+    running = job_repo.live_job(session, kind=TRAIN_JOB, stale_s=settings.stale_job_seconds)
+    if running is not None:
+        raise Conflict(
+            f"training round job {running.id} is {running.status}; wait for it to finish",
+            code="training_running",
+        )
+    return LoopPlan(((TRAIN, create_train_job(session, trigger="manual").id),))
+
+
+def plan_manual_pretrain(session: Session, *, settings: Settings) -> LoopPlan:
+    """An admin asks for a pretraining run: one at a time (``Conflict`` ``pretrain_running``)."""
+    running = job_repo.live_job(session, kind=PRETRAIN_JOB, stale_s=settings.stale_job_seconds)
+    if running is not None:
+        raise Conflict(
+            f"pretraining job {running.id} is {running.status}; wait for it to finish",
+            code="pretrain_running",
+        )
+    return LoopPlan(((PRETRAIN, create_pretrain_job(session, trigger="manual").id),))

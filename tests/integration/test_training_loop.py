@@ -7,11 +7,12 @@ import csv
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from tagloop.client import TagloopClient
 from tagloop.datasets.av_digits import build_demo_samples, write_av_dataset
 from tagloop.db.engine import session_scope
-from tagloop.db.models import QueueItem
+from tagloop.db.models import Job, QueueItem
 from tests.integration.stack_helpers import running_stack, stack_settings, wait_until
 
 
@@ -79,6 +80,12 @@ def test_label_train_promote_score_refill(tmp_path: Path, demo_set: Path) -> Non
                 return {str(r) for (r,) in rows} == {settings.selection_strategy}
 
         wait_until(ranked_by_the_model, timeout_s=180, what="the refilled queue")
+        # The refill a score job ends with is a job of its own, so the loop's state sees it.
+        with session_scope(settings.database_url) as s:
+            after_score = s.scalars(select(Job).where(Job.kind == "refill")).all()
+            after_score = [j for j in after_score if j.params == {"trigger": "scored"}]
+            assert [j.status for j in after_score] == ["succeeded"]
+            assert after_score[0].message.startswith("queued ")
         item = client.request("GET", "/api/v1/queue/next").json()
         assert item["reason"]["strategy"] == settings.selection_strategy == "balanced_cluster"
         assert item["clip"]["id"] in list(truth)[40:]  # only unlabeled clips are queued

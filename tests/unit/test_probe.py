@@ -401,7 +401,9 @@ def test_the_served_probe_is_refit_on_validation_clips_too(
     # The judged model is the validation fit: the same weights as a run without the refit,
     # and the metrics describe it.
     plain = fit_with_validation(
-        train, val, options=TrainOptions(audio_frames=24, num_threads=1, refit_probe=False, cv_folds=0)
+        train,
+        val,
+        options=TrainOptions(audio_frames=24, num_threads=1, refit_probe=False, cv_folds=0),
     )
     assert plain.judged is None and plain.validation_model is plain.model
     assert same_weights(refit.judged, plain.model)

@@ -7,16 +7,23 @@ from typing import Any
 
 from fastapi import APIRouter, status
 from pydantic import BaseModel, ConfigDict
+from sqlalchemy.orm import Session
 
-from services.api.deps import AdminDep, CallerDep, SenderDep, SessionDep, SettingsDep
+from services.api.deps import (
+    AdminDep,
+    CallerDep,
+    SenderDep,
+    SessionDep,
+    SettingsDep,
+    TaskSender,
+)
 from services.api.loop_events import after_promotion
 from services.api.schemas import PathId
 from tagloop.db import jobs as job_repo
 from tagloop.db import model_versions as version_repo
 from tagloop.db.models import ModelVersion
-from tagloop.errors import Conflict
 from tagloop.pipeline import loop
-from tagloop.task_names import PRETRAIN, TRAIN
+from tagloop.pipeline.dispatch import dispatch
 
 router = APIRouter(prefix="/api/v1/models", tags=["models"])
 
@@ -82,22 +89,22 @@ class JobAccepted(BaseModel):
     job_id: int
 
 
+def _send_manual(session: Session, sender: TaskSender, plan: loop.LoopPlan) -> JobAccepted:
+    """Send the one job an admin asked for. A broker that cannot take it answers 503
+    ``broker_unavailable`` and the job ends ``failed``, so a retry is not refused with 409."""
+    dispatch(session, sender, plan, raise_unsent=True)
+    [(_, job_id)] = plan.tasks
+    return JobAccepted(job_id=job_id)
+
+
 @router.post("/train", status_code=status.HTTP_202_ACCEPTED, response_model=JobAccepted)
 def start_training(
     _: AdminDep, session: SessionDep, settings: SettingsDep, sender: SenderDep
 ) -> JobAccepted:
     """Queue a training round on all labels so far; follow it at /api/v1/jobs/{job_id}.
-    409 ``training_running`` while a round is queued or running."""
-    running = job_repo.live_job(session, kind=loop.TRAIN_JOB, stale_s=settings.stale_job_seconds)
-    if running is not None:
-        raise Conflict(
-            f"training round job {running.id} is {running.status}; wait for it to finish",
-            code="training_running",
-        )
-    job = loop.create_train_job(session, trigger="manual")
-    session.commit()
-    sender.send(TRAIN, job.id)
-    return JobAccepted(job_id=job.id)
+    409 ``training_running`` while a round is queued or running; 503 ``broker_unavailable``
+    when its task cannot be sent (the job then ends ``failed``: retry)."""
+    return _send_manual(session, sender, loop.plan_manual_train(session, settings=settings))
 
 
 class PretrainRunOut(BaseModel):
@@ -121,17 +128,8 @@ def start_pretraining(
 ) -> JobAccepted:
     """Queue self-supervised audio-visual pretraining on the pool's ready clips; the next
     training round starts from its branch weights. 409 ``pretrain_running`` while one is
-    queued or running."""
-    running = job_repo.live_job(session, kind=loop.PRETRAIN_JOB, stale_s=settings.stale_job_seconds)
-    if running is not None:
-        raise Conflict(
-            f"pretraining job {running.id} is {running.status}; wait for it to finish",
-            code="pretrain_running",
-        )
-    job = loop.create_pretrain_job(session, trigger="manual")
-    session.commit()
-    sender.send(PRETRAIN, job.id)
-    return JobAccepted(job_id=job.id)
+    queued or running; 503 ``broker_unavailable`` as for a round."""
+    return _send_manual(session, sender, loop.plan_manual_pretrain(session, settings=settings))
 
 
 @router.get("/pretrain", response_model=list[PretrainRunOut])

@@ -20,6 +20,7 @@ from tagloop import pipeline
 from tagloop.db import videos as video_repo
 from tagloop.db.models import Video
 from tagloop.errors import InvalidInput, PayloadTooLarge
+from tagloop.pipeline.dispatch import JobTask, send_jobs
 from tagloop.task_names import PROCESS_VIDEO
 
 router = APIRouter(prefix="/api/v1/videos", tags=["videos"])
@@ -37,11 +38,12 @@ def _out(
 
 def _accept(session: SessionDep, sender: SenderDep, result: pipeline.IngestResult) -> VideoOut:
     """Commit, send the video's job (if any) and answer with the video; a duplicate answers
-    with the existing video's real clip count."""
-    # Commit first so the worker finds the rows the message points to.
-    session.commit()
+    with the existing video's real clip count. A broker that cannot take the job answers 503
+    and ends the job ``failed``, so uploading the same file again retries it."""
+    tasks = []
     if result.job_id is not None:
-        sender.send(PROCESS_VIDEO, result.video.id, result.job_id)
+        tasks.append(JobTask(PROCESS_VIDEO, result.job_id, (result.video.id, result.job_id)))
+    send_jobs(session, sender, tasks, raise_unsent=True)  # commits first
     video_id = result.video.id
     n_clips = (
         video_repo.count_clips(session, [video_id]).get(video_id, 0) if result.duplicate else 0
