@@ -92,7 +92,13 @@ def seed_model(settings: Settings, clips: list[int]) -> list[int]:
                     "kind": "probe",
                     "backbone": {"pretrain_job": 7, "frozen": False},
                     "cotrain": {"n_pseudo": 12, "n_candidates": 40},
+                    "encoders": {"visual": "efficientnet_lite0@imagenet", "audio": "logmel_stats"},
                 }
+                metrics["candidates"] = [
+                    {"name": "configured", "oof_score": 0.61, "chosen": False},
+                    {"name": "embedding_stats", "oof_score": 0.66, "chosen": True},
+                    {"name": "floor", "oof_score": 0.42, "chosen": False},
+                ]
             if status == "promoted":  # warm-started from the retired one, on local weights
                 config["warm_start_from"] = versions[0]
                 config["backbone"] = {"visual": "/w/vis.pt", "audio": None, "frozen": True}
@@ -631,6 +637,13 @@ def test_models_page_lists_versions_and_admins_roll_back(seeded: Seeded) -> None
         "pretrain job 7",
     ]
     assert table["kind"].tolist()[:2] == ["centralnet", "probe"]
+    assert table["encoders"].tolist()[1] == (
+        "visual: efficientnet_lite0@imagenet, audio: logmel_stats"
+    )
+    assert table["candidate (out-of-fold)"].tolist()[:2] == [
+        "",
+        "embedding_stats 0.660 (next 0.610)",
+    ]
     assert table["pseudo labels"].tolist()[:2] == [0, 12]
     assert {"macro-AP", "micro-F1", "stop kappa"} <= set(table.columns)
     assert table["vs promoted"].tolist()[:2] == [

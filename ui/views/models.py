@@ -89,6 +89,24 @@ def _started_from(v: dict[str, Any]) -> str:
     return ", ".join(parts) or "scratch"
 
 
+def _encoders(v: dict[str, Any]) -> str:
+    """Which encoders made the version's features (a pretrained network names its weights)."""
+    encoders = v["config"].get("encoders") or {}
+    return ", ".join(f"{k}: {encoders[k]}" for k in ("visual", "audio") if encoders.get(k))
+
+
+def _candidate(v: dict[str, Any]) -> str:
+    """The probe candidate the folds chose, with its out-of-fold score and the best other's."""
+    candidates = v["metrics"].get("candidates") or []
+    chosen = next((c for c in candidates if c.get("chosen")), None)
+    if chosen is None:
+        return ""
+    others = [c["oof_score"] for c in candidates if not c.get("chosen") and c.get("oof_score")]
+    score = chosen.get("oof_score")
+    text = chosen["name"] + (f" {score:.3f}" if score is not None else "")
+    return text + (f" (next {max(others):.3f})" if others else "")
+
+
 def _versus_promoted(v: dict[str, Any]) -> str:
     """How this round compared with the version serving then: the score difference and its
     95 % bootstrap interval, on which clips (so a coin toss reads as one)."""
@@ -112,6 +130,8 @@ st.dataframe(
             "n holdout": (v["metrics"].get("holdout") or {}).get("n_clips"),
             "vs promoted": _versus_promoted(v),
             "started from": _started_from(v),
+            "encoders": _encoders(v),
+            "candidate (out-of-fold)": _candidate(v),
             "pseudo labels": (v["config"].get("cotrain") or {}).get("n_pseudo", 0),
             "mean accuracy": _metric(v, "mean_accuracy"),
             "mAP": _metric(v, "map"),
