@@ -64,6 +64,7 @@ class LabelOut(BaseModel):
     id: int
     annotator: str
     tags: list[str]
+    unsure_groups: list[str] | None = None
     seconds_spent: float | None
     created_at: datetime
 
@@ -141,6 +142,8 @@ class LabelCreate(BaseModel):
 
     tags: list[str] = Field(default_factory=list)
     none_apply: bool = False
+    # Groups the annotator is unsure of: unknown for training, not "none of these".
+    unsure_groups: list[str] = Field(default_factory=list)
     seconds_spent: float | None = Field(default=None, ge=0)
     lease_id: str | None = Field(default=None, max_length=64)
 

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from tagloop.db import tags as tag_repo
-from tagloop.db.models import Label
+from tagloop.db.models import Label, Tag
 from tagloop.db.videos import get_clip
 from tagloop.errors import InvalidInput
 
@@ -75,6 +75,52 @@ def validate_tag_set(session: Session, names: Sequence[str]) -> list[str]:
     return clean
 
 
+def validate_unsure_groups(
+    session: Session, names: Sequence[str], *, tags: Sequence[str]
+) -> list[str]:
+    """The groups a label marks unsure, as the tag table spells them (matched ignoring case and
+    spacing), de-duplicated, in submit order. ``tags``: the label's canonical tag names.
+
+    Raises ``too_many_groups`` past ``MAX_TAGS_PER_LABEL`` names, ``unknown_group`` when a
+    name is no tag's group, ``conflicting_unsure_group`` when the label also chose a tag of
+    that group (chosen and unsure at once says nothing).
+    """
+    if len(names) > MAX_TAGS_PER_LABEL:
+        raise InvalidInput(
+            f"a label marks at most {MAX_TAGS_PER_LABEL} groups unsure, got {len(names)}",
+            code="too_many_groups",
+        )
+    if not names:
+        return []
+    existing = {
+        tag_repo.tag_key(g): str(g)
+        for g in session.scalars(select(Tag.group).where(Tag.group.is_not(None)).distinct())
+        if g is not None
+    }
+    clean: list[str] = []
+    unknown: list[str] = []
+    for raw in names:
+        group = existing.get(tag_repo.tag_key(raw))
+        if group is None:
+            unknown.append(raw)
+        elif group not in clean:
+            clean.append(group)
+    if unknown:
+        raise InvalidInput(
+            f"unknown tag groups: {', '.join(unknown)} (unsure_groups names groups of existing "
+            "tags)",
+            code="unknown_group",
+        )
+    chosen = {t.group for t in tag_repo.find_tags(session, tags).values() if t.group}
+    both = [g for g in clean if g in chosen]
+    if both:
+        raise InvalidInput(
+            f"groups both chosen and unsure: {', '.join(both)}; drop the tag or the unsure mark",
+            code="conflicting_unsure_group",
+        )
+    return clean
+
+
 def create_label(
     session: Session,
     *,
@@ -82,13 +128,23 @@ def create_label(
     annotator: str,
     tags: Sequence[str],
     seconds_spent: float | None = None,
+    unsure_groups: Sequence[str] = (),
 ) -> Label:
-    """Validate and store a label; ``clip_not_found`` (404) for an unknown clip."""
+    """Validate and store a label; ``clip_not_found`` (404) for an unknown clip.
+    ``unsure_groups``: groups the annotator was unsure of (``validate_unsure_groups``); every
+    other group with no chosen tag means "none of these" (``training.targets``)."""
     get_clip(session, clip_id)
     if seconds_spent is not None and seconds_spent < 0:
         raise InvalidInput("seconds_spent must not be negative", code="invalid_seconds_spent")
     clean = validate_tag_set(session, tags)
-    label = Label(clip_id=clip_id, annotator=annotator, tags=clean, seconds_spent=seconds_spent)
+    unsure = validate_unsure_groups(session, unsure_groups, tags=clean)
+    label = Label(
+        clip_id=clip_id,
+        annotator=annotator,
+        tags=clean,
+        seconds_spent=seconds_spent,
+        unsure_groups=unsure,
+    )
     session.add(label)
     session.flush()
     return label
@@ -100,6 +156,16 @@ def latest_labels(session: Session) -> dict[int, list[str]]:
     for clip_id, tags in session.execute(select(Label.clip_id, Label.tags).order_by(Label.id)):
         out[int(clip_id)] = [str(t) for t in tags]
     return out
+
+
+def latest_unsure_groups(session: Session) -> dict[int, list[str]]:
+    """Clip id -> the groups its most recent label marked unsure, for clips where there are
+    any (``build_targets(..., unsure_groups=...)`` leaves those groups unknown)."""
+    out: dict[int, list[str]] = {}
+    rows = session.execute(select(Label.clip_id, Label.unsure_groups).order_by(Label.id))
+    for clip_id, groups in rows:
+        out[int(clip_id)] = [str(g) for g in groups or []]
+    return {c: g for c, g in out.items() if g}
 
 
 def count_labels(session: Session) -> int:
