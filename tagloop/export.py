@@ -243,12 +243,21 @@ def predicted_choices(
 ) -> list[str]:
     """The tags a prediction would check, as the Label page pre-checks them
     (``suggestions.prechecked_tags``; ``groups``: tag -> group, None: all independent),
-    else the best one."""
+    else the best one that its group's "none" (a grouped tag's ``p_none``) does not beat;
+    none when every group says none and no independent tag is offered."""
     chosen = prechecked_tags(
         top_tags, groups=groups or {}, threshold=threshold, group_threshold=group_threshold
     )
-    if not chosen and top_tags:
-        chosen = [str(max(top_tags, key=lambda t: float(t["p"]))["tag"])]
+    if not chosen:
+        # A grouped tag no likelier than its group's "none" is not the model's answer.
+        offered = [
+            t
+            for t in top_tags
+            if (groups or {}).get(str(t["tag"])) is None
+            or float(t["p"]) > float(t.get("p_none") or 0.0)
+        ]
+        if offered:
+            chosen = [str(max(offered, key=lambda t: float(t["p"]))["tag"])]
     return chosen
 
 

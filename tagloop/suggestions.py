@@ -4,7 +4,11 @@ An independent tag is checked when its probability reaches the threshold. Tags o
 exclusive (one softmax), so a group checks at most its most likely tag, and only when that
 reaches the group threshold (fitted for groups, ``training.thresholds.fit_group_threshold``;
 the tags' threshold where none is): with a threshold below 0.5 two tags of one group could
-both reach it, and checking both would contradict the vocabulary.
+both reach it, and checking both would contradict the vocabulary. A group also has an implicit
+"none of these" outcome (``none_outcome``): its likeliest tag is checked only where it beats
+that too. A stored suggestion of a grouped tag carries its group's ``p_none``
+(``pipeline.scoring.top_tags``); one stored before "none" existed has none, and its group's
+probabilities summed to 1, so its ``P(none)`` is 0.
 """
 
 from __future__ import annotations
@@ -20,15 +24,16 @@ def prechecked_tags(
     threshold: float,
     group_threshold: float | None = None,
 ) -> list[str]:
-    """Tags to pre-check, in suggestion order. ``suggestions``: ``{"tag", "p"}`` items;
-    ``groups``: tag -> its group (None: independent; a tag missing here counts as one)."""
+    """Tags to pre-check, in suggestion order. ``suggestions``: ``{"tag", "p"}`` items, a
+    grouped tag's with ``"p_none"`` (its group's P(none), 0 when absent); ``groups``: tag ->
+    its group (None: independent; a tag missing here counts as one)."""
     group_cut = threshold if group_threshold is None else group_threshold
-    best: dict[str, tuple[float, str]] = {}
+    best: dict[str, tuple[float, str, float]] = {}
     for s in suggestions:
         group = groups.get(str(s["tag"]))
-        if group is not None and float(s["p"]) > best.get(group, (-1.0, ""))[0]:
-            best[group] = (float(s["p"]), str(s["tag"]))
-    winners = {tag for _, tag in best.values()}
+        if group is not None and float(s["p"]) > best.get(group, (-1.0, "", 0.0))[0]:
+            best[group] = (float(s["p"]), str(s["tag"]), float(s.get("p_none") or 0.0))
+    winners = {tag for p, tag, p_none in best.values() if p > p_none}
     checked = []
     for s in suggestions:
         tag, p = str(s["tag"]), float(s["p"])

@@ -73,6 +73,7 @@ class LabelOut(BaseModel):
     id: int
     annotator: str
     tags: list[str]
+    unsure_groups: list[str] | None = None
     seconds_spent: float | None
     created_at: datetime
 
@@ -153,6 +154,8 @@ class LabelCreate(RequestBody):
 
     tags: list[str] = Field(default_factory=list)
     none_apply: bool = False
+    # Groups the annotator is unsure of: unknown for training, not "none of these".
+    unsure_groups: list[str] = Field(default_factory=list)
     seconds_spent: float | None = Field(default=None, ge=0, le=MAX_SECONDS_SPENT)
     lease_id: str | None = Field(default=None, max_length=64)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import unicodedata
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from sqlalchemy import func, select
@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from tagloop.db import tags as tag_repo
-from tagloop.db.models import Label, LabelHistory
+from tagloop.db.models import Label, LabelHistory, Tag
 from tagloop.db.videos import get_clip
 from tagloop.errors import Conflict, InvalidInput
 
@@ -106,6 +106,52 @@ def check_annotator(name: str) -> str:
     return clean
 
 
+def validate_unsure_groups(
+    session: Session, names: Sequence[str], *, tags: Sequence[str]
+) -> list[str]:
+    """The groups a label marks unsure, as the tag table spells them (matched ignoring case and
+    spacing), de-duplicated, in submit order. ``tags``: the label's canonical tag names.
+
+    Raises ``too_many_groups`` past ``MAX_TAGS_PER_LABEL`` names, ``unknown_group`` when a
+    name is no tag's group, ``conflicting_unsure_group`` when the label also chose a tag of
+    that group (chosen and unsure at once says nothing).
+    """
+    if len(names) > MAX_TAGS_PER_LABEL:
+        raise InvalidInput(
+            f"a label marks at most {MAX_TAGS_PER_LABEL} groups unsure, got {len(names)}",
+            code="too_many_groups",
+        )
+    if not names:
+        return []
+    existing = {
+        tag_repo.tag_key(g): str(g)
+        for g in session.scalars(select(Tag.group).where(Tag.group.is_not(None)).distinct())
+        if g is not None
+    }
+    clean: list[str] = []
+    unknown: list[str] = []
+    for raw in names:
+        group = existing.get(tag_repo.tag_key(raw))
+        if group is None:
+            unknown.append(raw)
+        elif group not in clean:
+            clean.append(group)
+    if unknown:
+        raise InvalidInput(
+            f"unknown tag groups: {', '.join(unknown)} (unsure_groups names groups of existing "
+            "tags)",
+            code="unknown_group",
+        )
+    chosen = {t.group for t in tag_repo.find_tags(session, tags).values() if t.group}
+    both = [g for g in clean if g in chosen]
+    if both:
+        raise InvalidInput(
+            f"groups both chosen and unsure: {', '.join(both)}; drop the tag or the unsure mark",
+            code="conflicting_unsure_group",
+        )
+    return clean
+
+
 def check_seconds_spent(value: float | None) -> float | None:
     """``value`` when it is None or a finite number in 0 .. ``MAX_SECONDS_SPENT``, else
     ``invalid_seconds_spent`` (JSON has no Infinity, and exports must stay JSON)."""
@@ -126,19 +172,27 @@ class CheckedLabel:
     annotator: str
     tags: list[str]
     seconds_spent: float | None
+    unsure_groups: list[str] = field(default_factory=list)
 
 
 def check_label(
-    session: Session, *, annotator: str, tags: Sequence[str], seconds_spent: float | None
+    session: Session,
+    *,
+    annotator: str,
+    tags: Sequence[str],
+    seconds_spent: float | None,
+    unsure_groups: Sequence[str] = (),
 ) -> CheckedLabel:
     """Everything about a label but its clip, as the label route and the Label Studio import
     both need it: ``invalid_annotator``, ``invalid_seconds_spent``, and the tag rules of
     ``validate_tag_set`` (``too_many_tags``, ``invalid_tag_name``, ``unknown_tag``,
-    ``conflicting_tags``)."""
+    ``conflicting_tags``) and of ``validate_unsure_groups``."""
+    clean = validate_tag_set(session, tags)
     return CheckedLabel(
         annotator=check_annotator(annotator),
         seconds_spent=check_seconds_spent(seconds_spent),
-        tags=validate_tag_set(session, tags),
+        tags=clean,
+        unsure_groups=validate_unsure_groups(session, unsure_groups, tags=clean),
     )
 
 
@@ -160,7 +214,8 @@ def store_label(
         select(Label).where(Label.clip_id == clip_id, Label.annotator == label.annotator)
     )
     if old is not None:
-        if list(old.tags) == label.tags and old.seconds_spent == label.seconds_spent:
+        same = list(old.tags) == label.tags and list(old.unsure_groups or []) == label.unsure_groups
+        if same and old.seconds_spent == label.seconds_spent:
             return old, "unchanged"
         session.add(
             LabelHistory(
@@ -179,6 +234,7 @@ def store_label(
         annotator=label.annotator,
         tags=label.tags,
         seconds_spent=label.seconds_spent,
+        unsure_groups=label.unsure_groups,
     )
     session.add(row)
     try:
@@ -198,11 +254,20 @@ def create_label(
     annotator: str,
     tags: Sequence[str],
     seconds_spent: float | None = None,
+    unsure_groups: Sequence[str] = (),
 ) -> Label:
     """Check and store a label (``check_label``, ``store_label``); ``clip_not_found`` (404)
-    for an unknown clip."""
+    for an unknown clip. ``unsure_groups``: groups the annotator was unsure of
+    (``validate_unsure_groups``); every other group with no chosen tag means "none of these"
+    (``training.targets``)."""
     get_clip(session, clip_id)
-    checked = check_label(session, annotator=annotator, tags=tags, seconds_spent=seconds_spent)
+    checked = check_label(
+        session,
+        annotator=annotator,
+        tags=tags,
+        seconds_spent=seconds_spent,
+        unsure_groups=unsure_groups,
+    )
     return store_label(session, clip_id=clip_id, label=checked)[0]
 
 
@@ -212,6 +277,16 @@ def latest_labels(session: Session) -> dict[int, list[str]]:
     for clip_id, tags in session.execute(select(Label.clip_id, Label.tags).order_by(Label.id)):
         out[int(clip_id)] = [str(t) for t in tags]
     return out
+
+
+def latest_unsure_groups(session: Session) -> dict[int, list[str]]:
+    """Clip id -> the groups its most recent label marked unsure, for clips where there are
+    any (``build_targets(..., unsure_groups=...)`` leaves those groups unknown)."""
+    out: dict[int, list[str]] = {}
+    rows = session.execute(select(Label.clip_id, Label.unsure_groups).order_by(Label.id))
+    for clip_id, groups in rows:
+        out[int(clip_id)] = [str(g) for g in groups or []]
+    return {c: g for c, g in out.items() if g}
 
 
 def count_labels(session: Session) -> int:

@@ -127,6 +127,9 @@ class Label(Base):
     tags: Mapped[list[Any]] = mapped_column(JSON)
     seconds_spent: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(TS, default=utcnow, index=True)
+    # Groups the annotator was unsure of: left unknown instead of "none of these" (NULL on
+    # labels stored before migration 0006: none).
+    unsure_groups: Mapped[list[Any] | None] = mapped_column(JSON, default=list)
 
 
 class LabelHistory(Base):

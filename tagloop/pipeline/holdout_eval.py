@@ -38,6 +38,7 @@ def refresh_holdout_metrics(*, settings: Settings) -> list[int]:
     store = BlobStore(settings.blob_url)
     with session_scope(settings.database_url) as session:
         labels = label_repo.latest_labels(session)
+        unsure = label_repo.latest_unsure_groups(session)
         rows = session.execute(
             select(Clip.id, Clip.tensor_uri).where(
                 Clip.split == "holdout", Clip.id.in_(list(labels)), Clip.tensor_uri.is_not(None)
@@ -63,7 +64,9 @@ def refresh_holdout_metrics(*, settings: Settings) -> list[int]:
         model = load_artifact(store.get_bytes(artifact_uri))
         clips = []
         for clip_id, (_, tags) in sorted(holdout.items()):
-            targets, known = build_targets(tags, vocab=model.vocab)
+            targets, known = build_targets(
+                tags, vocab=model.vocab, unsure_groups=unsure.get(clip_id, ())
+            )
             clips.append(LabeledClip(clip_id, tensors[clip_id], targets, known))
         measured = evaluate_on(
             model.model, clips, vocab=model.vocab, audio_frames=audio_frames_of(model)

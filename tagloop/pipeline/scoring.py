@@ -184,7 +184,7 @@ def _score_batch(
                 Prediction(
                     clip_id=clip_id,
                     model_version_id=version_id,
-                    top_tags=top_tags(preds.probs[row], model.vocab.tags),
+                    top_tags=top_tags(preds.probs[row], model.vocab.tags, vocab=model.vocab),
                     uncertainty=float(uncertainty[row]),
                     embedding_uri=f"{emb_key}#{row}",
                 )
@@ -245,11 +245,27 @@ def uncertainty_of(
 
 
 def top_tags(
-    probs: np.ndarray, tags: Sequence[str], *, k: int = TOP_TAGS
+    probs: np.ndarray,
+    tags: Sequence[str],
+    *,
+    k: int = TOP_TAGS,
+    vocab: TagVocabulary | None = None,
 ) -> list[dict[str, object]]:
-    """The k most probable tags, ``[{"tag", "p"}]`` best first."""
+    """The k most probable tags, ``[{"tag", "p"}]`` best first. With ``vocab`` (whose tags
+    are ``tags``) a grouped tag's item also has ``"p_none"``: its group's P(none)
+    (``none_outcome``), which the top k alone cannot give once a group is cut off."""
+    from tagloop.none_outcome import none_probability
+
     order = np.argsort(-probs, kind="stable")[:k]
-    return [{"tag": tags[j], "p": round(float(probs[j]), 4)} for j in order]
+    out: list[dict[str, object]] = []
+    for j in order.tolist():
+        item: dict[str, object] = {"tag": tags[j], "p": round(float(probs[j]), 4)}
+        group = None if vocab is None else vocab.groups[j]
+        if vocab is not None and group is not None:
+            columns = vocab.group_indices[group]
+            item["p_none"] = round(float(none_probability(probs[columns])), 4)
+        out.append(item)
+    return out
 
 
 def _load_embeddings(store: BlobStore, uris: Sequence[str]) -> np.ndarray:

@@ -146,6 +146,7 @@ def train_round(*, settings: Settings, job_id: int, task_id: str | None = None) 
         job_repo.start_job(session, job_repo.get_job(session, job_id), celery_task_id=task_id)
         vocab = tag_repo.load_vocabulary(session)
         every = label_repo.latest_labels(session)
+        unsure = label_repo.latest_unsure_groups(session)
         clip_rows = session.query(Clip.id, Clip.tensor_uri, Clip.split, Clip.video_id).filter(
             Clip.id.in_(list(every))
         )
@@ -167,7 +168,7 @@ def train_round(*, settings: Settings, job_id: int, task_id: str | None = None) 
             uri = uris.get(clip_id)
             if not uri:
                 continue  # the clip was deleted since it was labeled
-            targets, known = build_targets(tags, vocab=vocab)
+            targets, known = build_targets(tags, vocab=vocab, unsure_groups=unsure.get(clip_id, ()))
             tensors = load_clip_tensors(store.get_bytes(uri))
             out.append(
                 LabeledClip(

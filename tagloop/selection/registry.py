@@ -1,8 +1,9 @@
 """The strategy registry: a strategy is a small scoring function behind a name.
 
 A strategy scores *units*. A unit is one categorical distribution over the last axis ``C``: a
-mutually exclusive tag group (one softmax over its columns) or an independent tag seen as the
-Bernoulli pair ``(1 - p, p)``. :func:`tagloop.selection.score.score_pool` cuts a clip's
+mutually exclusive tag group (one softmax over its columns, its implicit "none" last) or an
+independent tag seen as the Bernoulli pair ``(1 - p, p)``.
+:func:`tagloop.selection.score.score_pool` cuts a clip's
 probabilities into units, calls the strategy on each, and combines the unit scores per clip.
 A strategy also names the batch rule that turns its top candidates into a batch
 (:func:`tagloop.selection.batch.assemble_batch`).
@@ -38,8 +39,9 @@ class UnitInputs:
     modality_probs: ``(M, ..., C)`` probabilities of M single-modality heads
         (visual, audio), or None.
     tag_weights: per-outcome weights in [0, 1] broadcastable to ``probs``: ``(C,)`` for a
-        group (its tags' weights), ``(L, 2)`` for L independent tags (the tag's weight on both
-        outcomes of its Bernoulli pair); None unless the strategy requires ``tag_counts``.
+        group (its tags' weights, "none" last), ``(L, 2)`` for L independent tags (the tag's
+        weight on both outcomes of its Bernoulli pair); None unless the strategy requires
+        ``tag_counts``.
     """
 
     probs: np.ndarray

@@ -1,9 +1,10 @@
 """Score a pool of clips with a named strategy, tag groups respected.
 
 A clip's units are its vocabulary's mutually exclusive groups (each scored over its own softmax
-columns) and its independent tags (each scored as a Bernoulli pair). The clip's score combines
-its unit scores: the mean by default, or the max (the clip is as interesting as its least sure
-unit). A group of one tag carries no uncertainty and is left out.
+columns plus the group's implicit "none", the mass its columns leave: ``none_outcome``) and its
+independent tags (each scored as a Bernoulli pair). The clip's score combines its unit scores:
+the mean by default, or the max (the clip is as interesting as its least sure unit). A group of
+one tag is a yes/no question (its tag or none), scored like an independent tag.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from tagloop.errors import InvalidInput
+from tagloop.none_outcome import with_none
 from tagloop.selection.balance import class_balanced_weights
 from tagloop.selection.registry import COMBINE_RULES, Combine, UnitInputs, get_strategy
 from tagloop.selection.strategy import score_random, to_bernoulli
@@ -37,6 +39,12 @@ def _check_stack(
     return stack
 
 
+def _with_none_weight(weights: np.ndarray) -> np.ndarray:
+    """A group's tag weights ``(C,)`` and its "none" outcome's ``(C + 1,)``. Labels count no
+    "none", so it weighs as the group's average tag: neither rare nor common."""
+    return np.append(weights, weights.mean() if weights.size else 1.0)
+
+
 def score_pool(
     probs: np.ndarray,
     *,
@@ -52,7 +60,8 @@ def score_pool(
     """Scores ``(N,)`` float64 in [0, 1] for N clips; higher = more worth labeling.
 
     probs: ``(N, K)`` the fused model's probabilities, column ``j`` is ``vocab.tags[j]``; the
-        columns of each group sum to 1 (one softmax), the other columns are sigmoids.
+        columns of each group sum to at most 1 (one softmax; the rest is "none"), the other
+        columns are sigmoids.
     strategy: a registered name (see ``list_strategies()``).
     combine: ``"mean"`` or ``"max"`` over a clip's units; None takes the strategy's own rule
         (``"mean"`` for all but ``min_margin``, which is ``"max"``).
@@ -101,18 +110,16 @@ def score_pool(
 
     blocks: list[np.ndarray] = []  # each (N, units in block)
     for group, cols in vocab.group_indices.items():
-        if cols.size < 2:
-            continue
         check_group_sums(p[:, cols], name="probs", group=group)
         if mc is not None:
             check_group_sums(mc[:, :, cols], name="mc_probs", group=group)
         if heads is not None:
             check_group_sums(heads[:, :, cols], name="modality_probs", group=group)
         units = UnitInputs(
-            probs=p[:, cols],
-            mc_probs=None if mc is None else mc[:, :, cols],
-            modality_probs=None if heads is None else heads[:, :, cols],
-            tag_weights=None if weights is None else weights[cols],
+            probs=with_none(p[:, cols]),
+            mc_probs=None if mc is None else with_none(mc[:, :, cols]),
+            modality_probs=None if heads is None else with_none(heads[:, :, cols]),
+            tag_weights=None if weights is None else _with_none_weight(weights[cols]),
         )
         blocks.append(spec.score_unit(units).reshape(n, 1))
     free = vocab.ungrouped_indices

@@ -2,7 +2,7 @@
 
 Every check raises :class:`tagloop.errors.InvalidInput` with a code a caller can act on:
 
-- ``invalid_probabilities``: wrong shape, NaN/inf, values outside [0, 1], a group not summing to 1
+- ``invalid_probabilities``: wrong shape, NaN/inf, values outside [0, 1], a group summing past 1
 - ``invalid_scores``: scores that are not a finite 1-D float array of the right length
 - ``invalid_ids``: clip ids that are not 1-D integers, or are repeated
 - ``invalid_embeddings``: embeddings/descriptors that are not a finite ``(N, D)`` matrix
@@ -63,15 +63,16 @@ def check_probabilities(x: object, *, name: str, shape: tuple[int | None, ...]) 
 
 
 def check_group_sums(probs: np.ndarray, *, name: str, group: str) -> None:
-    """Each distribution over the last axis of ``probs`` ``(..., C)`` must sum to 1."""
+    """The tags of a group ``(..., C)`` must sum to at most 1: what they leave is the group's
+    implicit "none" (``tagloop.none_outcome``)."""
     sums = probs.sum(axis=-1)
-    off = np.abs(sums - 1.0) > SUM_TOLERANCE
+    off = sums - 1.0 > SUM_TOLERANCE
     if off.any():
         first = tuple(int(i) for i in np.argwhere(off)[0])
         raise InvalidInput(
-            f"{name}: the columns of mutually exclusive group {group!r} must sum to 1 "
-            f"(one softmax), but {int(off.sum())} row(s) do not, e.g. at {first} the sum is "
-            f"{float(sums[first]):.6g}",
+            f"{name}: the columns of mutually exclusive group {group!r} must sum to at most 1 "
+            f"(one softmax with 'none'), but {int(off.sum())} row(s) do not, e.g. at {first} "
+            f"the sum is {float(sums[first]):.6g}",
             code="invalid_probabilities",
         )
 

@@ -1,11 +1,15 @@
 """The multi-task loss that follows the tag groups, and the CentralNet loss on top of it.
 
 Column j of the logits is ``vocab.tags[j]``. Each group of mutually exclusive tags is one
-softmax cross-entropy; each ungrouped tag is one sigmoid binary cross-entropy. Only labeled
-entries count: ``known (B, K)`` says which target entries a person actually decided.
+softmax cross-entropy over its tags and an implicit "none of these" outcome with a fixed zero
+logit (``tagloop.none_outcome``): ``softmax([z_1..z_G, 0])``, so a clip on which nobody speaks
+teaches the model that, and no head changes shape. Each ungrouped tag is one sigmoid binary
+cross-entropy. Only labeled entries count: ``known (B, K)`` says which target entries a person
+actually decided.
 
-Weighting: every labeled decision is one term (a group on a clip whose known targets include a
-positive, or a known ungrouped tag on a clip) and the loss is the mean over terms. So a batch's
+Weighting: every labeled decision is one term (a group on a clip where it is decided: a known
+positive, or all its columns known, which without a positive means "none"; or a known
+ungrouped tag on a clip) and the loss is the mean over terms. So a batch's
 loss does not depend on its size or on how sparsely it is labeled; a vocabulary of many
 ungrouped tags weighs each of them like one group decision.
 """
@@ -17,6 +21,7 @@ import torch.nn.functional as F
 
 from tagloop.errors import InvalidInput
 from tagloop.fusion.base import FusionOutput
+from tagloop.none_outcome import NONE_LOGIT
 from tagloop.vocabulary import TagVocabulary
 
 
@@ -32,6 +37,20 @@ def check_targets(
             )
     if known.dtype != torch.bool:
         raise InvalidInput(f"known must be bool, got {known.dtype}", code="bad_loss_input")
+
+
+def group_decided(
+    known: torch.Tensor, group_targets: torch.Tensor, ix: torch.Tensor
+) -> torch.Tensor:
+    """``(B,)`` bool: the group ``ix`` is decided on each sample (``none_outcome.group_decided``);
+    ``group_targets (B, G)`` are its targets with unknown entries already zeroed."""
+    return (group_targets.sum(dim=1) > 0) | known[:, ix].all(dim=1)
+
+
+def with_none_logit(group_logits: torch.Tensor) -> torch.Tensor:
+    """``(B, G) -> (B, G + 1)``: a group's logits with the fixed "none" logit appended."""
+    none = group_logits.new_full((group_logits.shape[0], 1), NONE_LOGIT)
+    return torch.cat([group_logits, none], dim=1)
 
 
 def multitask_loss(
@@ -52,13 +71,16 @@ def multitask_loss(
     for columns in vocab.group_indices.values():
         ix = torch.as_tensor(columns, device=logits.device)
         group_targets = targets[:, ix]
-        mass = group_targets.sum(dim=1)
-        valid = mass > 0
+        valid = group_decided(known, group_targets, ix)
         n_valid = int(valid.sum())
         if n_valid == 0:
             continue
-        dist = group_targets[valid] / mass[valid, None]
-        log_probs = F.log_softmax(logits[valid][:, ix], dim=1)
+        mass = group_targets[valid].sum(dim=1, keepdim=True)
+        # Positives normalised over the group; no positive: all the mass on "none".
+        dist = torch.cat(
+            [group_targets[valid] / mass.clamp_min(1e-12), (mass <= 0).to(logits.dtype)], dim=1
+        )
+        log_probs = F.log_softmax(with_none_logit(logits[valid][:, ix]), dim=1)
         total = total - (dist * log_probs).sum()
         count += n_valid
     ungrouped = vocab.ungrouped_indices
@@ -79,7 +101,8 @@ def multitask_loss(
 
 
 def probabilities(logits: torch.Tensor, *, vocab: TagVocabulary) -> torch.Tensor:
-    """``(B, K)`` probabilities: softmax within each group, sigmoid for ungrouped tags."""
+    """``(B, K)`` probabilities: for each group ``softmax([z_1..z_G, 0])`` without its last
+    ("none") entry, so a group's columns sum to ``1 - P(none)``; sigmoid for ungrouped tags."""
     if logits.ndim != 2 or logits.shape[1] != len(vocab):
         raise InvalidInput(
             f"logits must be (B, {len(vocab)}), got {tuple(logits.shape)}", code="bad_logits"
@@ -88,7 +111,8 @@ def probabilities(logits: torch.Tensor, *, vocab: TagVocabulary) -> torch.Tensor
     for columns in vocab.group_indices.values():
         ix = torch.as_tensor(columns, device=logits.device)
         # Out of place, so the result can still be differentiated.
-        probs = probs.index_copy(1, ix, torch.softmax(logits[:, ix], dim=1))
+        group = torch.softmax(with_none_logit(logits[:, ix]), dim=1)[:, :-1]
+        probs = probs.index_copy(1, ix, group)
     return probs
 
 

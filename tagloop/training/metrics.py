@@ -4,9 +4,11 @@ Inputs are ``probs (N, K)`` (from ``training.loss.probabilities``), ``targets (N
 (soft targets allowed) and ``known (N, K)`` bool, the entries a person decided. Grouped tags are
 scored as single-label tasks (accuracy per group); ungrouped tags as multi-label ones (mAP,
 micro/macro-F1, GAP@k); macro-AP is over every tag, grouped ones one-vs-rest. A group counts
-on a clip only when its known targets hold a positive, as in the loss; then every tag of that
-group is known for that clip (the positive one says the others are negative). Undefined
-values (no data) are None, so the result is plain JSON.
+on a clip where it is decided, as in the loss (``none_outcome.group_decided``: a known
+positive, or every column known, which without a positive means "none of these"); then every
+tag of that group is known for that clip. A group's outcomes are its tags and "none"
+(``P(none)`` is what its columns leave of 1). Undefined values (no data) are None, so the
+result is plain JSON.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from tagloop.errors import InvalidInput
+from tagloop.none_outcome import group_decided, group_truth, likeliest_outcome, with_none
 from tagloop.vocabulary import TagVocabulary
 
 
@@ -43,31 +46,28 @@ def average_precision(scores: np.ndarray, labels: np.ndarray) -> float | None:
 
 
 def effective_known(targets: np.ndarray, known: np.ndarray, *, vocab: TagVocabulary) -> np.ndarray:
-    """``(N, K)`` bool: ungrouped entries as given; a group's entries all True on clips whose
-    known targets hold a positive for that group, all False elsewhere."""
+    """``(N, K)`` bool: ungrouped entries as given; a group's entries all True on clips where
+    the group is decided (``none_outcome.group_decided``), all False elsewhere."""
     out = np.asarray(known, dtype=bool).copy()
-    labeled = np.where(out, targets, 0.0)
     for columns in vocab.group_indices.values():
-        has_positive = labeled[:, columns].sum(axis=1) > 0
-        out[:, columns] = has_positive[:, None]
+        out[:, columns] = group_decided(targets, known, columns)[:, None]
     return out
 
 
 def group_accuracy(
     probs: np.ndarray, targets: np.ndarray, known: np.ndarray, *, vocab: TagVocabulary
 ) -> dict[str, float | None]:
-    """Group -> accuracy of the argmax over the group's tags (None: no labeled clip)."""
-    labeled = np.where(known, targets, 0.0)
+    """Group -> accuracy of the likeliest outcome, a tag or "none" (None: no decided clip). A
+    clip whose truth is "none" is right when the model's likeliest outcome is none."""
     out: dict[str, float | None] = {}
     for group, columns in vocab.group_indices.items():
-        group_targets = labeled[:, columns]
-        rows = group_targets.sum(axis=1) > 0
+        truth = group_truth(targets, known, columns)
+        rows = truth >= 0
         if not rows.any():
             out[group] = None
             continue
-        predicted = probs[rows][:, columns].argmax(axis=1)
-        actual = group_targets[rows].argmax(axis=1)
-        out[group] = float(np.mean(predicted == actual))
+        predicted = likeliest_outcome(probs[rows][:, columns])
+        out[group] = float(np.mean(predicted == truth[rows]))
     return out
 
 
@@ -146,17 +146,16 @@ def expected_calibration_error(
 def decision_confidence(
     probs: np.ndarray, targets: np.ndarray, known: np.ndarray, *, vocab: TagVocabulary
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Every labeled decision as (confidence, correct): a group's top probability on a clip,
-    and ``max(p, 1 - p)`` for a known ungrouped entry; both ``(M,)``."""
-    labeled = np.where(known, targets, 0.0)
+    """Every labeled decision as (confidence, correct): a group's top outcome probability on a
+    clip ("none" included), and ``max(p, 1 - p)`` for a known ungrouped entry; both ``(M,)``."""
     confidences: list[np.ndarray] = []
     correct: list[np.ndarray] = []
     for columns in vocab.group_indices.values():
-        group_targets = labeled[:, columns]
-        rows = group_targets.sum(axis=1) > 0
+        truth = group_truth(targets, known, columns)
+        rows = truth >= 0
         group_probs = probs[rows][:, columns]
-        confidences.append(group_probs.max(axis=1))
-        correct.append(group_probs.argmax(axis=1) == group_targets[rows].argmax(axis=1))
+        confidences.append(with_none(group_probs).max(axis=1))
+        correct.append(likeliest_outcome(group_probs) == truth[rows])
     columns = vocab.ungrouped_indices
     mask = known[:, columns]
     p = probs[:, columns][mask]

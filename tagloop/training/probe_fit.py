@@ -25,7 +25,7 @@ from tagloop.fusion.probe import LinearProbe
 from tagloop.training.dataset import ClipDataset, crop_logmel
 from tagloop.training.folds import fit_temperature
 from tagloop.training.loop import TrainOptions, selection_score
-from tagloop.training.loss import multitask_loss, probabilities
+from tagloop.training.loss import group_decided, multitask_loss, probabilities
 from tagloop.training.metrics import evaluate_predictions
 from tagloop.vocabulary import TagVocabulary
 
@@ -108,12 +108,13 @@ def _standardised(
 
 
 def count_decisions(targets: torch.Tensor, known: torch.Tensor, *, vocab: TagVocabulary) -> int:
-    """Labeled decisions as ``multitask_loss`` counts them: per group, clips whose known
-    targets hold a positive; per ungrouped tag, known entries."""
+    """Labeled decisions as ``multitask_loss`` counts them: per group, clips where it is
+    decided (``loss.group_decided``); per ungrouped tag, known entries."""
     labeled = torch.where(known, targets, 0.0)
     total = 0
     for columns in vocab.group_indices.values():
-        total += int((labeled[:, torch.as_tensor(columns)].sum(dim=1) > 0).sum())
+        ix = torch.as_tensor(columns)
+        total += int(group_decided(known, labeled[:, ix], ix).sum())
     ungrouped = vocab.ungrouped_indices
     if ungrouped.size:
         total += int(known[:, torch.as_tensor(ungrouped)].sum())
@@ -299,7 +300,8 @@ def count_labeled_clips(targets: torch.Tensor, known: torch.Tensor, *, vocab: Ta
     labeled = torch.where(known, targets, 0.0)
     has = torch.zeros(targets.shape[0], dtype=torch.bool)
     for columns in vocab.group_indices.values():
-        has |= labeled[:, torch.as_tensor(columns)].sum(dim=1) > 0
+        ix = torch.as_tensor(columns)
+        has |= group_decided(known, labeled[:, ix], ix)
     ungrouped = vocab.ungrouped_indices
     if ungrouped.size:
         has |= known[:, torch.as_tensor(ungrouped)].any(dim=1)

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from tagloop.errors import InvalidInput
+from tagloop.none_outcome import likeliest_outcome
 from tagloop.vocabulary import TagVocabulary
 
 
@@ -46,7 +47,8 @@ def cohens_kappa(a: np.ndarray, b: np.ndarray) -> float:
 
 def stop_decisions(probs: np.ndarray, *, vocab: TagVocabulary) -> np.ndarray:
     """``probs (N, K)`` -> decisions ``(N, K)`` bool in vocabulary column order: a group's
-    columns hold the one-hot of its argmax, an ungrouped column ``p >= 0.5``."""
+    columns hold the one-hot of its likeliest tag, all False where "none" is likelier
+    (``none_outcome``), an ungrouped column ``p >= 0.5``."""
     p = np.asarray(probs, dtype=np.float64)
     if p.ndim != 2 or p.shape[1] != len(vocab):
         raise InvalidInput(
@@ -54,9 +56,10 @@ def stop_decisions(probs: np.ndarray, *, vocab: TagVocabulary) -> np.ndarray:
         )
     out = p >= 0.5
     for columns in vocab.group_indices.values():
-        top = p[:, columns].argmax(axis=1)
+        top = likeliest_outcome(p[:, columns])
         out[:, columns] = False
-        out[np.arange(p.shape[0]), columns[top]] = True
+        rows = np.flatnonzero(top < columns.size)
+        out[rows, columns[top[rows]]] = True
     return out
 
 

@@ -8,10 +8,12 @@ there. One number, not one per tag: per-tag best-F1 thresholds were measured and
 micro-F1 (BENCHMARKS.md), since a hard tag's F1 is best when it is checked nearly everywhere.
 Its own quality is measured by cross-fitting, so the holdout does not grade its own fit.
 
-A group (exclusive tags, one softmax) is one decision per clip: check its likeliest tag, or
-nothing. Its probabilities live on another scale (they sum to one over the group), so groups
-get their own cut, fitted the same way on those decisions (``fit_group_threshold``): without
-it a ten-way softmax whose best guess sits at 0.4 would never be pre-checked at 0.5.
+A group (exclusive tags, one softmax with an implicit "none": ``none_outcome``) is one
+decision per clip: check its likeliest tag, or nothing. The likeliest tag is a candidate only
+where it beats "none"; then it is checked where it reaches the group's cut. Its probabilities
+live on another scale (with "none" they sum to one over the group), so groups get their own
+cut, fitted the same way on those decisions (``fit_group_threshold``): without it a ten-way
+softmax whose best guess sits at 0.4 would never be pre-checked at 0.5.
 Pure numpy; the inputs are as in ``training.metrics``.
 """
 
@@ -20,6 +22,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+
+from tagloop.none_outcome import none_probability
 
 DEFAULT_THRESHOLD = 0.5
 # No threshold is fitted on fewer positives, or on fewer clips: it would sit wherever those
@@ -111,9 +115,11 @@ def cross_fitted_micro_f1(
 def group_decisions(
     probs: np.ndarray, targets: np.ndarray, known: np.ndarray, *, groups: Sequence[np.ndarray]
 ) -> tuple[np.ndarray, np.ndarray, int]:
-    """Each known (clip, group) as one decision: (the likeliest tag's probability, whether
-    that tag is right, the number of (clip, group) pairs with a positive tag). A group counts
-    as known on a clip when all its columns are."""
+    """The known (clip, group) pairs (all the group's columns known; with no positive the
+    truth is "none") as candidate checks: (the likeliest tag's probability, whether that tag
+    is right), one per pair whose likeliest tag beats "none" (the others never check a tag,
+    whatever the cut), and the number of pairs with a positive tag (the F1 recall base: a
+    positive whose group says none is missed)."""
     scores: list[np.ndarray] = []
     right: list[np.ndarray] = []
     n_positives = 0
@@ -122,8 +128,10 @@ def group_decisions(
         rows = np.asarray(known, dtype=bool)[:, cols].all(axis=1)
         p, y = probs[rows][:, cols], targets[rows][:, cols] >= 0.5
         best = p.argmax(axis=1)
-        scores.append(p[np.arange(len(p)), best])
-        right.append(y[np.arange(len(y)), best])
+        top = p[np.arange(len(p)), best]
+        candidate = top > none_probability(p)
+        scores.append(top[candidate])
+        right.append(y[np.arange(len(y)), best][candidate])
         n_positives += int(y.any(axis=1).sum())
     if not scores:
         return np.empty(0), np.empty(0, dtype=bool), 0

@@ -86,8 +86,11 @@ def labeled_clips(data: SuiteSet, rows: np.ndarray) -> list[Any]:
     ]
 
 
-def _group_max(probs: np.ndarray, vocab: TagVocabulary, group: str) -> np.ndarray:
-    return np.asarray(probs[:, vocab.group_indices[group]].max(axis=1))
+def _group_present(probs: np.ndarray, vocab: TagVocabulary, group: str) -> np.ndarray:
+    """``(N,)`` ``1 - P(none)`` of ``group``: the probability that one of its tags applies."""
+    from tagloop.none_outcome import none_probability
+
+    return 1.0 - none_probability(probs[:, vocab.group_indices[group]])
 
 
 def predict_served(
@@ -95,10 +98,10 @@ def predict_served(
 ) -> Prediction:
     """Train as ``train_round`` does on the labeled ``rows`` and predict the test clips.
 
-    The service has no "nobody speaks" tag: a clip without speech leaves the group unlabeled.
-    Its speech-present score is the group's top probability (what its group pre-check cut
-    thresholds); the cut used for accuracy is the best one on the labeled clips' own
-    predictions, the only labels a service has for it.
+    A clip without speech names no ``number`` tag: a "none of these" label for the group
+    (``training.targets``). Its speech-present score is ``1 - P(none)`` of the group; the cut
+    used for accuracy is the best one on the labeled clips' own predictions, the only labels
+    a service has for it.
     """
     from tagloop.config import Settings
     from tagloop.pipeline.training import round_config, round_kind, round_options, split_labeled
@@ -129,7 +132,7 @@ def predict_served(
     info: dict[str, Any] = {"kind": kind, "probe_below": probe_below, "epochs": result.epochs_run}
     speech = None
     if speech_group is not None and data.speech is not None:
-        speech = _group_max(preds.probs, data.vocab, speech_group)
+        speech = _group_present(preds.probs, data.vocab, speech_group)
         own = predict_clips(
             result.model,
             [c.tensors for c in samples],
@@ -137,7 +140,7 @@ def predict_served(
             audio_frames=options.audio_frames,
         )
         info["speech_cut"] = best_accuracy_cut(
-            _group_max(own.probs, data.vocab, speech_group), data.speech[rows]
+            _group_present(own.probs, data.vocab, speech_group), data.speech[rows]
         )
     return Prediction(probs=np.asarray(preds.probs), speech=speech, info=info)
 
@@ -251,8 +254,9 @@ def predict_linear(
 
     A group: one multinomial model over its tags on the labeled clips; where some labeled clips
     name none of the group's tags (nobody speaks), "none" is one more class, and the group's
-    tag probabilities are conditional on "not none" (1 - P(none) is the speech score). An
-    ungrouped tag: one binary model, all ungrouped tags sharing the C chosen on their mean loss.
+    tag probabilities leave it its share, as the served model's do (``none_outcome``; 1 -
+    P(none) is the speech score). An ungrouped tag: one binary model, all ungrouped tags
+    sharing the C chosen on their mean loss.
     """
     from sklearn.preprocessing import StandardScaler
 
@@ -276,8 +280,7 @@ def predict_linear(
         else:
             p = _proba(_fit_lr(x_train, y, c), x_test, classes)
         p_none = p[:, -1]
-        tag_p = p[:, :-1]
-        probs[:, columns] = tag_p / np.clip(tag_p.sum(axis=1, keepdims=True), 1e-12, None)
+        probs[:, columns] = p[:, :-1]
         if group == speech_group:
             speech = 1.0 - p_none
     ungrouped = data.vocab.ungrouped_indices

@@ -169,11 +169,25 @@ def build_suite_tensors(name: str, *, seed: int = 0, workers: int = 2) -> Path:
 
 
 def load_suite_tensors(name: str, *, seed: int = 0, workers: int = 2) -> dict[str, Any]:
-    """The cached set ``name`` (built first if missing), as saved."""
+    """The cached set ``name`` (built first if missing), as saved, but with targets and known
+    derived again from each clip's tags by the current ``build_targets``: a cache built under
+    an older label rule (a group with no chosen tag left unknown, before "none of these") must
+    not train under it."""
+    from tagloop.training.targets import build_targets
+    from tagloop.vocabulary import TagVocabulary
+
     path = cache_path(name, seed=seed)
     if not path.exists():
         build_suite_tensors(name, seed=seed, workers=workers)
-    return dict(torch.load(path, weights_only=True))
+    payload = dict(torch.load(path, weights_only=True))
+    vocab = TagVocabulary.from_json(payload["vocab"])
+    chosen = payload["targets"].numpy() > 0.5
+    pairs = [
+        build_targets([vocab.tags[j] for j in np.flatnonzero(row)], vocab=vocab) for row in chosen
+    ]
+    payload["targets"] = torch.from_numpy(np.stack([t for t, _ in pairs]))
+    payload["known"] = torch.from_numpy(np.stack([k for _, k in pairs]))
+    return payload
 
 
 if __name__ == "__main__":

@@ -260,8 +260,9 @@ def test_loss_hand_value() -> None:
     logits = torch.zeros(1, len(VOCAB))
     targets = torch.tensor([[1.0, 0, 0, 1, 0]])
     known = torch.tensor([[True, True, True, True, False]])
-    # One group decision (CE over 3 equal logits = ln 3) and one ungrouped one (BCE(0) = ln 2).
-    expected = (math.log(3) + math.log(2)) / 2
+    # One group decision (CE over 3 equal logits and the zero "none" logit = ln 4; was ln 3
+    # before "none") and one ungrouped one (BCE(0) = ln 2).
+    expected = (math.log(4) + math.log(2)) / 2
     loss = float(multitask_loss(logits, targets, known, vocab=VOCAB))
     assert math.isclose(loss, expected, rel_tol=1e-6)
 
@@ -309,7 +310,9 @@ def test_loss_rejects_wrong_shapes() -> None:
 def test_probabilities_follow_groups() -> None:
     logits = torch.tensor([[1.0, 2.0, 3.0, 0.0, -2.0]], requires_grad=True)
     probs = probabilities(logits, vocab=VOCAB)
-    assert torch.allclose(probs[0, :3], torch.softmax(torch.tensor([1.0, 2.0, 3.0]), dim=0))
+    # The group's softmax includes the fixed zero "none" logit (was: over its tags alone).
+    group = torch.softmax(torch.tensor([1.0, 2.0, 3.0, 0.0]), dim=0)
+    assert torch.allclose(probs[0, :3], group[:3])
     assert torch.allclose(probs[0, 3:], torch.sigmoid(torch.tensor([0.0, -2.0])))
     probs.sum().backward()  # differentiable
     assert logits.grad is not None

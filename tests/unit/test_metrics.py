@@ -65,12 +65,14 @@ def test_group_accuracy_skips_unlabeled_clips() -> None:
         [
             [1, 0, 1, 0, 0, 0, 0],
             [1, 0, 1, 0, 0, 0, 0],
-            [0, 0, 0, 0, 0, 0, 0],  # clip 2: no positive in either group
+            [0, 0, 0, 0, 0, 0, 0],  # clip 2: groups unsure (unknown)
         ],
         dtype=float,
     )
     known = np.ones_like(targets, dtype=bool)
     known[1, 2] = False  # clip 1's scene positive is not known -> scene skipped there
+    # Was: no positive alone made clip 2 unlabeled; now that is "none", so say unknown.
+    known[2, :4] = False
     accuracy = group_accuracy(probs, targets, known, vocab=VOCAB)
     assert accuracy == {"animal": 0.5, "scene": 0.0}
 

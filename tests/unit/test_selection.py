@@ -131,8 +131,9 @@ def test_disagreement_zero_when_heads_agree() -> None:
 
 def test_pool_combines_groups_and_tags_by_mean_or_max() -> None:
     vocab = TagVocabulary.from_pairs([("a", "g"), ("b", "g"), ("c", "g"), ("x", None), ("y", None)])
-    # Units: group uniform (entropy 1), tag x at 0.5 (1), tag y at 1.0 (0).
-    probs = np.array([[1 / 3, 1 / 3, 1 / 3, 0.5, 1.0], [1.0, 0.0, 0.0, 0.0, 1.0]])
+    # Units: group uniform over its tags and "none" (entropy 1; was 1/3 each, uniform before
+    # "none" existed), tag x at 0.5 (1), tag y at 1.0 (0).
+    probs = np.array([[1 / 4, 1 / 4, 1 / 4, 0.5, 1.0], [1.0, 0.0, 0.0, 0.0, 1.0]])
     mean = score_pool(probs, vocab=vocab, strategy="entropy")
     top = score_pool(probs, vocab=vocab, strategy="entropy", combine="max")
     assert mean == pytest.approx([2 / 3, 0.0])
@@ -226,10 +227,13 @@ def test_bad_extra_predictions_rejected(strategy: str) -> None:
 def test_shapes_sums_and_options_rejected() -> None:
     rng = np.random.default_rng(4)
     probs = make_probs(rng, 5)
+    past_one = probs.copy()
+    past_one[:, VOCAB.group_indices["place"]] = 0.9
     cases: list[tuple[dict[str, Any], str]] = [
         (dict(probs=probs[:, :-1], strategy="entropy"), "invalid_probabilities"),
         (dict(probs=probs[0], strategy="entropy"), "invalid_probabilities"),
-        (dict(probs=probs * 0.5, strategy="margin"), "invalid_probabilities"),  # sums != 1
+        # A group summing past 1 (was: any sum but 1; less than 1 is now "none" mass).
+        (dict(probs=past_one, strategy="margin"), "invalid_probabilities"),
         (dict(probs=probs, strategy="entropy", combine="median"), "invalid_argument"),
         (dict(probs=probs, strategy="random", clip_ids=np.arange(4)), "invalid_ids"),
         (

@@ -134,7 +134,9 @@ def test_kappa_against_a_stored_stop_set_on_shared_clips_and_old_tags() -> None:
         "decisions": pack_decisions(stop_decisions(old_probs, vocab=old_vocab)),
     }
     # The pool grew (clip 2 entered, clip 9 left) and a tag joined the group: "bird" now wins
-    # clip 5's argmax, but the comparison only looks at the old tags, where "cat" still wins.
+    # clip 5's argmax. The comparison looks at the old tags only; there, since a group has a
+    # "none" outcome (issue 19 item 3), bird's mass is "none of cat/dog" (0.6 > cat's 0.35),
+    # a changed decision (was: cat still won among the old tags, kappa 1).
     new_vocab = old_vocab.extend([("bird", "animal")])
     # Columns cat, dog, music, bird (new tags are appended); rows clips 2, 5, 7.
     new_probs = np.array([[0.3, 0.2, 0.9, 0.5], [0.35, 0.05, 0.9, 0.6], [0.2, 0.7, 0.2, 0.1]])
@@ -145,7 +147,8 @@ def test_kappa_against_a_stored_stop_set_on_shared_clips_and_old_tags() -> None:
         stop_decisions(new_probs[1:, :3], vocab=old_vocab),
     )
     assert kappa is not None and math.isclose(kappa, expected)
-    assert kappa == 1.0  # same decisions on clips 5 and 7
+    assert stop_decisions(new_probs[1:2, :3], vocab=old_vocab).tolist() == [[False, False, True]]
+    assert kappa < 1.0  # clip 5 changed (cat -> none of the old tags), clip 7 agrees
     # Reordered vocabulary or no shared clip: no comparison.
     swapped = TagVocabulary.from_pairs([("dog", "animal"), ("cat", "animal"), ("music", None)])
     assert (

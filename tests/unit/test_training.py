@@ -276,7 +276,9 @@ def test_predict_shapes_and_mc_dropout(
         trained.model, iter(tensors), vocab=DIGITS, batch_size=4, mc_passes=3, audio_frames=40
     )
     assert preds.probs.shape == (10, 10) and preds.probs.dtype == np.float32
-    np.testing.assert_allclose(preds.probs.sum(axis=1), 1.0, atol=1e-5)
+    # A group's tags sum to 1 - P(none) (was: exactly 1).
+    sums = preds.probs.sum(axis=1)
+    assert (sums <= 1.0 + 1e-5).all() and (sums > 0).all()
     assert set(preds.modality_probs) == {"visual", "audio"}
     assert preds.modality_probs["audio"].shape == (10, 10)
     assert preds.embedding.shape == (10, CONFIG.hidden_dim)

@@ -47,6 +47,7 @@ def create_label(
             annotator=caller.name,
             tags=body.tags,
             seconds_spent=body.seconds_spent,
+            unsure_groups=body.unsure_groups,
         )
     except label_repo.UnknownTags as exc:
         session.rollback()
