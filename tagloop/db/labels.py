@@ -187,10 +187,12 @@ def check_label(
     both need it: ``invalid_annotator``, ``invalid_seconds_spent``, and the tag rules of
     ``validate_tag_set`` (``too_many_tags``, ``invalid_tag_name``, ``unknown_tag``,
     ``conflicting_tags``) and of ``validate_unsure_groups``."""
+    name = check_annotator(annotator)  # first: the order a refusal reports its reason in
+    seconds = check_seconds_spent(seconds_spent)
     clean = validate_tag_set(session, tags)
     return CheckedLabel(
-        annotator=check_annotator(annotator),
-        seconds_spent=check_seconds_spent(seconds_spent),
+        annotator=name,
+        seconds_spent=seconds,
         tags=clean,
         unsure_groups=validate_unsure_groups(session, unsure_groups, tags=clean),
     )
