@@ -21,7 +21,44 @@ from tests.benchmarks.av_digits_tensors import load_av_digits_tensors
 from tests.benchmarks.bench_fusion import IMAGE_ENERGY, SNR_DB, digit_vocab, labeled_clips
 
 N_CLIPS = 2000
+# The largest probe round (probe_below_labels is 500): every candidate, 5 folds, 6 Cs, 3 heads.
+N_PROBE = 480
 MODULE = "tests.benchmarks.bench_train_round"
+
+
+def probe_child_main() -> None:
+    """A probe round on N_PROBE labels with the defaults: the candidates (ImageNet embedding
+    + log-mel bins, + statistics, the pixel floor), C by grouped folds, calibration. The
+    embeddings are computed first, outside the timing: the media worker stores them at ingest."""
+    from tagloop.features.visual_embedding import ensure_visual_embeddings
+    from tagloop.fusion import FusionConfig
+    from tagloop.training.loop import TrainOptions, train_model
+    from tagloop.training.split import assign_splits
+    from tests.benchmarks.common import peak_rss_gb
+
+    data = load_av_digits_tensors(image_energy=IMAGE_ENERGY, snr_db=SNR_DB)
+    rows = np.flatnonzero(~data.is_test.numpy())[:N_PROBE]
+    is_val = assign_splits(rows, val_fraction=0.2)
+    train = labeled_clips(data, rows[~is_val])
+    val = labeled_clips(data, rows[is_val])
+    ensure_visual_embeddings([c.tensors for c in train + val])
+    start = time.perf_counter()
+    result = train_model(
+        kind="probe",
+        vocab=digit_vocab(),
+        config=FusionConfig(),
+        train=train,
+        val=val,
+        options=TrainOptions(),
+    )
+    record = {
+        "seconds": time.perf_counter() - start,
+        "candidates": result.metrics.get("candidates"),
+        "val_score": result.metrics["score"],
+        "n_train": int((~is_val).sum()),
+        "peak_rss_gb": peak_rss_gb(),
+    }
+    print(json.dumps(record), flush=True)
 
 
 def child_main() -> None:
@@ -64,11 +101,19 @@ def run(*, out: dict[str, Any]) -> None:
     out["train_round_seconds_2000"] = record["seconds"]
     out["train_round_peak_rss_gb"] = record["peak_rss_gb"]
     out["train_round_detail"] = {**record, "load_before": before, "load_after": after}
+    probe = run_child(MODULE, "--child-probe")
+    out["train_round_seconds_probe_480"] = probe["seconds"]
+    out["train_round_probe_detail"] = {
+        **probe,
+        "load_after": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
+    }
 
 
 if __name__ == "__main__":
     if sys.argv[1:] == ["--child"]:
         child_main()
+    elif sys.argv[1:] == ["--child-probe"]:
+        probe_child_main()
     else:
         result: dict[str, Any] = {}
         run(out=result)
