@@ -330,6 +330,19 @@ def _init_probe(
     return init_model(kind=PROBE_KIND, vocab=vocab, config=config, init_state=None, init_vocab=None)
 
 
+def _candidate_probe(
+    config: FusionConfig, *, vocab: TagVocabulary, backbone: Backbone | None
+) -> LinearProbe:
+    """A fresh probe for ``config``, on the backbone's frozen branches when there is one."""
+    model = build_model(PROBE_KIND, vocab_size=len(vocab), config=config)
+    if not isinstance(model, LinearProbe):
+        raise InvalidInput("a probe candidate must build a LinearProbe", code="bad_model_kind")
+    if backbone:
+        apply_backbone(model, backbone, load=True)
+        model.set_uses_branches(True)
+    return model
+
+
 def train_probe_candidates(
     train: ClipDataset,
     val: ClipDataset | None,
@@ -346,35 +359,44 @@ def train_probe_candidates(
     out-of-fold predictions score best; its record lists them all (``history[0]
     ["candidates"]``, ``metrics["candidates"]``). Without folds (too few videos) only the
     configured probe is fit: nothing could tell the candidates apart."""
+    # Imported here: probe_fit builds on this module (TrainOptions, selection_score).
     from tagloop.training.candidates import candidate_key, describe_candidate, probe_candidates
     from tagloop.training.folds import grouped_folds
+    from tagloop.training.probe_fit import fit_probe
 
-    has_folds = bool(options.cv_folds) and (
-        grouped_folds(train.groups, k=options.cv_folds, seed=options.seed) is not None
-    )
-    candidates = probe_candidates(config) if has_folds else [("configured", config)]
-    best: tuple[tuple[float, float], TrainResult] | None = None
+    folds = grouped_folds(train.groups, k=options.cv_folds, seed=options.seed)
+    candidates = probe_candidates(config) if options.cv_folds and folds is not None else []
+    # Pass 1: each candidate's central head by the folds (the head served and judged); the
+    # modality heads are fit for the winner only, in pass 2.
+    best: tuple[tuple[float, float], FusionConfig] | None = None
     described = []
-    for name, candidate in candidates:
-        model = _init_probe(candidate, vocab=vocab, init=init if candidate == config else None)
-        if not isinstance(model, LinearProbe):
-            raise InvalidInput("a probe candidate must build a LinearProbe", code="bad_model_kind")
-        if backbone:
-            # A probe reloads the branch weights: its warm start may predate the backbone.
-            apply_backbone(model, backbone, load=True)
-            model.set_uses_branches(True)
-        result = train_probe(
-            model, train, val, vocab=vocab, options=options, progress=None, refit_on=refit_on
+    for name, candidate in candidates if len(candidates) > 1 else []:
+        fit = fit_probe(
+            _candidate_probe(candidate, vocab=vocab, backbone=backbone),
+            train,
+            vocab=vocab,
+            options=options,
+            val=None,
+            folds=folds,
+            fit_heads=("central",),
         )
-        fit = result.history[0]["probe"]
         described.append(describe_candidate(name, candidate, fit))
         key = candidate_key(fit)
         if best is None or key > best[0]:  # ties keep the earlier (configured first)
-            best = (key, result)
-    if best is None:
-        raise InvalidInput("no probe candidate to fit", code="bad_model_kind")
-    result = best[1]
-    chosen = result.model.config
+            best = (key, candidate)
+    chosen = config if best is None else best[1]
+    model = _init_probe(chosen, vocab=vocab, init=init if chosen == config else None)
+    if not isinstance(model, LinearProbe):
+        raise InvalidInput("a probe candidate must build a LinearProbe", code="bad_model_kind")
+    if backbone:
+        # A probe reloads the branch weights: its warm start may predate the backbone.
+        apply_backbone(model, backbone, load=True)
+        model.set_uses_branches(True)
+    result = train_probe(
+        model, train, val, vocab=vocab, options=options, progress=None, refit_on=refit_on
+    )
+    if not described:  # one candidate: its record is the served fit's
+        described = [describe_candidate("configured", config, result.history[0]["probe"])]
     for record in described:
         record["chosen"] = (record["visual"], record["audio"]) == (
             chosen.probe_visual,

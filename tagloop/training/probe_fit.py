@@ -318,10 +318,12 @@ def fit_probe(
     c: dict[str, float] | None = None,
     temperature: dict[str, float] | None = None,
     folds: np.ndarray | None = None,
+    fit_heads: tuple[str, ...] = ("central", "visual", "audio"),
 ) -> dict[str, Any]:
     """Fit ``model``'s standardisation buffers and its three heads on ``train``; ``c``: a
     head named there is fit with that C (no search; the others as usual), divided by its
-    ``temperature`` if one is given; ``folds (N,)``: C by cross-validation over them.
+    ``temperature`` if one is given; ``folds (N,)``: C by cross-validation over them;
+    ``fit_heads``: the heads to fit (the others stay zero, undecided, reported as None).
 
     Returns (JSON-ready) ``{"heads": {head: {"C", "l2", "chosen_by", ["scores"]} or None},
     "train_loss": float, "feature_dims": {...}, "uses_branches": bool}``. A head without
@@ -337,12 +339,16 @@ def fit_probe(
     )
     heads: dict[str, Any] = {}
     for name in ("central", "visual", "audio"):
-        fitted = fit_head(
-            train_features.head_data(name),
-            None if val_features is None else val_features.head_data(name),
-            vocab=vocab,
-            c=(c or {}).get(name),
-            folds=train_features.head_folds(name, folds),
+        fitted = (
+            None
+            if name not in fit_heads
+            else fit_head(
+                train_features.head_data(name),
+                None if val_features is None else val_features.head_data(name),
+                vocab=vocab,
+                c=(c or {}).get(name),
+                folds=train_features.head_folds(name, folds),
+            )
         )
         t = (temperature or {}).get(name)
         if fitted is not None and t is not None:
