@@ -23,7 +23,6 @@ from streamlit.testing.v1 import AppTest
 from tagloop.auth import create_token
 from tagloop.client import TagloopClient
 from tagloop.config import Settings, get_settings
-from tagloop.db import queue as queue_repo
 from tagloop.db.engine import session_scope
 from tagloop.db.models import Clip, Job, ModelVersion, Prediction, QueueItem
 from tests.conftest import REPO, VIDEOS
@@ -126,10 +125,12 @@ def seed_model(settings: Settings, clips: list[int]) -> list[int]:
 
 
 def queue_clips(settings: Settings, clips: list[int]) -> None:
+    """Queue exactly ``clips``, in order, whatever earlier tests labeled: a refill leaves
+    labeled clips out (``replace_queue``), but these tests reuse the module's few clips."""
     with session_scope(settings.database_url) as s:
-        queue_repo.replace_queue(
-            s, items=[(c, "entropy", 0.9 - 0.1 * i) for i, c in enumerate(clips)]
-        )
+        s.execute(delete(QueueItem).where(QueueItem.status == "queued", QueueItem.lane == "al"))
+        for rank, clip_id in enumerate(clips):
+            s.add(QueueItem(clip_id=clip_id, strategy="entropy", score=0.9 - 0.1 * rank, rank=rank))
 
 
 @pytest.fixture(scope="module")
