@@ -122,5 +122,8 @@ def test_a_round_starts_a_resnet18_visual_branch_from_a_torchvision_checkpoint(
     tensors = [load_clip_tensors(store.get_bytes(u)) for u in uris]
     preds = predict_clips(stored.model, tensors, vocab=stored.vocab, mc_passes=2)
     assert preds.probs.shape == (len(uris), 10) and np.isfinite(preds.probs).all()
-    np.testing.assert_allclose(preds.probs.sum(axis=1), 1.0, rtol=1e-5)  # one digit group
+    # One digit group: its tags share what its implicit "none" outcome leaves, and every clip
+    # was labeled with a digit, so little is left to none.
+    sums = preds.probs.sum(axis=1)
+    assert ((sums > 0.9) & (sums <= 1.0 + 1e-6)).all(), sums
     assert preds.mc_probs is not None and preds.mc_probs.shape == (2, len(uris), 10)
