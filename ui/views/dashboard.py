@@ -62,6 +62,17 @@ if stats["caller"]["role"] == "admin" and st.button(
     except ApiError as exc:
         show_error(exc, what="retrain")
 
+def curve_frame(points: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per label count, the newest version's when several share one (a round that
+    was not promoted, a retrain on the same labels): a chart with two y values at one x drew
+    nothing. Label counts as integers, so the axis reads 15, not 15.000000."""
+    frame = pd.DataFrame(points)
+    if "version_id" in frame:
+        frame = frame.sort_values("version_id")
+    frame = frame.drop_duplicates("n_labels", keep="last").sort_values("n_labels")
+    return frame.astype({"n_labels": "int64"})
+
+
 st.subheader("Learning curve")
 curve = [
     p
@@ -69,7 +80,7 @@ curve = [
     if p["score"] is not None or p.get("holdout_score") is not None
 ]
 if curve:
-    frame = pd.DataFrame(curve).sort_values("n_labels")
+    frame = curve_frame(curve)
     frame = frame.rename(columns={"score": "validation score", "holdout_score": "holdout score"})
     has_holdout = frame["holdout score"].notna().any()
     lines = ["validation score", "holdout score"] if has_holdout else ["validation score"]
@@ -99,7 +110,7 @@ def _multilabel_chart(points: list[dict[str, Any]]) -> None:
         return
     where = "holdout" if on_holdout else "validation"
     st.subheader(f"Multi-label metrics ({where})")
-    frame = pd.DataFrame(shown).sort_values("n_labels")
+    frame = curve_frame(shown)
     fitted = "micro-F1 at the fitted threshold"
     frame = frame.rename(
         columns={"macro_ap": "macro-AP", "micro_f1": "micro-F1", "micro_f1_fitted": fitted}
