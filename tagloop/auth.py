@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from tagloop.db.labels import check_annotator
 from tagloop.db.models import ApiToken, utcnow
 from tagloop.errors import InvalidInput, NotFound
 
@@ -30,6 +31,11 @@ def create_token(session: Session, *, name: str, role: str) -> str:
         raise InvalidInput(f"role must be one of {', '.join(ROLES)}", code="invalid_role")
     if not name.strip():
         raise InvalidInput("a token needs a name", code="invalid_name")
+    try:
+        # The name is the annotator of every label the token stores: the label check's rules.
+        check_annotator(name)
+    except InvalidInput as exc:
+        raise InvalidInput(exc.message, code="invalid_name") from exc
     token = "tl_" + secrets.token_urlsafe(32)
     session.add(ApiToken(token_hash=hash_token(token), name=name.strip(), role=role))
     session.flush()
@@ -66,14 +72,19 @@ class TokenCache:
         self._entries: dict[str, tuple[float, Identity]] = {}
         self._lock = threading.Lock()
 
+    def cached(self, token: str) -> Identity | None:
+        """The token's identity while its cache entry is fresh, else None; no database."""
+        with self._lock:
+            hit = self._entries.get(hash_token(token))
+        return hit[1] if hit is not None and hit[0] > time.monotonic() else None
+
     def lookup(self, session: Session, token: str) -> Identity | None:
         """The token's identity: from the cache while fresh, else from the database."""
+        hit = self.cached(token)
+        if hit is not None:
+            return hit
         key = hash_token(token)
         now = time.monotonic()
-        with self._lock:
-            hit = self._entries.get(key)
-        if hit is not None and hit[0] > now:
-            return hit[1]
         row = authenticate(session, token)
         if row is None:
             with self._lock:

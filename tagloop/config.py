@@ -31,6 +31,15 @@ class Settings(BaseSettings):
     import_roots: list[Path] = Field(default_factory=list)
     upload_max_bytes: int = 2 * 1024**3
 
+    # Request bodies (services/api/limits.py checks them before any route reads a byte): every
+    # body but a video upload is at most this big (413 ``request_too_large``); a body that
+    # sends nothing for this long is cut off (408 ``request_timeout``). Requests without a
+    # valid token are refused (401) before their body is read.
+    request_max_bytes: int = Field(default=16 * 1024**2, ge=1024)
+    request_idle_timeout_seconds: float = Field(default=30.0, gt=0.0)
+    # Tasks one POST /import/label-studio may carry (422 ``too_many_tasks`` past it).
+    import_max_tasks: int = Field(default=1000, ge=1)
+
     # Clip tensors (DESIGN section 5).
     clip_seconds: float = 10.0
     frames_per_clip: int = 8

@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -95,16 +96,40 @@ class ExportRow:
 
 @dataclass(frozen=True)
 class ImportedLabel:
-    """A label read from a Label Studio export, ready for ``labels.create_label``."""
+    """A label read from a Label Studio export, not yet checked (``labels.check_label``):
+    ``task`` and ``annotation`` say where it was, for per-task errors."""
 
     clip_id: int
     annotator: str
     tags: list[str]
     seconds_spent: float | None
+    task: int = 0
+    annotation: int = 0
 
 
 def _iso(ts: datetime) -> str:
     return ts.isoformat()
+
+
+def finite_json(value: Any) -> Any:
+    """``value`` with every NaN or infinite float made None: JSON has no such numbers, and a
+    strict reader (or Label Studio) refuses the bare ``Infinity`` Python would write."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_json(v) for v in value]
+    return value
+
+
+def dump_json(value: Any, **options: Any) -> str:
+    """Strict JSON text of ``value`` (non-finite numbers as null, never bare ``NaN``)."""
+    return json.dumps(finite_json(value), ensure_ascii=False, allow_nan=False, **options)
+
+
+def _csv_number(value: float | None) -> object:
+    return "" if value is None or not math.isfinite(value) else value
 
 
 def skip_records(skips: Iterable[ExportSkip]) -> list[dict[str, Any]]:
@@ -155,7 +180,7 @@ def to_record(row: ExportRow) -> dict[str, Any]:
 def format_jsonl(rows: Iterable[ExportRow]) -> Iterator[str]:
     """One JSON object per line, per clip."""
     for row in rows:
-        yield json.dumps(to_record(row), ensure_ascii=False) + "\n"
+        yield dump_json(to_record(row)) + "\n"
 
 
 def _csv_line(values: Iterable[object]) -> str:
@@ -179,20 +204,20 @@ def format_csv(rows: Iterable[ExportRow]) -> Iterator[str]:
                 row.clip_id,
                 row.video_id,
                 row.video_filename,
-                row.start_s,
-                row.end_s,
+                _csv_number(row.start_s),
+                _csv_number(row.end_s),
                 len(row.labels),
                 "|".join(latest),
                 "|".join(annotators),
                 "" if pred is None else pred.model_version_id,
-                "" if pred is None else "|".join(f"{t['tag']}:{t['p']}" for t in pred.top_tags),
-                "" if pred is None or pred.uncertainty is None else pred.uncertainty,
+                ""
+                if pred is None
+                else "|".join(f"{t['tag']}:{_csv_number(float(t['p']))}" for t in pred.top_tags),
+                "" if pred is None else _csv_number(pred.uncertainty),
                 row.split,
                 "true" if row.needs_review else "false",
                 len(row.skips),
-                json.dumps(skip_records(row.skips), ensure_ascii=False, separators=(",", ":"))
-                if row.skips
-                else "",
+                dump_json(skip_records(row.skips), separators=(",", ":")) if row.skips else "",
             ]
         )
 
@@ -315,7 +340,7 @@ def format_label_studio(
             groups=groups,
             group_threshold=None if version is None else (group_thresholds or {}).get(version),
         )
-        yield ("," if i else "") + "\n" + json.dumps(task, ensure_ascii=False)
+        yield ("," if i else "") + "\n" + dump_json(task)
     yield "\n]\n"
 
 
@@ -369,15 +394,33 @@ def _choices(annotation: dict[str, Any], where: str) -> list[str] | None:
     return tags
 
 
-def parse_label_studio(tasks: object) -> list[ImportedLabel]:
+def _lead_time(raw: object) -> float | None:
+    """Label Studio's ``lead_time`` as a float (an integer too large for one is infinite, for
+    the label check to refuse), None when it is not a number."""
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        return None
+    try:
+        return float(raw)
+    except OverflowError:
+        return math.inf
+
+
+def parse_label_studio(tasks: object, *, max_tasks: int | None = None) -> list[ImportedLabel]:
     """Labels from a Label Studio JSON export (a list of tasks).
 
     Every non-cancelled annotation with a ``choices`` result becomes one label of the clip
-    named by ``data.clip_id``; ``lead_time`` becomes ``seconds_spent``. Raises
-    ``invalid_label_studio_export`` for anything that is not such an export.
+    named by ``data.clip_id``; ``lead_time`` becomes ``seconds_spent`` as given (the label
+    check refuses one that is not finite or out of range). Raises
+    ``invalid_label_studio_export`` for anything that is not such an export, and
+    ``too_many_tasks`` past ``max_tasks`` tasks.
     """
     if not isinstance(tasks, list):
         raise _bad("a Label Studio export is a JSON list of tasks")
+    if max_tasks is not None and len(tasks) > max_tasks:
+        raise InvalidInput(
+            f"one import takes at most {max_tasks} tasks, got {len(tasks)}; split the file",
+            code="too_many_tasks",
+        )
     labels: list[ImportedLabel] = []
     for position, task in enumerate(tasks):
         if not isinstance(task, dict):
@@ -395,14 +438,15 @@ def parse_label_studio(tasks: object) -> list[ImportedLabel]:
             tags = _choices(annotation, where)
             if tags is None:
                 continue
-            lead = annotation.get("lead_time")
-            seconds = float(lead) if isinstance(lead, int | float) and lead >= 0 else None
+            lead = _lead_time(annotation.get("lead_time"))
             labels.append(
                 ImportedLabel(
                     clip_id=clip_id,
                     annotator=_annotator(annotation),
                     tags=tags,
-                    seconds_spent=seconds,
+                    seconds_spent=lead,
+                    task=position,
+                    annotation=k,
                 )
             )
     return labels

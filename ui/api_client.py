@@ -7,6 +7,7 @@ import streamlit as st
 
 from tagloop.client import ApiError, TagloopClient
 from tagloop.config import get_settings
+from ui.label_draft import clear_url, release_held
 
 __all__ = ["ApiError", "get_client", "is_admin"]
 
@@ -19,8 +20,12 @@ IDENTITY = "identity"
 SIGNED_OUT = "signed_out"
 
 
-def _sign_out() -> None:
-    """Forget everything of this browser session (the next person starts clean)."""
+def _sign_out(client: TagloopClient | None = None) -> None:
+    """Hand the clips this session holds back to the queue, then forget everything of this
+    browser session (the next person starts clean)."""
+    if client is not None:
+        release_held(client)
+    clear_url()
     for key in list(st.session_state.keys()):
         del st.session_state[key]
     st.session_state[SIGNED_OUT] = True
@@ -79,7 +84,9 @@ def get_client() -> TagloopClient | None:
         identity = _identity(client, token)
         if identity is not None:
             st.sidebar.markdown(f"Signed in as **{identity['name']}** · {identity['role']}")
-            st.sidebar.button("Sign out", on_click=_sign_out, icon=":material/logout:")
+            st.sidebar.button(
+                "Sign out", on_click=_sign_out, args=(client,), icon=":material/logout:"
+            )
             return client
     _sign_in_form()
     return None

@@ -57,15 +57,34 @@ Caller = Identity
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
-def get_caller(request: Request, session: SessionDep) -> Caller:
-    header = request.headers.get("authorization", "")
+def bearer_token(header: str) -> str:
+    """The token of an ``Authorization: Bearer <token>`` header; 401 ``unauthorized``."""
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
+    if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("send 'Authorization: Bearer <token>' (tagloop token create)")
-    tokens: TokenCache = request.app.state.tokens
-    identity = tokens.lookup(session, token.strip())
+    return token.strip()
+
+
+def identify(header: str, *, tokens: TokenCache, session: Session) -> Identity:
+    """Who an ``Authorization`` header speaks for; 401 ``unauthorized`` without a bearer
+    token, ``invalid_token`` for an unknown or revoked one. The request gate
+    (``services.api.limits``) and ``get_caller`` both ask this."""
+    identity = tokens.lookup(session, bearer_token(header))
     if identity is None:
         raise Unauthorized("unknown or revoked token", code="invalid_token")
+    return identity
+
+
+def get_caller(request: Request, session: SessionDep) -> Caller:
+    # The request gate has checked the token before the body was read; ask again only when
+    # it did not (a signed media URL lets a request through without one).
+    identity = getattr(request.state, "identity", None)
+    if not isinstance(identity, Identity):
+        tokens: TokenCache = request.app.state.tokens
+        identity = identify(
+            request.headers.get("authorization", ""), tokens=tokens, session=session
+        )
+        request.state.identity = identity
     request.state.caller = identity.name  # for the request log line (request_log.py)
     return identity
 

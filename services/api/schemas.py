@@ -9,6 +9,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 from fastapi import Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
+from tagloop.db.labels import MAX_SECONDS_SPENT
 from tagloop.db.models import MAX_ID
 from tagloop.errors import InvalidInput
 
@@ -19,6 +20,14 @@ T = TypeVar("T")
 PathId = Annotated[int, Path(ge=1, le=MAX_ID)]
 QueryId = Annotated[int | None, Query(ge=1, le=MAX_ID)]
 BodyId = Annotated[int, Field(ge=1, le=MAX_ID)]
+
+
+class RequestBody(BaseModel):
+    """The base of every request body: Python's JSON parser reads ``NaN``, ``Infinity`` and
+    ``1e999`` as floats, which JSON does not have and no export could write back, so a float
+    field refuses them (422 ``validation_error``)."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
 
 
 class VideoOut(BaseModel):
@@ -78,7 +87,7 @@ class Page(BaseModel, Generic[T]):
     next_cursor: str | None
 
 
-class ImportRequest(BaseModel):
+class ImportRequest(RequestBody):
     path: str
 
 
@@ -129,19 +138,22 @@ class TagOut(BaseModel):
     created_at: datetime
 
 
-class TagCreate(BaseModel):
+class TagCreate(RequestBody):
+    """Longer names or descriptions than ``tags.MAX_NAME`` / ``tags.MAX_DESCRIPTION`` are 422
+    ``invalid_tag_name`` / ``invalid_tag_description``."""
+
     name: str
     description: str = ""
     group: str | None = None
 
 
-class LabelCreate(BaseModel):
+class LabelCreate(RequestBody):
     """``tags`` must not be empty unless ``none_apply`` says, on purpose, that no tag of the
     vocabulary applies (that label is stored with no tags)."""
 
     tags: list[str] = Field(default_factory=list)
     none_apply: bool = False
-    seconds_spent: float | None = Field(default=None, ge=0)
+    seconds_spent: float | None = Field(default=None, ge=0, le=MAX_SECONDS_SPENT)
     lease_id: str | None = Field(default=None, max_length=64)
 
 
@@ -180,7 +192,7 @@ class LeaseOut(BaseModel):
     needs_review: bool = False
 
 
-class SkipRequest(BaseModel):
+class SkipRequest(RequestBody):
     """``unclear``, ``not_applicable`` or the annotator's own words."""
 
     reason: str | None = Field(default=None, max_length=500)

@@ -21,16 +21,32 @@ from tagloop.errors import InvalidInput, NotFound
 HOLDOUT_STRATEGY = "holdout"
 
 
+# The smallest fraction a holdout draw takes: below it a typo, not an audit sample.
+MIN_HOLDOUT_FRACTION = 0.001
+
+
 def sample_holdout(session: Session, *, fraction: float) -> list[int]:
     """Unlabeled pool clips, drawn at random: ``fraction`` of all ready pool clips."""
-    if not 0.0 < fraction <= 1.0:
+    if not math.isfinite(fraction) or not 0.0 < fraction <= 1.0:
         raise InvalidInput("fraction must be in (0, 1]", code="invalid_fraction")
+    if fraction < MIN_HOLDOUT_FRACTION:
+        raise InvalidInput(
+            f"fraction must be at least {MIN_HOLDOUT_FRACTION:g}, got {fraction:g}",
+            code="holdout_fraction_too_small",
+        )
     total = int(
         session.scalar(
             select(func.count(Clip.id)).where(Clip.status == "ready", Clip.split == "pool")
         )
         or 0
     )
+    if total and fraction * total < 0.5:
+        # Rounding up would make any tiny fraction one clip: say so instead.
+        raise InvalidInput(
+            f"fraction {fraction:g} of {total} pool clips rounds to no clip; ask for at least "
+            f"{0.5 / total:.3g}, or name clip_ids",
+            code="holdout_fraction_too_small",
+        )
     labeled = select(Label.id).where(Label.clip_id == Clip.id).exists()
     q = (
         select(Clip.id)

@@ -115,7 +115,11 @@ class Tag(Base):
 
 
 class Label(Base):
+    """An annotator's current tag set for a clip: one per (clip, annotator). A new label by
+    the same annotator replaces theirs, which moves to ``label_history``."""
+
     __tablename__ = "label"
+    __table_args__ = (UniqueConstraint("clip_id", "annotator", name="uq_label_clip_id_annotator"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     clip_id: Mapped[int] = mapped_column(ForeignKey("clip.id", ondelete="CASCADE"), index=True)
@@ -123,6 +127,22 @@ class Label(Base):
     tags: Mapped[list[Any]] = mapped_column(JSON)
     seconds_spent: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(TS, default=utcnow, index=True)
+
+
+class LabelHistory(Base):
+    """A label its annotator replaced: kept for audit, never trained on or exported.
+    ``label_id`` is the replaced row's id (that row is gone)."""
+
+    __tablename__ = "label_history"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    label_id: Mapped[int] = mapped_column(Integer)
+    clip_id: Mapped[int] = mapped_column(ForeignKey("clip.id", ondelete="CASCADE"), index=True)
+    annotator: Mapped[str] = mapped_column(String(128))
+    tags: Mapped[list[Any]] = mapped_column(JSON)
+    seconds_spent: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(TS)
+    superseded_at: Mapped[datetime] = mapped_column(TS, default=utcnow)
 
 
 class ModelVersion(Base):

@@ -1,9 +1,10 @@
 """The labeling queue: ranked clips leased to one annotator at a time. Never commits.
 
-A row moves queued -> leased -> done (labeled) or skipped; a lease that runs out becomes
-``expired`` and a fresh ``queued`` copy of the row takes its place, so the clip returns to the
-queue while the history keeps who let it lapse. A clip is never leased to two annotators at
-once: at most one queued-or-leased row exists per clip, and taking a row is atomic:
+A row moves queued -> leased -> done (labeled) or skipped; a lease that runs out, or that its
+holder releases (signing out), becomes ``expired`` and a fresh ``queued`` copy of the row takes
+its place, so the clip returns to the queue while the history keeps who let it lapse. A clip is
+never leased to two annotators at once: at most one queued-or-leased row exists per clip, and
+taking a row is atomic:
 
 - PostgreSQL: ``SELECT ... FOR UPDATE SKIP LOCKED`` on the queued rows, so concurrent
   requests take different rows without waiting on each other; a per-annotator advisory lock
@@ -338,6 +339,37 @@ def skip(
     if taken.rowcount == 1:  # type: ignore[attr-defined]
         session.refresh(row)
         return row, _park_if_skipped_enough(session, clip_id=row.clip_id, park_after=park_after)
+    if row.status in ("leased", "expired"):
+        raise Conflict("this lease has expired; ask for the next clip", code="lease_expired")
+    raise Conflict(f"this lease is already closed ({row.status})", code="lease_closed")
+
+
+def release(
+    session: Session, *, lease_id: str, annotator: str, now: datetime | None = None
+) -> QueueItem:
+    """Hand a leased clip back unlabeled without counting it as a skip (the annotator signed
+    out): the lease ends now, exactly as if it had run out, so the row becomes ``expired``
+    and a queued copy returns the clip to its lane, for this annotator too. Returns the
+    ended row. ``lease_expired`` / ``lease_closed`` (409) when it is no longer held.
+    """
+    now = now or utcnow()
+    _check_lease_id(lease_id)
+    taken = session.execute(
+        update(QueueItem)
+        .where(
+            QueueItem.lease_id == lease_id,
+            QueueItem.annotator == annotator,
+            QueueItem.status == "leased",
+            QueueItem.lease_expires_at > now,
+        )
+        .values(lease_expires_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    row = _own_lease(session, lease_id=lease_id, annotator=annotator)
+    if taken.rowcount == 1:  # type: ignore[attr-defined]
+        expire_leases(session, now=now)
+        session.refresh(row)
+        return row
     if row.status in ("leased", "expired"):
         raise Conflict("this lease has expired; ask for the next clip", code="lease_expired")
     raise Conflict(f"this lease is already closed ({row.status})", code="lease_closed")

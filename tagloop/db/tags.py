@@ -12,7 +12,7 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Iterable
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -21,6 +21,9 @@ from tagloop.errors import Conflict, InvalidInput
 from tagloop.vocabulary import TagVocabulary
 
 MAX_NAME = 128
+# Every GET /tags returns every tag with its description, so both are bounded.
+MAX_DESCRIPTION = 1000
+MAX_TAGS = 5000
 MAX_KEY = 512  # the name_key column; NFKC can lengthen a name (one character becomes up to 18)
 
 
@@ -54,6 +57,10 @@ def tag_key(name: str) -> str:
     return " ".join(folded.split())
 
 
+def count_tags(session: Session) -> int:
+    return int(session.scalar(select(func.count()).select_from(Tag)) or 0)
+
+
 def list_tags(session: Session) -> list[Tag]:
     return list(session.scalars(select(Tag).order_by(Tag.id)))
 
@@ -79,7 +86,8 @@ def create_tag(
 ) -> Tag:
     """Add a tag; ``tag_exists`` (409) when a tag of the same name ignoring case and spacing
     exists; ``invalid_tag_name`` / ``invalid_tag_description`` for text a database cannot
-    hold."""
+    hold, or longer than ``MAX_NAME`` / ``MAX_DESCRIPTION`` characters;
+    ``too_many_tags_in_vocabulary`` past ``MAX_TAGS`` tags."""
     name = normalize_name(name)
     key = tag_key(name)
     group = normalize_name(group, what="tag group") if group and group.strip() else None
@@ -87,6 +95,16 @@ def create_tag(
         raise InvalidInput(
             "a tag description must not hold NUL or lone surrogate characters",
             code="invalid_tag_description",
+        )
+    if len(description.strip()) > MAX_DESCRIPTION:
+        raise InvalidInput(
+            f"a tag description is at most {MAX_DESCRIPTION} characters, "
+            f"got {len(description.strip())}",
+            code="invalid_tag_description",
+        )
+    if count_tags(session) >= MAX_TAGS:
+        raise InvalidInput(
+            f"the vocabulary holds at most {MAX_TAGS} tags", code="too_many_tags_in_vocabulary"
         )
     existing = session.scalar(select(Tag.name).where(Tag.name_key == key))
     if existing is not None:

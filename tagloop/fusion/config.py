@@ -21,6 +21,7 @@ VISUAL_ARCHS: tuple[str, ...] = ("conv", "resnet18", "mobilenet_v2")
 # What the linear probe reads as its visual features: the stored pretrained embedding of each
 # clip (features/visual_embedding.py) or the pooled pixels (the fixed-features floor).
 PROBE_VISUALS: tuple[str, ...] = ("embedding", "pixels")
+PROBE_AUDIOS: tuple[str, ...] = ("bins", "stats")
 STAGE_CHANNELS: dict[str, tuple[int, ...]] = {
     "resnet18": (64, 128, 256, 512),
     "mobilenet_v2": (24, 32, 96, 1280),
@@ -59,6 +60,10 @@ class FusionConfig:
     # The probe's visual features, one of PROBE_VISUALS (see fusion/probe.py); other kinds
     # ignore it.
     probe_visual: str = "embedding"
+    # The probe's audio features, one of PROBE_AUDIOS: "bins" (log-mel pooled to time bins,
+    # plus each band's mean and std) or "stats" (each band's mean, std, min and max: blind to
+    # when in the clip a sound starts). Other kinds ignore it.
+    probe_audio: str = "bins"
 
     def __post_init__(self) -> None:
         positive = {
@@ -92,6 +97,11 @@ class FusionConfig:
         if self.visual_arch not in VISUAL_ARCHS:
             raise InvalidInput(
                 f"visual_arch must be one of {', '.join(VISUAL_ARCHS)}, got {self.visual_arch!r}",
+                code="bad_fusion_config",
+            )
+        if self.probe_audio not in PROBE_AUDIOS:
+            raise InvalidInput(
+                f"probe_audio must be one of {', '.join(PROBE_AUDIOS)}, got {self.probe_audio!r}",
                 code="bad_fusion_config",
             )
         if self.probe_visual not in PROBE_VISUALS:

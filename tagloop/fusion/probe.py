@@ -81,20 +81,30 @@ def fixed_visual_features(frames: torch.Tensor, *, side: int) -> torch.Tensor:
 
 
 def fixed_audio_features(
-    logmel: torch.Tensor, audio_mask: torch.Tensor, *, std_floor: float
+    logmel: torch.Tensor, audio_mask: torch.Tensor, *, std_floor: float, layout: str = "bins"
 ) -> torch.Tensor:
-    """logmel ``(B, n_mels, S)``, audio_mask ``(B,)`` -> ``(B, n_mels * (bins + 2))``.
+    """logmel ``(B, n_mels, S)``, audio_mask ``(B,)`` -> ``(B, audio_feature_count(...))``.
 
-    Layout: time bins ``(n_mels, bins)`` flattened band-major, then band means, then band stds.
-    Exactly zero for clips without audio, whatever their log-mel holds (even NaN).
+    ``layout="bins"``: time bins ``(n_mels, bins)`` flattened band-major, then band means, then
+    band stds. ``"stats"``: band means, stds, minima and maxima (where in the clip a sound
+    starts does not matter). Exactly zero for clips without audio, whatever their log-mel holds
+    (even NaN).
     """
     x = torch.where(audio_mask[:, None, None], logmel.float(), 0.0)
     mean = x.mean(dim=(1, 2), keepdim=True)
     std = x.std(dim=(1, 2), keepdim=True, unbiased=False).clamp_min(std_floor)
     z = (x - mean) / std
-    bins = F.adaptive_avg_pool1d(z, _AUDIO_TIME_BINS).flatten(1)
-    features = torch.cat([bins, z.mean(dim=2), z.std(dim=2, unbiased=False)], dim=1)
+    stats = [z.mean(dim=2), z.std(dim=2, unbiased=False)]
+    if layout == "stats":
+        features = torch.cat([*stats, z.amin(dim=2), z.amax(dim=2)], dim=1)
+    else:
+        features = torch.cat([F.adaptive_avg_pool1d(z, _AUDIO_TIME_BINS).flatten(1), *stats], 1)
     return torch.where(audio_mask[:, None], features, 0.0)
+
+
+def audio_feature_count(n_mels: int, *, layout: str) -> int:
+    """Width of :func:`fixed_audio_features` for ``layout``."""
+    return n_mels * (4 if layout == "stats" else _AUDIO_TIME_BINS + 2)
 
 
 def _floored_std(std: torch.Tensor) -> torch.Tensor:
@@ -131,7 +141,7 @@ class LinearProbe(FusionModel):
     def feature_dims(self) -> dict[str, int]:
         """Feature count per modality with the current ``uses_branches``."""
         visual = EMBEDDING_DIM if self.uses_visual_embedding else 3 * self.side * self.side
-        audio = self.config.n_mels * (_AUDIO_TIME_BINS + 2)
+        audio = audio_feature_count(self.config.n_mels, layout=self.config.probe_audio)
         if bool(self.uses_branches):
             visual += self.visual.feature_dims[-1]
             audio += self.audio.feature_dims[-1]
@@ -247,7 +257,12 @@ class LinearProbe(FusionModel):
         visual_embedding: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         visual = self._visual_base(frames, visual_embedding)
-        audio = fixed_audio_features(logmel, audio_mask, std_floor=self.config.audio_std_floor)
+        audio = fixed_audio_features(
+            logmel,
+            audio_mask,
+            std_floor=self.config.audio_std_floor,
+            layout=self.config.probe_audio,
+        )
         if bool(self.uses_branches):
             visual = torch.cat([visual, self.visual(frames)[-1]], dim=1)
             embedded = torch.where(audio_mask[:, None], self.audio(logmel, audio_mask)[-1], 0.0)

@@ -22,6 +22,7 @@ from tagloop.db import jobs as job_repo
 from tagloop.db import videos as video_repo
 from tagloop.db.engine import session_scope
 from tagloop.db.models import Clip, Job, Video
+from tagloop.db.tags import unstorable
 from tagloop.errors import (
     Forbidden,
     InvalidInput,
@@ -117,6 +118,10 @@ def _duplicate(session: Session, existing: Video) -> IngestResult:
     return IngestResult(existing, True, _requeue_if_stuck(session, existing))
 
 
+# Longer than any path a file system resolves (PATH_MAX is 4096 on Linux).
+MAX_IMPORT_PATH = 4096
+
+
 def resolve_import_path(path: str, *, roots: list[Path]) -> Path:
     """The real path of an import request, refused unless it lies under a configured root.
 
@@ -126,7 +131,8 @@ def resolve_import_path(path: str, *, roots: list[Path]) -> Path:
         raise Forbidden(
             "no import roots are configured (TAGLOOP_IMPORT_ROOTS)", code="import_disabled"
         )
-    if "\x00" in path:
+    if "\x00" in path or len(path) > MAX_IMPORT_PATH or unstorable(path):
+        # NUL, a lone surrogate (not encodable for the file system) or absurdly long.
         raise InvalidInput("invalid path", code="invalid_path")
     try:
         real = Path(path).expanduser().resolve()

@@ -92,7 +92,8 @@ def describe_encoders(kind: str, config: FusionConfig, settings: Settings) -> di
     if config.probe_visual == "embedding":
         own = settings.visual_encoder_weights
         visual = ENCODER_NAME if own is None else f"efficientnet_lite0@{own.name}"
-    return {"visual": visual, "audio": "logmel_stats"}
+    audio = "logmel_stats" if config.probe_audio == "stats" else "logmel_bins+stats"
+    return {"visual": visual, "audio": audio}
 
 
 def round_options(settings: Settings) -> TrainOptions:
@@ -296,6 +297,8 @@ def train_round(*, settings: Settings, job_id: int, task_id: str | None = None) 
             baseline_score=baseline_score,
             fusion_weights=result.model.fusion_weights(),
         )
+        # A probe round serves the candidate the folds chose, whose features may differ.
+        config = result.model.config
         artifact = save_artifact(
             model=result.model,
             kind=kind,
@@ -336,6 +339,11 @@ def train_round(*, settings: Settings, job_id: int, task_id: str | None = None) 
             model_key(version_id),
             "ready",
         )
+        version.config = {
+            **version.config,
+            "fusion": config.to_dict(),
+            "encoders": describe_encoders(kind, config, settings),
+        }
         if cotrain is not None:
             version.config = {**version.config, "cotrain": cotrain.describe(settings)}
             add_pseudo_labels(session, version_id, cotrain.labels)

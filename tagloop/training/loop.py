@@ -24,6 +24,7 @@ from tagloop.errors import InvalidInput
 from tagloop.fusion import FusionConfig, FusionModel, LinearProbe, build_model, resize_heads
 from tagloop.training.augment import AugmentOptions, augment_batch
 from tagloop.training.backbone import Backbone, apply_backbone
+from tagloop.training.capacity import PROBE_KIND
 from tagloop.training.dataset import ClipBatch, ClipDataset, LabeledClip, crop_logmel
 from tagloop.training.loss import fusion_loss, multitask_loss, probabilities
 from tagloop.training.metrics import evaluate_predictions
@@ -304,6 +305,88 @@ def train_probe(
     )
 
 
+def _init_probe(
+    config: FusionConfig,
+    *,
+    vocab: TagVocabulary,
+    init: tuple[dict[str, torch.Tensor] | None, TagVocabulary | None] | None,
+) -> FusionModel:
+    """A probe for ``config``, warm-started from ``init`` when its shapes fit. The fit starts
+    its heads from zero anyway; what a warm start carries is the frozen branch weights of a
+    pretraining run. A state of another candidate's features (the promoted probe was the
+    floor) does not fit: that candidate starts fresh."""
+    state, state_vocab = init if init is not None else (None, None)
+    if state is not None:
+        try:
+            return init_model(
+                kind=PROBE_KIND,
+                vocab=vocab,
+                config=config,
+                init_state=state,
+                init_vocab=state_vocab,
+            )
+        except InvalidInput:
+            pass
+    return init_model(kind=PROBE_KIND, vocab=vocab, config=config, init_state=None, init_vocab=None)
+
+
+def train_probe_candidates(
+    train: ClipDataset,
+    val: ClipDataset | None,
+    *,
+    refit_on: ClipDataset | None,
+    vocab: TagVocabulary,
+    config: FusionConfig,
+    options: TrainOptions,
+    init: tuple[dict[str, torch.Tensor] | None, TagVocabulary | None] = (None, None),
+    backbone: Backbone | None,
+    progress: Progress | None,
+) -> TrainResult:
+    """Fit every probe candidate (``candidates.probe_candidates``) and keep the one whose
+    out-of-fold predictions score best; its record lists them all (``history[0]
+    ["candidates"]``, ``metrics["candidates"]``). Without folds (too few videos) only the
+    configured probe is fit: nothing could tell the candidates apart."""
+    from tagloop.training.candidates import candidate_key, describe_candidate, probe_candidates
+    from tagloop.training.folds import grouped_folds
+
+    has_folds = bool(options.cv_folds) and (
+        grouped_folds(train.groups, k=options.cv_folds, seed=options.seed) is not None
+    )
+    candidates = probe_candidates(config) if has_folds else [("configured", config)]
+    best: tuple[tuple[float, float], TrainResult] | None = None
+    described = []
+    for name, candidate in candidates:
+        model = _init_probe(candidate, vocab=vocab, init=init if candidate == config else None)
+        if not isinstance(model, LinearProbe):
+            raise InvalidInput("a probe candidate must build a LinearProbe", code="bad_model_kind")
+        if backbone:
+            # A probe reloads the branch weights: its warm start may predate the backbone.
+            apply_backbone(model, backbone, load=True)
+            model.set_uses_branches(True)
+        result = train_probe(
+            model, train, val, vocab=vocab, options=options, progress=None, refit_on=refit_on
+        )
+        fit = result.history[0]["probe"]
+        described.append(describe_candidate(name, candidate, fit))
+        key = candidate_key(fit)
+        if best is None or key > best[0]:  # ties keep the earlier (configured first)
+            best = (key, result)
+    if best is None:
+        raise InvalidInput("no probe candidate to fit", code="bad_model_kind")
+    result = best[1]
+    chosen = result.model.config
+    for record in described:
+        record["chosen"] = (record["visual"], record["audio"]) == (
+            chosen.probe_visual,
+            chosen.probe_audio,
+        )
+    result.history[0]["candidates"] = described
+    result.metrics = {**result.metrics, "candidates": described}
+    if progress is not None:
+        progress(1, 1, result.history[0])
+    return result
+
+
 def train_model(
     *,
     kind: str,
@@ -334,29 +417,26 @@ def train_model(
             f"targets have {train_data.targets.shape[1]} columns, vocabulary {len(vocab)}",
             code="vocab_mismatch",
         )
+    if kind == PROBE_KIND:
+        seen = {c.clip_id for c in train}
+        held = [c for c in val if c.clip_id not in seen]
+        return train_probe_candidates(
+            train_data,
+            val_data,
+            refit_on=ClipDataset(train + held) if options.refit_probe and held else None,
+            vocab=vocab,
+            config=config,
+            options=options,
+            init=(init_state, init_vocab),
+            backbone=backbone,
+            progress=progress,
+        )
     model = init_model(
         kind=kind, vocab=vocab, config=config, init_state=init_state, init_vocab=init_vocab
     )
     if backbone:
-        # A warm start already carries the branch weights; freezing applies every round. A
-        # probe reloads them: its warm start may predate the backbone, and nothing of it trains.
-        fresh = init_state is None or isinstance(model, LinearProbe)
-        apply_backbone(model, backbone, load=fresh)
-    if isinstance(model, LinearProbe):
-        if backbone:
-            model.set_uses_branches(True)
-        seen = {c.clip_id for c in train}
-        held = [c for c in val if c.clip_id not in seen]
-        refit_on = ClipDataset(train + held) if options.refit_probe and held else None
-        return train_probe(
-            model,
-            train_data,
-            val_data,
-            vocab=vocab,
-            options=options,
-            progress=progress,
-            refit_on=refit_on,
-        )
+        # A warm start already carries the branch weights; freezing applies every round.
+        apply_backbone(model, backbone, load=init_state is None)
     optimizer = build_optimizer(model, options=options)
     steps_per_epoch = math.ceil(len(train_data) / options.batch_size)
     # Cosine decay over the planned epochs: large steps early, fine ones when it settles.

@@ -35,6 +35,7 @@ BENCHMARKS = [
     "bench_refill",
     "bench_loop",
     "bench_suite",
+    "bench_api_fuzz",
 ]
 
 

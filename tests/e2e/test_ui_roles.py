@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, update
+from sqlalchemy import delete, select, update
 from streamlit.testing.v1 import AppTest
 
 from tagloop.auth import create_token
@@ -278,6 +278,79 @@ def test_enter_in_the_tag_box_submits_exactly_the_checked_tags(
     labels = labels_of(ui_stack, clip)
     assert [(lb["tags"], lb["annotator"]) for lb in labels] == [(["cat"], "kbd")]
     assert leased(ui_stack) == 0
+
+
+def chips(page: Any) -> Any:
+    """The tags checked in the tag box (its chips)."""
+    return page.locator('[data-testid="stMultiSelect"] [data-tag] > span[title]')
+
+
+def test_chosen_tags_survive_every_page_and_a_reload(ui_stack: UiStack, page: Any) -> None:
+    """Issue 20 in a browser: uncheck the pre-checked cat, check dog and indoor, walk every
+    page, come back, reload the browser (a new session: sign in again), submit. The label is
+    exactly dog and indoor; signing out then hands the next clip back to the queue."""
+    from playwright.sync_api import expect
+
+    first, second = ui_stack.clips[:2]
+    free_queue(ui_stack.settings)
+    token = new_token(ui_stack.settings, "keep")
+    page.goto(ui_stack.ui_url)
+    sign_in(page, token)
+    expect(page.get_by_text("The queue is empty")).to_be_visible()
+    queue_clips(ui_stack.settings, [first, second])
+    page.get_by_role("button", name="Check again").click()
+    expect(page.get_by_text(f"clip {first} · video")).to_be_visible()
+    expect(chips(page)).to_have_text(["cat"])
+    settle(page)
+
+    page.get_by_role("button", name="☑ cat · 91%").click()
+    expect(page.get_by_role("button", name="☐ cat · 91%")).to_be_visible()
+    settle(page)
+    page.get_by_role("button", name="☐ dog · 22%").click()
+    expect(page.get_by_role("button", name="☑ dog · 22%")).to_be_visible()
+    settle(page)
+    page.locator('[data-testid="stMultiSelect"] input').click()
+    page.get_by_role("option", name="indoor", exact=True).click()
+    page.keyboard.press("Escape")
+    chosen = ["dog", "indoor"]
+    expect(chips(page)).to_have_text(chosen)
+    settle(page)
+
+    for title in [*PAGES[1:], "Label"]:
+        visit(page, title)
+    expect(page.get_by_text(f"clip {first} · video")).to_be_visible()
+    expect(chips(page)).to_have_text(chosen)
+    expect(page.get_by_role("button", name="☐ cat · 91%")).to_be_visible()
+
+    page.reload()
+    # A new session: nobody is signed in (wait for its form, not the old page's last frame).
+    expect(page.get_by_text("Enter a token")).to_be_visible()
+    settle(page)
+    sign_in(page, token)
+    expect_signed_in(page, "keep", "annotator")
+    expect(page.get_by_text(f"clip {first} · video")).to_be_visible()
+    expect(chips(page)).to_have_text(chosen)
+    settle(page)
+    page.get_by_role("button", name="Submit").click()
+    expect(page.get_by_text(f"Labeled clip {first} as dog, indoor in")).to_be_visible()
+    # Exactly one label of this annotator (the other tests of the module label clip 1 too).
+    (label,) = [lb for lb in labels_of(ui_stack, first) if lb["annotator"] == "keep"]
+    assert sorted(label["tags"]) == chosen
+
+    # The next clip is leased; signing out hands it back (no lease left open, no skip).
+    expect(page.get_by_text(f"clip {second} · video")).to_be_visible()
+    settle(page)
+    assert leased(ui_stack) == 1
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_text("Enter a token")).to_be_visible()
+    assert leased(ui_stack) == 0
+    with session_scope(ui_stack.settings.database_url) as s:
+        rows = s.scalars(select(QueueItem).where(QueueItem.clip_id == second)).all()
+        # Released, not skipped: the lease ended early (the other tests of the module left
+        # rows of their own for this clip; test_queue checks that a released clip is queued
+        # again, which this one, labeled by another test, is not).
+        mine = [r.status for r in rows if r.annotator == "keep"]
+        assert mine == ["expired"], mine
 
 
 def test_admin_sees_the_admin_controls_and_signs_out(ui_stack: UiStack, page: Any) -> None:

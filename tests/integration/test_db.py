@@ -147,3 +147,54 @@ def test_migration_0004_keys_tags_and_keeps_legacy_case_duplicates(db_url: str) 
             tag_repo.create_tag(s, name="DOG")
     downgrade_database(db_url, revision="0003")
     assert "name_key" not in {c["name"] for c in inspect(get_engine(db_url)).get_columns("tag")}
+
+
+def test_migration_0006_keeps_one_label_per_annotator_and_clip(db_url: str) -> None:
+    """Before 0006 an annotator could hold several labels on a clip and seconds_spent could
+    be infinite: the newest label of each (clip, annotator) stays, the older ones move to
+    label_history, infinite times become NULL, and a second row is refused from then on."""
+    from sqlalchemy import select, text
+
+    from tagloop.db.models import Label, LabelHistory
+
+    upgrade_database(db_url, revision="0005")
+    with session_scope(db_url) as s:
+        video = Video(sha256="a" * 64, filename="a.mp4", blob_uri="videos/a")
+        s.add(video)
+        s.flush()
+        clip = Clip(video_id=video.id, index=0, start_s=0, end_s=1)
+        s.add(clip)
+        s.flush()
+        clip_id = clip.id
+    rows = [("ann", '["one"]', 1.0), ("ann", '["two"]', float("inf")), ("bob", '["one"]', 2.0)]
+    with get_engine(db_url).begin() as conn:
+        for who, tags, seconds in [*rows, ("ann", '["three"]', float("inf"))]:
+            conn.execute(
+                text(
+                    "INSERT INTO label (clip_id, annotator, tags, seconds_spent, created_at) "
+                    "VALUES (:c, :a, :t, :s, :ts)"
+                ),
+                {"c": clip_id, "a": who, "t": tags, "s": seconds, "ts": utcnow()},
+            )
+    upgrade_database(db_url)
+    with session_scope(db_url) as s:
+        kept = [(lb.annotator, lb.tags, lb.seconds_spent) for lb in s.scalars(select(Label))]
+        assert sorted(kept) == [("ann", ["three"], None), ("bob", ["one"], 2.0)]
+        old = [(h.annotator, h.tags, h.seconds_spent) for h in s.scalars(select(LabelHistory))]
+        assert sorted(old, key=str) == [("ann", ["one"], 1.0), ("ann", ["two"], None)]
+    with pytest.raises(IntegrityError), session_scope(db_url) as s:
+        s.add(Label(clip_id=clip_id, annotator="bob", tags=["two"]))
+        s.flush()
+    downgrade_database(db_url, revision="0005")
+    assert "label_history" not in inspect(get_engine(db_url)).get_table_names()
+
+
+def test_token_names_pass_the_annotator_check(db_url: str) -> None:
+    """A token's name is the annotator of its labels: no control characters, 128 at most."""
+    upgrade_database(db_url)
+    with session_scope(db_url) as s:
+        for name in ["a\x00b", "\x1b[31mred", "n" * 129]:
+            with pytest.raises(InvalidInput) as err:
+                create_token(s, name=name, role="annotator")
+            assert err.value.code == "invalid_name"
+        assert create_token(s, name="n" * 128, role="annotator").startswith("tl_")

@@ -19,7 +19,7 @@ from httpx import Response
 from sqlalchemy import func, select
 
 from tagloop.db.engine import session_scope
-from tagloop.db.models import Clip, Label, Tag
+from tagloop.db.models import Clip, Label, LabelHistory, Tag
 from tagloop.storage import BlobStore
 from tests.conftest import VIDEOS
 from tests.integration.api_helpers import ApiHarness, make_api
@@ -39,7 +39,7 @@ def expect_error(r: Response, status: int, code: str) -> dict:
     return dict(error)
 
 
-def count(db_url: str, model: type[Label] | type[Tag]) -> int:
+def count(db_url: str, model: type[Label] | type[Tag] | type[LabelHistory]) -> int:
     with session_scope(db_url) as s:
         return int(s.scalar(select(func.count()).select_from(model)) or 0)
 
@@ -208,9 +208,19 @@ def test_none_apply_stores_an_empty_label_that_exports(api: ApiHarness, db_url: 
     # Up to 200 entries is fine; duplicates collapse.
     r = api.client.post(labels_url(clip), headers=api.annotator, json={"tags": ["dog"] * 200})
     assert r.status_code == 201 and r.json()["tags"] == ["dog"]
+    # One label per annotator and clip: the second empty label equals the first (nothing
+    # changes), ["dog"] replaced it (the empty one is kept in the history).
     lines = api.client.get("/api/v1/export", params={"format": "jsonl"}, headers=api.admin)
     (record,) = [json.loads(line) for line in lines.text.splitlines()]
-    assert [lb["tags"] for lb in record["labels"]] == [[], [], ["dog"]]
+    assert [lb["tags"] for lb in record["labels"]] == [["dog"]]
+    assert count(db_url, LabelHistory) == 1
+    r = api.client.post(labels_url(clip), headers=api.admin, json={"none_apply": True})
+    lines = api.client.get("/api/v1/export", params={"format": "jsonl"}, headers=api.admin)
+    (record,) = [json.loads(line) for line in lines.text.splitlines()]
+    assert [(lb["annotator"], lb["tags"]) for lb in record["labels"]] == [
+        ("ann", ["dog"]),
+        ("root", []),
+    ]
 
 
 def test_label_studio_import_with_a_huge_tag_set(api: ApiHarness, db_url: str) -> None:
@@ -444,16 +454,22 @@ def test_skip_reasons_and_lease_ids(api: ApiHarness, db_url: str) -> None:
     assert count(db_url, Label) == 0
 
 
-def test_values_the_database_refuses_are_422_not_500(api: ApiHarness, db_url: str) -> None:
-    """The backstop for what no route checks: PostgreSQL refuses NUL in text (SQLite stores
-    it), and the API answers 422 ``invalid_value`` rather than a 500."""
+def test_label_studio_annotators_pass_the_label_check(api: ApiHarness, db_url: str) -> None:
+    """An imported annotator name is checked as a token's would be (once stored with a NUL
+    on SQLite, a 500 for a lone surrogate, and 10,000 characters accepted)."""
     clip = add_clips(db_url, 1)[0]
     result = [{"type": "choices", "value": {"choices": ["dog"]}}]
-    annotation = {"completed_by": "eve\x00", "result": result}
-    tasks = [{"data": {"clip_id": clip}, "annotations": [annotation]}]
-    r = api.client.post("/api/v1/import/label-studio", headers=api.admin, json=tasks)
-    if db_url.startswith("postgresql"):
-        expect_error(r, 422, "invalid_value")
-        assert count(db_url, Label) == 0
-    else:
-        assert r.status_code == 201 and count(db_url, Label) == 1
+    for who in ["eve\x00", "\x1b[31meve", "e" * 10_000]:
+        annotation = {"completed_by": who, "result": result}
+        tasks = [{"data": {"clip_id": clip}, "annotations": [annotation]}]
+        r = api.client.post("/api/v1/import/label-studio", headers=api.admin, json=tasks)
+        error = expect_error(r, 422, "invalid_annotator")
+        assert error["errors"][0]["task"] == 0 and error["errors"][0]["code"] == "invalid_annotator"
+    raw = (
+        b'[{"data": {"clip_id": %d}, "annotations": [{"completed_by": "\\ud800", '
+        b'"result": [{"type": "choices", "value": {"choices": ["dog"]}}]}]}]' % clip
+    )
+    headers = {**api.admin, "Content-Type": "application/json"}
+    r = api.client.post("/api/v1/import/label-studio", headers=headers, content=raw)
+    expect_error(r, 422, "invalid_annotator")
+    assert count(db_url, Label) == 0

@@ -167,6 +167,36 @@ def test_skip_releases_and_is_not_offered_again(api: ApiHarness, db_url: str) ->
     assert statuses(db_url) == {clips[0]: ["skipped"], clips[1]: ["leased"]}
 
 
+def test_release_hands_the_clip_back_without_a_skip(api: ApiHarness, db_url: str) -> None:
+    clips = add_clips(db_url, 2)
+    fill(db_url, clips)
+    lease = api.client.get(NEXT, headers=api.annotator).json()
+    assert lease["clip"]["id"] == clips[0]
+    release = f"/api/v1/queue/{lease['lease_id']}/release"
+    other = add_annotator(api, "other")
+    r = api.client.post(release, headers=other)
+    assert r.status_code == 404 and r.json()["error"]["code"] == "lease_not_found"
+    assert api.client.post(release).status_code == 401
+    r = api.client.post(release, headers=api.annotator)
+    assert r.status_code == 200, r.text
+    assert r.json() == {
+        "lease_id": lease["lease_id"],
+        "clip_id": clips[0],
+        "status": "expired",
+        "skip_reason": None,
+        "needs_review": False,
+    }
+    r = api.client.post(release, headers=api.annotator)
+    assert r.status_code == 409 and r.json()["error"]["code"] == "lease_expired"
+    # Back at its rank, for anyone, the releaser included (no skip was recorded).
+    again = api.client.get(NEXT, headers=api.annotator).json()
+    assert again["clip"]["id"] == clips[0] and again["lease_id"] != lease["lease_id"]
+    assert again["reason"] == lease["reason"]
+    assert statuses(db_url) == {clips[0]: ["expired", "leased"], clips[1]: ["queued"]}
+    export = api.client.get("/api/v1/export", headers=api.admin, params={"format": "jsonl"})
+    assert '"skips": [{' not in export.text
+
+
 def test_label_submit_closes_the_lease(api: ApiHarness, db_url: str) -> None:
     clips = add_clips(db_url, 3)
     fill(db_url, clips)

@@ -278,3 +278,76 @@ def test_label_studio_checks_groups_at_their_versions_cut_and_never_pre_annotate
     assert choices(tasks({5: 0.5}, {5: 0.3})[0]) == ["d3"]
     # Nothing reaches either cut: the best tag is named, as before.
     assert choices(tasks({5: 0.5}, {5: 0.9})[0]) == ["d3"]
+
+
+def _strict_loads(text: str) -> Any:
+    """JSON as a strict reader takes it: a bare NaN, Infinity or -Infinity is an error."""
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"non-standard JSON constant {constant}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def _non_finite_rows() -> list[ExportRow]:
+    """Numbers JSON cannot hold, as rows stored before the API refused them could carry."""
+    inf, nan = float("inf"), float("nan")
+    return [
+        ExportRow(
+            clip_id=1,
+            video_id=1,
+            video_filename="a.mp4",
+            start_s=0.0,
+            end_s=inf,
+            labels=[
+                ExportLabel(id=1, annotator="a", tags=["cat"], seconds_spent=inf, created_at=T0),
+                ExportLabel(id=2, annotator="b", tags=["cat"], seconds_spent=-inf, created_at=T0),
+            ],
+            prediction=ExportPrediction(
+                model_version_id=3,
+                top_tags=[{"tag": "cat", "p": nan}, {"tag": "dog", "p": 0.5}],
+                uncertainty=nan,
+                created_at=T0,
+            ),
+        )
+    ]
+
+
+def test_every_export_format_is_strict_json_even_for_non_finite_numbers() -> None:
+    """Issue 20: a stored ``seconds_spent`` of Infinity came out as a bare ``Infinity``."""
+    (record,) = [_strict_loads(line) for line in format_jsonl(_non_finite_rows())]
+    assert [lb["seconds_spent"] for lb in record["labels"]] == [None, None]
+    assert record["end_s"] is None and record["prediction"]["uncertainty"] is None
+    assert record["prediction"]["top_tags"][0]["p"] is None
+
+    (task,) = _strict_loads("".join(format_label_studio(_non_finite_rows(), media_url=_media)))
+    assert [a["lead_time"] for a in task["annotations"]] == [None, None]
+    assert task["data"]["end_s"] is None
+    assert task["predictions"][0]["score"] in (None, 0.5)
+
+    text = "".join(format_csv(_non_finite_rows()))
+    (row,) = list(csv.DictReader(io.StringIO(text)))
+    assert row["end_s"] == "" and row["uncertainty"] == ""
+    assert row["predicted_tags"] == "cat:|dog:0.5"
+    assert "inf" not in text.lower() and "nan" not in text.lower()
+
+
+def test_parse_keeps_lead_times_for_the_label_check() -> None:
+    """Out-of-range lead times are no longer dropped silently: the import's label check
+    refuses them with the task named (an integer too big for a float is infinite)."""
+    result = [{"type": "choices", "value": {"choices": ["cat"]}}]
+    tasks = [
+        {"data": {"clip_id": 1}, "annotations": [{"result": result, "lead_time": lead}]}
+        for lead in [float("inf"), 10**400, -1, True, "5"]
+    ]
+    parsed = parse_label_studio(tasks)
+    assert [lb.seconds_spent for lb in parsed] == [float("inf"), float("inf"), -1.0, None, None]
+    assert [lb.task for lb in parsed] == [0, 1, 2, 3, 4]
+
+
+def test_parse_caps_the_tasks_of_one_import() -> None:
+    task = {"data": {"clip_id": 1}, "annotations": []}
+    assert parse_label_studio([task] * 3, max_tasks=3) == []
+    with pytest.raises(InvalidInput) as err:
+        parse_label_studio([task] * 4, max_tasks=3)
+    assert err.value.code == "too_many_tasks"

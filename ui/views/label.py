@@ -7,6 +7,10 @@ Enter submits exactly the checked tags, also while the tag box has the focus: a 
 option. Only admins may type new tags into the box (only they can create tags).
 When the holdout (the random audit sample) has clips waiting, a sidebar toggle labels from
 its queue instead of the active-learning one.
+
+What the annotator checks and unchecks belongs to the lease (ui/label_draft.py): it survives
+reruns, visits to other pages and a browser reload, and goes when the clip is labeled,
+skipped or handed back on sign-out. The sidebar's controls keep their values across pages too.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from tagloop.suggestions import prechecked_tags
 from tagloop.training.thresholds import DEFAULT_THRESHOLD
 from ui.api_client import ApiError, is_admin
 from ui.components import fetch_media, get_json, require_client, show_error
+from ui.label_draft import choose_tags, draft_tags, forget_lease, hold_lease, toggle_tag, write_url
 from ui.label_timer import seconds_on, start_timer
 
 state = st.session_state
@@ -30,6 +35,9 @@ HOLDOUT = "holdout"
 # keyed element the class ``st-key-<key>``).
 TAGS_BOX = "label_tags_box"
 SUBMIT = "label_submit"
+# The sidebar's pre-check controls (kept across pages, like the tags).
+FITTED_CUTS = "label_fitted_cuts"
+OWN_CUT = "label_own_cut"
 # Enter inside the tag box: submit, and keep the key from the box, whose dropdown would add its
 # highlighted option (or the typed text) to the tags. Capture phase on window runs before
 # React's listeners; installed once per browser tab. Elsewhere the button's shortcut does it.
@@ -56,6 +64,22 @@ def _tags_key(lease_id: str) -> str:
     return f"label_tags_{lease_id}"
 
 
+def _restore_widget(key: str, default: Any) -> None:
+    """Give widget ``key`` the value it had when this page last ran: Streamlit drops a widget's
+    state while a page without it runs, which turned the sidebar's controls back to their
+    defaults after every visit to another page."""
+    if key not in state:
+        state[key] = state.get(f"{key}__kept", default)
+
+
+def _keep_widget(key: str) -> None:
+    state[f"{key}__kept"] = state[key]
+
+
+def _choose_from_box(lease_id: str, key: str) -> None:
+    choose_tags(lease_id, list(state[key]))
+
+
 def _lease_next(client: TagloopClient, queue: str) -> dict[str, Any] | None:
     """Lease the next clip of ``queue`` (the API gives back the lease this annotator already
     holds there)."""
@@ -70,12 +94,8 @@ def _lease_next(client: TagloopClient, queue: str) -> dict[str, Any] | None:
     return item
 
 
-def _toggle(key: str, tag: str) -> None:
-    chosen = list(state.get(key, []))
-    state[key] = [t for t in chosen if t != tag] if tag in chosen else [*chosen, tag]
-
-
-def _done(message: str) -> None:
+def _done(lease_id: str, message: str) -> None:
+    forget_lease(lease_id)
     state.pop("label_item", None)
     state["flash"] = message
 
@@ -101,7 +121,8 @@ def _pick_queue(client: TagloopClient) -> str:
     """``holdout`` when the annotator chose the holdout queue, else ``al``. The toggle shows
     only while the holdout has clips waiting, or while it is on (so it does not vanish under
     someone labeling the last holdout clip)."""
-    if not state.get("label_holdout"):
+    _restore_widget("label_holdout", False)
+    if not state["label_holdout"]:
         holdout = get_json(client, "/api/v1/holdout")
         if int(holdout["queued"]) == 0:
             return "al"
@@ -111,6 +132,7 @@ def _pick_queue(client: TagloopClient) -> str:
         help="Label the holdout: a random sample never trained on, which measures each model "
         "version without the bias of actively chosen clips.",
     )
+    _keep_widget("label_holdout")
     return HOLDOUT if on else "al"
 
 
@@ -127,7 +149,7 @@ def _skip(client: TagloopClient, lease_id: str, clip_id: int, reason: str | None
         if exc.code not in ("lease_closed", "lease_not_found"):
             show_error(exc, what="skip")
             st.stop()
-    _done(f"Skipped clip {clip_id}" + (f" ({reason})." if reason else "."))
+    _done(lease_id, f"Skipped clip {clip_id}" + (f" ({reason})." if reason else "."))
     st.rerun()
 
 
@@ -151,23 +173,29 @@ def _precheck_thresholds(tags: float | None, groups: float | None) -> tuple[floa
     """(tags' cut, groups' cut): the model's own, fitted on the holdout, while the toggle is
     on, else the slider's for both: 0.5 is rarely where checked tags best match what people
     tag, and a many-way group's best guess rarely reaches it at all."""
-    if (tags is not None or groups is not None) and st.sidebar.toggle(
-        f"Pre-check at the model's thresholds ({_fitted_caption(tags, groups)})",
-        value=True,
-        help="Fitted on the holdout: the cuts where the model's checked tags best matched "
-        "people's tags (micro-F1), one for independent tags and one for a group's likeliest "
-        "tag. Turn it off to choose your own.",
-    ):
-        return (DEFAULT_THRESHOLD if tags is None else float(tags)), groups
+    if tags is not None or groups is not None:
+        _restore_widget(FITTED_CUTS, True)
+        fitted = st.sidebar.toggle(
+            f"Pre-check at the model's thresholds ({_fitted_caption(tags, groups)})",
+            key=FITTED_CUTS,
+            help="Fitted on the holdout: the cuts where the model's checked tags best matched "
+            "people's tags (micro-F1), one for independent tags and one for a group's "
+            "likeliest tag. Turn it off to choose your own.",
+        )
+        _keep_widget(FITTED_CUTS)
+        if fitted:
+            return (DEFAULT_THRESHOLD if tags is None else float(tags)), groups
+    _restore_widget(OWN_CUT, DEFAULT_THRESHOLD)
     cut = float(
         st.sidebar.slider(
             "Pre-check suggestions at or above",
             min_value=0.0,
             max_value=1.0,
-            value=DEFAULT_THRESHOLD,
             step=0.05,
+            key=OWN_CUT,
         )
     )
+    _keep_widget(OWN_CUT)
     return cut, cut
 
 
@@ -184,6 +212,8 @@ if (state.get("label_token"), state.get("label_queue")) != (state["token"], queu
     state["label_token"], state["label_queue"], state["label_item"] = state["token"], queue, None
 if state.get("label_item") is None:
     state["label_item"] = _lease_next(client, queue)
+    if state["label_item"] is not None:
+        hold_lease(state["label_item"]["lease_id"])
 item: dict[str, Any] | None = state.get("label_item")
 if item is None:
     if queue == HOLDOUT:
@@ -210,10 +240,11 @@ else:
     prechecked = prechecked_tags(
         suggestions, groups=groups, threshold=threshold, group_threshold=group_threshold
     )
-# Follow the threshold slider until the annotator changes the selection by hand.
-if key not in state or state.get(f"{key}_auto") == state[key]:
-    state[key] = prechecked
-    state[f"{key}_auto"] = prechecked
+# The box shows the lease's draft on every run: its own widget state is gone after a visit to
+# another page (and a reload), the draft is not.
+chosen = draft_tags(lease_id, prechecked=prechecked)
+state[key] = chosen
+write_url(lease_id)
 
 left, right = st.columns([3, 2])
 with left:
@@ -250,13 +281,13 @@ with right:
             "should be yours, not the model's."
         )
     for i, s in enumerate(suggestions[:9]):
-        on = s["tag"] in state[key]
+        on = s["tag"] in chosen
         st.button(
             f"{'☑' if on else '☐'} {s['tag']} · {float(s['p']):.0%}",
             key=f"suggest_{lease_id}_{i}",
             shortcut=str(i + 1),
-            on_click=_toggle,
-            args=(key, s["tag"]),
+            on_click=toggle_tag,
+            args=(lease_id, s["tag"]),
             type="primary" if on else "secondary",
             width="stretch",
         )
@@ -264,8 +295,10 @@ with right:
     with st.container(key=TAGS_BOX):
         st.multiselect(
             "Tags",
-            options=sorted(set(vocabulary) | set(state[key])),
+            options=sorted(set(vocabulary) | set(chosen)),
             key=key,
+            on_change=_choose_from_box,
+            args=(lease_id, key),
             accept_new_options=admin,
             placeholder="Pick tags, or type a new one" if admin else "Pick tags",
         )
@@ -282,23 +315,22 @@ with right:
         skip_why = st.button("Skip with reason", key=f"skip_why_{lease_id}", width="stretch")
     st.html(ENTER_SUBMITS, unsafe_allow_javascript=True)
 
-if submit:
-    chosen = list(state[key])
-    if _create_missing_tags(client, chosen, set(vocabulary)):
-        seconds = round(seconds_on(lease_id), 2)
-        body: dict[str, Any] = {"tags": chosen, "seconds_spent": seconds, "lease_id": lease_id}
-        if not chosen:
-            body["none_apply"] = True  # "none of the tags apply", said on purpose
-        try:
-            client.request("POST", f"/api/v1/clips/{clip['id']}/labels", json=body)
-        except ApiError as exc:
-            show_error(exc, what="submit")
-        else:
-            state.setdefault("seconds_per_clip", []).append(seconds)
-            _done(
-                f"Labeled clip {clip['id']} as {', '.join(chosen) or 'nothing'} in {seconds:.1f} s."
-            )
-            st.rerun()
+if submit and _create_missing_tags(client, chosen, set(vocabulary)):
+    seconds = round(seconds_on(lease_id), 2)
+    body: dict[str, Any] = {"tags": chosen, "seconds_spent": seconds, "lease_id": lease_id}
+    if not chosen:
+        body["none_apply"] = True  # "none of the tags apply", said on purpose
+    try:
+        client.request("POST", f"/api/v1/clips/{clip['id']}/labels", json=body)
+    except ApiError as exc:
+        show_error(exc, what="submit")
+    else:
+        state.setdefault("seconds_per_clip", []).append(seconds)
+        _done(
+            lease_id,
+            f"Labeled clip {clip['id']} as {', '.join(chosen) or 'nothing'} in {seconds:.1f} s.",
+        )
+        st.rerun()
 if skip:
     _skip(client, lease_id, clip["id"], None)
 if skip_why:

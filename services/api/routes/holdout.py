@@ -7,14 +7,14 @@ from pydantic import BaseModel, Field
 
 from services.api.deps import AdminDep, CallerDep, SenderDep, SessionDep, SettingsDep
 from services.api.loop_events import after_queue_change
-from services.api.schemas import BodyId
+from services.api.schemas import BodyId, RequestBody
 from tagloop.db import holdout as holdout_repo
 from tagloop.errors import InvalidInput
 
 router = APIRouter(prefix="/api/v1/holdout", tags=["holdout"])
 
 
-class HoldoutRequest(BaseModel):
+class HoldoutRequest(RequestBody):
     """Either ``fraction`` of the pool at random, or explicit ``clip_ids``."""
 
     fraction: float | None = Field(default=None, gt=0.0, le=1.0)

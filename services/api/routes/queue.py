@@ -1,4 +1,5 @@
-"""The labeling queue: lease the next clip, skip it. Labels close leases (routes/labels.py)."""
+"""The labeling queue: lease the next clip, skip it or release it. Labels close leases
+(routes/labels.py)."""
 
 from __future__ import annotations
 
@@ -97,4 +98,16 @@ def skip_item(
     )
     session.commit()
     after_queue_change(session, settings, sender, trigger="skip")
+    return out
+
+
+@router.post("/{lease_id}/release", response_model=LeaseOut)
+def release_item(lease_id: str, caller: CallerDep, session: SessionDep) -> LeaseOut:
+    """Hand the clip back unlabeled without skipping it (the UI calls this on sign-out): the
+    lease ends now as if it had run out, the clip returns to its queue at its rank, and it is
+    offered again to anyone, the caller included. No skip is recorded, so nothing is parked.
+    """
+    row = queue_repo.release(session, lease_id=lease_id, annotator=caller.name)
+    out = LeaseOut(lease_id=lease_id, clip_id=row.clip_id, status=row.status)
+    session.commit()
     return out
