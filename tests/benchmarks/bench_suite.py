@@ -305,7 +305,13 @@ def summarise(records: dict[tuple[str, str, int, int], dict[str, Any]]) -> dict[
                     for g in groups
                 }
                 if model == "served":
-                    figures["kinds"] = sorted({r["info"]["kind"] for r in runs})
+                    # "probe:floor": the kind, and the candidate a probe round served.
+                    figures["kinds"] = sorted(
+                        {
+                            ":".join(filter(None, (r["info"]["kind"], r["info"].get("candidate"))))
+                            for r in runs
+                        }
+                    )
                 out.setdefault(name, {}).setdefault(budget, {})[model] = figures
     return out
 

@@ -138,6 +138,9 @@ def predict_served(
         result.model, [c.tensors for c in test], vocab=data.vocab, audio_frames=options.audio_frames
     )
     info: dict[str, Any] = {"kind": kind, "probe_below": probe_below, "epochs": result.epochs_run}
+    chosen = [c["name"] for c in result.metrics.get("candidates", []) if c.get("chosen")]
+    if chosen:  # a probe round: the candidate the folds chose (training/candidates.py)
+        info["candidate"] = chosen[0]
     speech = None
     if speech_group is not None and data.speech is not None:
         speech = _group_max(preds.probs, data.vocab, speech_group)
