@@ -204,17 +204,9 @@ def process_video(
     (its partial clips removed); any other error propagates so the task can retry.
     """
     # Imported here so the API (which imports this module for ingest) never loads torch.
-    import torch
-
-    from tagloop.features.clip_tensor import build_clip_tensors, dump_clip_tensors
-    from tagloop.features.visual_embedding import (
-        EMBED_SIDE,
-        KEYFRAMES,
-        embed_keyframes,
-        visual_encoder,
-    )
-    from tagloop.media.extract import iter_clip_media
+    from tagloop.features.clip_tensor import dump_clip_tensors
     from tagloop.media.segment import plan_clips
+    from tagloop.pipeline.clip_extraction import iter_clip_tensors, load_ingest_encoder
 
     store = BlobStore(settings.blob_url)
     with session_scope(settings.database_url) as session:
@@ -240,11 +232,7 @@ def process_video(
     try:
         # Loaded once per worker process (a module cache); first, so missing weights fail
         # the video at once instead of after decoding it.
-        encoder = (
-            visual_encoder(weights=settings.visual_encoder_weights)
-            if settings.visual_encoder != "none"
-            else None
-        )
+        encoder = load_ingest_encoder(settings)
         info = _probe_blob(store, blob_uri)
         windows = plan_clips(info.duration_s, clip_seconds=settings.clip_seconds)
         with session_scope(settings.database_url) as session:
@@ -255,31 +243,9 @@ def process_video(
                     session.delete(clip)
         local = store.local_path(blob_uri)
         with _open_source(store, blob_uri, local) as source:
-            for media in iter_clip_media(
-                source,
-                info=info,
-                clip_seconds=settings.clip_seconds,
-                frames_per_clip=settings.frames_per_clip,
-                frame_size=settings.frame_size,
-                sample_rate=settings.sample_rate,
-                preview_height=settings.preview_height,
-                skip_indices=done,
-                keyframes=KEYFRAMES if encoder is not None else 0,
-                keyframe_size=EMBED_SIDE,
+            for media, tensors in iter_clip_tensors(
+                source, info=info, settings=settings, encoder=encoder, skip_indices=done
             ):
-                if media.index in done:
-                    continue
-                embedding = None
-                if encoder is not None and media.keyframes is not None:
-                    vector = embed_keyframes(media.keyframes, encoder=encoder, side=EMBED_SIDE)
-                    embedding = torch.from_numpy(vector)
-                tensors = build_clip_tensors(
-                    media,
-                    sample_rate=settings.sample_rate,
-                    n_mels=settings.n_mels,
-                    clip_seconds=settings.clip_seconds,
-                    visual_embedding=embedding,
-                )
                 keys = {
                     "tensor": store.put_bytes(
                         clip_key(video_id, media.index, "tensor"), dump_clip_tensors(tensors)

@@ -16,13 +16,19 @@ differently. So every model is judged here on four sets made four ways:
 At each label budget (random labels from the pool, ``SEEDS`` seeds, nested budgets per seed)
 it measures the served model (``suite_models.predict_served``: a service training round on
 those labels), the best linear reference (``predict_linear``: logistic regression with C by
-inner CV on mean frame pixels + log-mel statistics) and, when ``tagloop.fusion.efficientnet_lite``
-exists, a probe on its ImageNet keyframe embeddings. Metrics per run: accuracy per exclusive
+inner CV on mean frame pixels + log-mel statistics) and the same regression on the clips'
+ImageNet EfficientNet-Lite0 keyframe embeddings (the served probe's visual features). On
+AV-CIFAR and AV-digits-alt those are what ingestion stores, from keyframes decoded from the
+mp4 at 128 px; AV digits and the long-tailed set carry only 32x32 model frames (the former's
+cache predates keyframes, the latter is rendered without video), so both the served model and
+the pretrained probe use the service's fallback there: keyframes taken from the 32x32 frames
+and upscaled (``ensure_visual_embeddings``). Metrics per run: accuracy per exclusive
 group, macro-AP over all tags, and on AV-CIFAR speech-present accuracy and AUC. Each set's
 headline (``primary``) is its mean group accuracy when every tag is grouped, else macro-AP.
 
-Each run's result is cached under ``benchmarks/work/suite_runs_v2`` so a rerun only adds what is
-missing. Short runs: ``TAGLOOP_SUITE_SEEDS=1 TAGLOOP_SUITE_BUDGETS=80,320
+Each run's result is cached under ``benchmarks/work/suite_runs_v2/<set>_<tag>`` (tag: the
+tensors' extraction key, or ``frames`` for the fallback embeddings) so a rerun only adds what
+is missing. Short runs: ``TAGLOOP_SUITE_SEEDS=1 TAGLOOP_SUITE_BUDGETS=80,320
 TAGLOOP_SUITE_SETS=av_cifar python -m tests.benchmarks.run bench_suite``.
 """
 
@@ -43,7 +49,7 @@ from tests.benchmarks.common import REPO, WORK, finish_accuracy_plot, shown_path
 from tests.benchmarks.suite_models import (
     Prediction,
     SuiteSet,
-    find_embedder,
+    frame_embeddings,
     linear_features,
     predict_linear,
     predict_served,
@@ -61,6 +67,21 @@ LT_POOL, LT_TEST = 3000, 1000
 RUNS = WORK / "suite_runs_v2"
 OUT_DIR = REPO / "benchmarks"
 SPEECH_GROUP = "number"
+# Where each set's embeddings come from (load_suite_set): only the sets built from mp4 files
+# through the worker's extraction have keyframes.
+SET_EMBEDDINGS = {
+    "av_digits": "frames",
+    "av_digits_alt": "keyframes",
+    "av_cifar": "keyframes",
+    "long_tail": "frames",
+}
+EMBEDDING_NOTES = {
+    "keyframes": "what ingestion stores: 2 keyframes decoded from the clip's mp4 straight to "
+    "128 px (pipeline.clip_extraction, as process_video)",
+    "frames": "the service's fallback for clips stored without one (ensure_visual_embeddings): "
+    "2 of the 8 stored 32x32 model frames upscaled to 128 px, blurrier than keyframes; no "
+    "keyframes in this set's cache",
+}
 
 
 def _env_list(name: str, default: Sequence[Any], cast: Any) -> list[Any]:
@@ -83,7 +104,15 @@ def load_suite_set(name: str) -> SuiteSet:
         av = load_av_digits_tensors(image_energy=IMAGE_ENERGY, snr_db=SNR_DB)
         targets = np.eye(10, dtype=np.float32)[av.digit.numpy()]
         return _suite_set(
-            name, av.frames, av.logmel, av.audio_mask, targets, None, digit_vocab(), av.is_test
+            name,
+            av.frames,
+            av.logmel,
+            av.audio_mask,
+            targets,
+            None,
+            digit_vocab(),
+            av.is_test,
+            embedding=_frame_embeddings(name, av.frames, av.audio_mask),
         )
     if name == "long_tail":
         from tests.benchmarks.lt_tensors import load_lt_tensors
@@ -98,10 +127,17 @@ def load_suite_set(name: str) -> SuiteSet:
             None,
             TagVocabulary.from_json(lt.vocab),
             lt.is_test,
+            embedding=_frame_embeddings(name, lt.frames, lt.audio_mask),
         )
-    from tests.benchmarks.suite_tensors import load_suite_tensors
+    from tests.benchmarks.suite_tensors import (
+        extraction_key,
+        load_suite_tensors,
+        suite_settings,
+    )
 
     payload = load_suite_tensors(name)
+    stored = payload.get("visual_embedding")
+    tag = extraction_key(suite_settings())
     return _suite_set(
         name,
         payload["frames"],
@@ -112,7 +148,26 @@ def load_suite_set(name: str) -> SuiteSet:
         TagVocabulary.from_json(payload["vocab"]),
         payload["is_test"],
         speech=payload["speech"].numpy() if name == "av_cifar" else None,
+        embedding=(
+            (stored, "keyframes", tag)
+            if stored is not None
+            else _frame_embeddings(name, payload["frames"], payload["audio_mask"], tag=tag)
+        ),
     )
+
+
+def _frame_embeddings(
+    name: str, frames: torch.Tensor, audio_mask: torch.Tensor, *, tag: str = "frames"
+) -> tuple[torch.Tensor, str, str]:
+    """The service's fallback embeddings of a set without stored ones, computed once and
+    cached (a CNN pass per clip); (embeddings, "frames", run tag)."""
+    path = WORK / f"suite_{name}_{tag}_frame_embeddings.pt"
+    if path.exists():
+        table = torch.load(path, weights_only=True)
+    else:
+        table = frame_embeddings(frames, audio_mask)
+        torch.save(table, path)
+    return table, "frames", tag
 
 
 def _suite_set(
@@ -125,9 +180,11 @@ def _suite_set(
     vocab: Any,
     is_test: torch.Tensor,
     *,
+    embedding: tuple[torch.Tensor, str, str],
     speech: np.ndarray | None = None,
 ) -> SuiteSet:
     test = is_test.numpy().astype(bool)
+    table, source, tag = embedding
     return SuiteSet(
         name=name,
         frames=frames,
@@ -139,6 +196,9 @@ def _suite_set(
         pool=np.flatnonzero(~test),
         test=np.flatnonzero(test),
         speech=speech,
+        visual_embedding=table,
+        embedding_source=source,
+        run_tag=tag,
     )
 
 
@@ -187,7 +247,7 @@ def run_one(
     features: dict[str, np.ndarray | None],
 ) -> dict[str, Any] | None:
     """One (model, budget, seed) result, from the run cache when there; None: model absent."""
-    path = RUNS / data.name / f"{model}_b{budget}_s{seed}.json"
+    path = RUNS / f"{data.name}_{data.run_tag}" / f"{model}_b{budget}_s{seed}.json"
     if path.exists():
         return dict(json.loads(path.read_text()))
     rows = label_rows(data, budget=budget, seed=seed)
@@ -211,23 +271,12 @@ def run_one(
 
 
 def feature_tables(data: SuiteSet) -> dict[str, np.ndarray | None]:
-    """The linear reference's features and (when the embedder exists) the pretrained ones,
-    for every row of the set; the pretrained table is cached (it costs a CNN pass per clip)."""
-    tables: dict[str, np.ndarray | None] = {"linear": linear_features(data)}
-    embed = find_embedder()
-    if embed is None:
-        tables["pretrained_probe"] = None
-        return tables
-    cache = RUNS / data.name / "pretrained_features.npy"
-    if cache.exists():
-        tables["pretrained_probe"] = np.load(cache)
-    else:
-        rows = np.arange(data.frames.shape[0])
-        table = pretrained_features(data, embed, rows=rows)
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        np.save(cache, table)
-        tables["pretrained_probe"] = table
-    return tables
+    """The linear reference's features and the pretrained probe's, for every row of the set."""
+    rows = np.arange(data.frames.shape[0])
+    return {
+        "linear": linear_features(data),
+        "pretrained_probe": pretrained_features(data, rows=rows),
+    }
 
 
 def _summary(values: list[float]) -> dict[str, float]:
@@ -266,7 +315,13 @@ def summarise(records: dict[tuple[str, str, int, int], dict[str, Any]]) -> dict[
                     for g in groups
                 }
                 if model == "served":
-                    figures["kinds"] = sorted({r["info"]["kind"] for r in runs})
+                    # "probe:floor": the kind, and the candidate a probe round served.
+                    figures["kinds"] = sorted(
+                        {
+                            ":".join(filter(None, (r["info"]["kind"], r["info"].get("candidate"))))
+                            for r in runs
+                        }
+                    )
                 out.setdefault(name, {}).setdefault(budget, {})[model] = figures
     return out
 
@@ -308,7 +363,7 @@ def _cell(figures: dict[str, Any] | None, key: str = "primary") -> str:
     return f"{value['mean']:.3f} ± {value['std']:.3f}"
 
 
-def markdown_table(summary: dict[str, Any], *, pretrained_note: str | None) -> str:
+def markdown_table(summary: dict[str, Any], *, embedding_sources: dict[str, str]) -> str:
     lines = [
         "# Suite: served model against the best linear reference",
         "",
@@ -357,8 +412,14 @@ def markdown_table(summary: dict[str, Any], *, pretrained_note: str | None) -> s
                 f"| {budget} | {pair('', 'object')} | {pair('', 'number')} | "
                 f"{pair('speech_accuracy')} | {pair('speech_auc')} |"
             )
-    if pretrained_note:
-        lines += ["", f"Pretrained probe: {pretrained_note}"]
+    sources = {**SET_EMBEDDINGS, **embedding_sources}  # sets not run: how they load
+    lines += [
+        "",
+        "Visual embeddings (EfficientNet-Lite0, ImageNet), read by the served probe and the "
+        "pretrained probe alike:",
+        "",
+    ]
+    lines += [f"- {name}: {EMBEDDING_NOTES[sources[name]]}" for name in SETS]
     return "\n".join(lines) + "\n"
 
 
@@ -421,15 +482,11 @@ def run(*, out: dict[str, Any]) -> None:
     budgets = _env_list("TAGLOOP_SUITE_BUDGETS", BUDGETS, int)
     seeds = range(int(os.environ.get("TAGLOOP_SUITE_SEEDS", SEEDS)))
     torch.set_num_threads(2)
-    embed_present = find_embedder() is not None
-    pretrained_note = (
-        None
-        if embed_present
-        else "skipped: tagloop.fusion.efficientnet_lite (embed_keyframes) is not in this checkout"
-    )
     records: dict[tuple[str, str, int, int], dict[str, Any]] = {}
+    sources: dict[str, str] = {}
     for name in sets:
         data = load_suite_set(name)
+        sources[name] = data.embedding_source
         features = feature_tables(data)
         set_budgets = sorted(
             {*budgets, AV_CIFAR_EXTRA_BUDGET} if name == "av_cifar" else set(budgets)
@@ -449,7 +506,7 @@ def run(*, out: dict[str, Any]) -> None:
                             flush=True,
                         )
     summary = summarise(records)
-    table = markdown_table(summary, pretrained_note=pretrained_note)
+    table = markdown_table(summary, embedding_sources=sources)
     print(table)
     md = OUT_DIR / "suite.md"
     md.write_text(table)
@@ -457,7 +514,7 @@ def run(*, out: dict[str, Any]) -> None:
     out["suite"] = {
         **headline(summary, records),
         "by_set": summary,
-        "pretrained_probe": pretrained_note or "filled (tagloop.fusion.efficientnet_lite)",
+        "visual_embeddings": {name: EMBEDDING_NOTES[source] for name, source in sources.items()},
         "setting": {
             "sets": sets,
             "budgets": budgets,

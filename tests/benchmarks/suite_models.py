@@ -7,9 +7,14 @@
 * best linear: scikit-learn logistic regression on simple fixed clip features (mean decoded
   frame pixels, log-mel summary statistics per band), C chosen by inner cross-validation;
   it sees only what the service sees: the clip tensors and each clip's tags;
-* pretrained probe: the same regression on ImageNet EfficientNet-Lite0 keyframe embeddings
-  (``tagloop.fusion.efficientnet_lite.embed_keyframes``) plus the log-mel statistics, when
-  that module exists.
+* pretrained probe: the same regression on the clips' ImageNet EfficientNet-Lite0 keyframe
+  embeddings (``SuiteSet.visual_embedding``, the vectors the served probe reads too) plus the
+  log-mel statistics.
+
+The embeddings: where a set has videos behind it, what ingestion stores (keyframes decoded from
+the source at 128 px, ``suite_tensors``); else what the service computes for a clip stored
+without one (``ensure_visual_embeddings``: keyframes taken from the 32x32 model frames and
+upscaled), once per set (:func:`frame_embeddings`).
 
 All three return test probabilities ``(N_test, K)`` over the set's vocabulary, so the metrics
 come from one function (``training.metrics.evaluate_predictions``), plus a speech-present
@@ -18,10 +23,7 @@ score per test clip where the set has clips without speech.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,14 +35,17 @@ from tagloop.vocabulary import TagVocabulary
 C_GRID = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
 INNER_FOLDS = 3
 PIXEL_SIDE = 16
-PRETRAINED_MODULE = "tagloop.fusion.efficientnet_lite"
 
 
 @dataclass(frozen=True)
 class SuiteSet:
     """One set, stacked. frames ``(N, T, 3, H, W)`` uint8; logmel ``(N, M, S)``; audio_mask
     ``(N,)`` bool; targets ``(N, K)`` float32 and known ``(N, K)`` bool (``build_targets``);
-    pool/test: row indices; speech ``(N,)`` bool or None when every clip has speech."""
+    pool/test: row indices; speech ``(N,)`` bool or None when every clip has speech;
+    visual_embedding ``(N, 1280)`` float32 (None: the served model embeds the frames itself)
+    and embedding_source, where it came from: "keyframes" (decoded from the source video at
+    ingest) or "frames" (the service's fallback from the 32x32 model frames); run_tag names
+    the tensors in the run cache."""
 
     name: str
     frames: torch.Tensor
@@ -52,6 +57,9 @@ class SuiteSet:
     pool: np.ndarray
     test: np.ndarray
     speech: np.ndarray | None = None
+    visual_embedding: torch.Tensor | None = None
+    embedding_source: str = "frames"
+    run_tag: str = ""
 
 
 @dataclass(frozen=True)
@@ -78,6 +86,9 @@ def labeled_clips(data: SuiteSet, rows: np.ndarray) -> list[Any]:
                 frames=data.frames[row],
                 logmel=data.logmel[row],
                 audio_mask=bool(data.audio_mask[row]),
+                visual_embedding=(
+                    None if data.visual_embedding is None else data.visual_embedding[row]
+                ),
             ),
             targets=data.targets[row].astype(np.float32),
             known=data.known[row],
@@ -130,6 +141,9 @@ def predict_served(
         result.model, [c.tensors for c in test], vocab=data.vocab, audio_frames=options.audio_frames
     )
     info: dict[str, Any] = {"kind": kind, "probe_below": probe_below, "epochs": result.epochs_run}
+    chosen = [c["name"] for c in result.metrics.get("candidates", []) if c.get("chosen")]
+    if chosen:  # a probe round: the candidate the folds chose (training/candidates.py)
+        info["candidate"] = chosen[0]
     speech = None
     if speech_group is not None and data.speech is not None:
         speech = _group_present(preds.probs, data.vocab, speech_group)
@@ -327,22 +341,25 @@ def _fit_binary_tags(
 # ---------------------------------------------------------------- pretrained probe
 
 
-def find_embedder() -> Callable[[np.ndarray], np.ndarray] | None:
-    """``embed_keyframes(frames uint8 (K, 3, H, W)) -> (1280,)`` when its module exists."""
-    if importlib.util.find_spec(PRETRAINED_MODULE) is None:
-        return None
-    module = importlib.import_module(PRETRAINED_MODULE)
-    embed = getattr(module, "embed_keyframes", None)
-    return embed if callable(embed) else None
+def frame_embeddings(frames: torch.Tensor, audio_mask: torch.Tensor) -> torch.Tensor:
+    """``(N, T, 3, H, W)`` uint8 -> ``(N, 1280)``: what the service computes for clips stored
+    without an embedding (``ensure_visual_embeddings`` on the model frames)."""
+    from tagloop.features.clip_tensor import ClipTensors
+    from tagloop.features.visual_embedding import ensure_visual_embeddings
+
+    empty = torch.zeros((1, 1))
+    clips = [
+        ClipTensors(frames=frames[row], logmel=empty, audio_mask=bool(audio_mask[row]))
+        for row in range(frames.shape[0])
+    ]
+    return ensure_visual_embeddings(clips)
 
 
-def pretrained_features(
-    data: SuiteSet, embed: Callable[[Any], Any], *, rows: np.ndarray
-) -> np.ndarray:
+def pretrained_features(data: SuiteSet, *, rows: np.ndarray) -> np.ndarray | None:
     """``(len(rows), 1280 + 4 * M)``: the keyframe embedding of each clip and its log-mel
-    statistics."""
-    embeddings = np.stack(
-        [np.asarray(torch.as_tensor(embed(data.frames[row])), dtype=np.float64) for row in rows]
-    )
+    statistics; None when the set carries no embeddings."""
+    if data.visual_embedding is None:
+        return None
+    embeddings = data.visual_embedding[rows].double().numpy()
     audio = logmel_statistics(data.logmel[rows], data.audio_mask[rows])
     return np.concatenate([embeddings, audio], axis=1)

@@ -104,7 +104,17 @@ def test_label_train_promote_score_refill(tmp_path: Path, demo_set: Path) -> Non
         versions = {v["id"]: v for v in client.request("GET", "/api/v1/models").json()}
         v2 = versions[max(versions)]
         assert v2["metrics"]["baseline_score"] is not None
-        assert v2["config"]["warm_start_from"] == v1["id"]
+        # A round warm-starts from the promoted version only where that version served the
+        # configured probe: a probe that served another candidate (the floor, say) has other
+        # features, and its state fits no round's configured model.
+        [v1_served] = [c for c in v1["metrics"]["candidates"] if c["chosen"]]
+        assert {c["name"] for c in v1["metrics"]["candidates"]} == {
+            "configured",
+            "embedding_stats",
+            "floor",
+        }
+        expected_start = v1["id"] if v1_served["name"] == "configured" else None
+        assert v2["config"]["warm_start_from"] == expected_start, v1_served
         assert v2["status"] in ("promoted", "ready")
         # The refill after round 2 no longer offers the clips labeled since round 1.
         wait_until(

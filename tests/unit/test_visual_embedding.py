@@ -207,3 +207,35 @@ def test_extractor_gives_keyframes_at_the_encoder_size(shared_data: Path) -> Non
     assert keys is not None and keys.shape == (2, 3, EMBED_SIDE, EMBED_SIDE)
     assert keys.dtype == np.uint8 and keys.std() > 10
     assert not np.array_equal(keys[0], keys[1])  # two moments of a moving scene
+
+
+def test_clip_extraction_gives_what_the_worker_stores(
+    shared_data: Path, encoder: EfficientNetLite0
+) -> None:
+    """``iter_clip_tensors`` (the worker's per-clip path, also the suite's) embeds keyframes
+    decoded at the encoder size, not the model frames; with no encoder it stores none."""
+    from tagloop.config import Settings
+    from tagloop.media.probe import probe_media
+    from tagloop.pipeline.clip_extraction import iter_clip_tensors, load_ingest_encoder
+
+    path = str(shared_data / "videos" / "carphone_qcif_noaudio.mp4")
+    info = probe_media(path)
+    settings = Settings(clip_seconds=1.0, preview_height=64)
+    assert load_ingest_encoder(settings) is encoder  # the process's one network
+    clips = list(iter_clip_tensors(path, info=info, settings=settings, encoder=encoder))
+    assert len(clips) >= 2
+    for media, tensors in clips:
+        assert tensors.frames.shape == (settings.frames_per_clip, 3, 32, 32)
+        assert media.keyframes is not None and media.keyframes.shape[-1] == EMBED_SIDE
+        assert tensors.visual_embedding is not None
+        expected = embed_keyframes(media.keyframes, encoder=encoder)
+        assert torch.equal(tensors.visual_embedding, torch.from_numpy(expected))
+        from_frames = embed_frames(tensors.frames[None], encoder=encoder)[0]
+        assert not torch.allclose(tensors.visual_embedding, from_frames, atol=1e-3)
+    skipped = list(
+        iter_clip_tensors(path, info=info, settings=settings, encoder=None, skip_indices={0})
+    )
+    assert [m.index for m, _ in skipped] == [m.index for m, _ in clips[1:]]
+    assert all(t.visual_embedding is None and m.keyframes is None for m, t in skipped)
+    assert torch.equal(skipped[0][1].frames, clips[1][1].frames)
+    assert load_ingest_encoder(Settings(visual_encoder="none")) is None
