@@ -362,7 +362,7 @@ def train_probe_candidates(
     # Imported here: probe_fit builds on this module (TrainOptions, selection_score).
     from tagloop.training.candidates import candidate_key, describe_candidate, probe_candidates
     from tagloop.training.folds import grouped_folds
-    from tagloop.training.probe_fit import fit_probe
+    from tagloop.training.probe_fit import CANDIDATE_C_GRID, fit_probe
 
     folds = grouped_folds(train.groups, k=options.cv_folds, seed=options.seed)
     candidates = probe_candidates(config) if options.cv_folds and folds is not None else []
@@ -379,6 +379,7 @@ def train_probe_candidates(
             val=None,
             folds=folds,
             fit_heads=("central",),
+            grid=CANDIDATE_C_GRID,
         )
         described.append(describe_candidate(name, candidate, fit))
         key = candidate_key(fit)

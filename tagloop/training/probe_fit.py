@@ -30,6 +30,10 @@ from tagloop.training.metrics import evaluate_predictions
 from tagloop.vocabulary import TagVocabulary
 
 C_GRID: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
+# The grid a round compares its candidates on: every candidate is fit once per fold and C, so
+# a coarser grid (a factor of 10 between steps) keeps a round's cost down; the winner's served
+# head is then chosen on the full grid.
+CANDIDATE_C_GRID: tuple[float, ...] = (0.03, 0.3, 3.0)
 DEFAULT_C = 1.0
 MIN_VAL_CLIPS = 20
 _BATCH = 256
@@ -193,6 +197,7 @@ def fit_head(
     vocab: TagVocabulary,
     c: float | None = None,
     folds: np.ndarray | None = None,
+    grid: tuple[float, ...] = C_GRID,
 ) -> tuple[tuple[torch.Tensor, torch.Tensor], dict[str, Any]] | None:
     """The fitted ``(weight, bias)`` of one head and how its C was chosen; None without
     labels. ``c`` given: that C (a refit); else ``folds`` (a fold per training row, whole
@@ -207,7 +212,7 @@ def fit_head(
         solution = fit_linear(inputs, targets, known, vocab=vocab, l2=l2)
         return solution, {"C": c, "l2": l2, "chosen_by": "given"}
     if folds is not None and len(np.unique(folds)) >= 2:
-        return fit_head_by_folds(train, folds, vocab=vocab)
+        return fit_head_by_folds(train, folds, vocab=vocab, grid=grid)
     if val is None or count_labeled_clips(val[1], val[2], vocab=vocab) < MIN_VAL_CLIPS:
         l2 = 1.0 / (DEFAULT_C * n_decisions)
         solution = fit_linear(inputs, targets, known, vocab=vocab, l2=l2)
@@ -233,11 +238,12 @@ def fit_head_by_folds(
     folds: np.ndarray,
     *,
     vocab: TagVocabulary,
+    grid: tuple[float, ...] = C_GRID,
 ) -> tuple[tuple[torch.Tensor, torch.Tensor], dict[str, Any]] | None:
     """C by k-fold cross-validation, then the head refit on every row and calibrated.
 
-    For each C of ``C_GRID`` every fold is predicted by a fit on the others (warm-started along
-    the C path), so each labeled row gets one out-of-fold prediction; the C whose pooled
+    For each C of ``grid`` (ascending) every fold is predicted by a fit on the others
+    (warm-started along the C path), so each labeled row gets one out-of-fold prediction; the C whose pooled
     out-of-fold predictions score best wins (ties: lower loss, then smaller C). A temperature
     fitted on those out-of-fold logits (:func:`folds.fit_temperature`) is folded into the
     refit's weight and bias (``W x + b`` over T), so a served probe is calibrated at no cost.
@@ -250,7 +256,7 @@ def fit_head_by_folds(
     masks = [torch.from_numpy(folds == f) for f in fold_ids]
     previous: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(fold_ids)
     candidates = []
-    for rank, c in enumerate(C_GRID):
+    for rank, c in enumerate(grid):
         oof = inputs.new_zeros(targets.shape)
         for i, held in enumerate(masks):
             fit_rows = ~held
@@ -319,11 +325,15 @@ def fit_probe(
     temperature: dict[str, float] | None = None,
     folds: np.ndarray | None = None,
     fit_heads: tuple[str, ...] = ("central", "visual", "audio"),
+    grid: tuple[float, ...] = C_GRID,
 ) -> dict[str, Any]:
     """Fit ``model``'s standardisation buffers and its three heads on ``train``; ``c``: a
     head named there is fit with that C (no search; the others as usual), divided by its
     ``temperature`` if one is given; ``folds (N,)``: C by cross-validation over them;
-    ``fit_heads``: the heads to fit (the others stay zero, undecided, reported as None).
+    ``fit_heads``: the heads to fit (the others stay zero, undecided, reported as None);
+    ``grid``: the Cs the folds choose among. With folds, the modality heads (read by the
+    modality-disagreement strategy and the dashboard, never served alone) take the central
+    head's C instead of folds of their own: a third of the round's fits.
 
     Returns (JSON-ready) ``{"heads": {head: {"C", "l2", "chosen_by", ["scores"]} or None},
     "train_loss": float, "feature_dims": {...}, "uses_branches": bool}``. A head without
@@ -339,6 +349,10 @@ def fit_probe(
     )
     heads: dict[str, Any] = {}
     for name in ("central", "visual", "audio"):
+        head_c = (c or {}).get(name)
+        central = heads.get("central")
+        if head_c is None and folds is not None and name != "central" and central:
+            head_c = central["C"]
         fitted = (
             None
             if name not in fit_heads
@@ -346,8 +360,9 @@ def fit_probe(
                 train_features.head_data(name),
                 None if val_features is None else val_features.head_data(name),
                 vocab=vocab,
-                c=(c or {}).get(name),
+                c=head_c,
                 folds=train_features.head_folds(name, folds),
+                grid=grid,
             )
         )
         t = (temperature or {}).get(name)
