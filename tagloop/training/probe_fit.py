@@ -243,10 +243,11 @@ def fit_head_by_folds(
     """C by k-fold cross-validation, then the head refit on every row and calibrated.
 
     For each C of ``grid`` (ascending) every fold is predicted by a fit on the others
-    (warm-started along the C path), so each labeled row gets one out-of-fold prediction; the
-    C whose pooled out-of-fold predictions score best wins (ties: lower loss, then smaller C). A temperature
-    fitted on those out-of-fold logits (:func:`folds.fit_temperature`) is folded into the
-    refit's weight and bias (``W x + b`` over T), so a served probe is calibrated at no cost.
+    (warm-started along the C path), so each labeled row gets one out-of-fold prediction;
+    the C whose pooled out-of-fold predictions score best wins (ties: lower loss, then
+    smaller C). A temperature fitted on those out-of-fold logits
+    (:func:`folds.fit_temperature`) is folded into the refit's weight and bias (``W x + b``
+    over T), so a served probe is calibrated at no cost.
     """
     inputs, targets, known = train
     n_decisions = count_decisions(targets, known, vocab=vocab)
