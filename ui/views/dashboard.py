@@ -62,6 +62,7 @@ if stats["caller"]["role"] == "admin" and st.button(
     except ApiError as exc:
         show_error(exc, what="retrain")
 
+
 def curve_frame(points: list[dict[str, Any]]) -> pd.DataFrame:
     """One row per label count, the newest version's when several share one (a round that
     was not promoted, a retrain on the same labels): a chart with two y values at one x drew
