@@ -60,6 +60,10 @@ def tag_key(name: str) -> str:
     return " ".join(folded.split())
 
 
+def name_of(session: Session, tag_id: int) -> str | None:
+    return session.scalar(select(Tag.name).where(Tag.id == tag_id))
+
+
 def count_tags(session: Session) -> int:
     return int(session.scalar(select(func.count()).select_from(Tag)) or 0)
 

@@ -368,3 +368,17 @@ def test_queue_never_suggests_a_tag_the_model_was_not_trained_on(
     fill(db_url, [other])
     body = api.client.get("/api/v1/queue/next", headers=api.admin).json()
     assert [s["tag"] for s in body["suggestions"]] == [t["tag"] for t in top]
+
+
+def test_a_single_tag_may_name_its_parent(api: ApiHarness) -> None:
+    assert api.client.post(TAGS, headers=api.admin, json={"name": "Animal"}).status_code == 201
+    r = api.client.post(TAGS, headers=api.admin, json={"name": "dog", "parent": " ANIMAL "})
+    assert r.status_code == 201 and r.json()["parent"] == "Animal"
+    r = api.client.post(TAGS, headers=api.admin, json={"name": "cat", "parent": ""})
+    assert r.status_code == 201 and r.json()["parent"] is None
+    r = api.client.post(TAGS, headers=api.admin, json={"name": "owl", "parent": "bird"})
+    assert (r.status_code, r.json()["error"]["code"]) == (422, "unknown_parent")
+    listed = {
+        t["name"]: t["parent"] for t in api.client.get(TAGS, headers=api.admin).json()["items"]
+    }
+    assert listed == {"Animal": None, "dog": "Animal", "cat": None}

@@ -90,7 +90,8 @@ def create_tag(body: TagCreate, _: AdminDep, session: SessionDep, settings: Sett
         max_tags=settings.max_tags,
     )
     out = TagOut.model_validate(tag)
-    out.parent = body.parent and tag_repo.normalize_name(body.parent, what="parent tag")
+    if tag.parent_id is not None:  # the parent's own name, however the body spelled it
+        out.parent = tag_repo.name_of(session, tag.parent_id)
     # Commit before answering: the session dependency's own commit runs after the response.
     session.commit()
     return out
