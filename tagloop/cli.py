@@ -1,4 +1,4 @@
-"""The `tagloop` command line: up, demo, db, token, ingest, simulate, sweep."""
+"""The `tagloop` command line: up, demo, db, token, ingest, import-tags, simulate, sweep."""
 
 from __future__ import annotations
 
@@ -298,6 +298,36 @@ def ingest(
                     typer.echo(f"{v['id']:>6}  {v['status']:<10} {v['n_clips']} clips{err}")
     except TagloopError as exc:
         _fail(exc)
+
+
+@app.command("import-tags")
+def import_tags(
+    path: Annotated[
+        Path, typer.Argument(help="taxonomy: .csv or .json (name, group, parent, description)")
+    ],
+    api_url: Annotated[str | None, typer.Option(help="default: TAGLOOP_API_URL")] = None,
+    token: Annotated[str | None, typer.Option(help="default: the admin token file")] = None,
+) -> None:
+    """Create or update a whole tag taxonomy in one request (all or nothing; importing the
+    same file again changes nothing). Bad rows are listed and nothing is stored."""
+    from tagloop.client import ApiError, TagloopClient
+
+    settings = get_settings()
+    token = token or settings.admin_token_path.read_text().strip()
+    try:
+        with TagloopClient(api_url or settings.api_url, token) as client:
+            done = client.import_tags(path)
+    except ApiError as exc:
+        for e in exc.details.get("errors", []):
+            typer.echo(f"row {e['row']:>6}  {e['code']:<24} {e['name']!r}: {e['message']}")
+        _fail(exc)
+    except TagloopError as exc:
+        _fail(exc)
+    else:
+        typer.echo(
+            f"{done['rows']} rows: {done['created']} created, {done['updated']} updated, "
+            f"{done['unchanged']} unchanged"
+        )
 
 
 @app.command()

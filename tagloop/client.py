@@ -15,9 +15,13 @@ from tagloop.errors import TagloopError
 class ApiError(TagloopError):
     """An error answer of the API, carrying its code and HTTP status."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, *, details: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(f"{status} {code}: {message}", code=code)
         self.http_status = status
+        # The error's other fields (a bulk import's per-row ``errors``, ``n_errors`` ...).
+        self.details: dict[str, Any] = details or {}
 
 
 class TagloopClient:
@@ -42,7 +46,8 @@ class TagloopClient:
         if resp.status_code >= 400:
             try:
                 err = resp.json()["error"]
-                raise ApiError(resp.status_code, err["code"], err["message"])
+                details = {k: v for k, v in err.items() if k not in ("code", "message")}
+                raise ApiError(resp.status_code, err["code"], err["message"], details=details)
             except (ValueError, KeyError, TypeError):
                 raise ApiError(resp.status_code, "http_error", resp.text[:200]) from None
         return resp
@@ -56,6 +61,20 @@ class TagloopClient:
 
     def import_video(self, path: str) -> dict[str, Any]:
         return dict(self.request("POST", "/api/v1/videos/import", json={"path": path}).json())
+
+    def import_tags(self, path: Path) -> dict[str, Any]:
+        """POST a taxonomy file (``.json``, else CSV) to /tags/import: its counts, or an
+        ``ApiError`` whose ``details["errors"]`` lists the bad rows (nothing was stored)."""
+        fmt = "json" if path.suffix.lower() == ".json" else "csv"
+        media = "application/json" if fmt == "json" else "text/csv"
+        resp = self.request(
+            "POST",
+            "/api/v1/tags/import",
+            params={"format": fmt},
+            content=path.read_bytes(),
+            headers={"Content-Type": media},
+        )
+        return dict(resp.json())
 
     def get_video(self, video_id: int) -> dict[str, Any]:
         return dict(self.request("GET", f"/api/v1/videos/{video_id}").json())

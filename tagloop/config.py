@@ -39,6 +39,10 @@ class Settings(BaseSettings):
     request_idle_timeout_seconds: float = Field(default=30.0, gt=0.0)
     # Tasks one POST /import/label-studio may carry (422 ``too_many_tasks`` past it).
     import_max_tasks: int = Field(default=1000, ge=1)
+    # Tags the vocabulary may hold (422 ``too_many_tags_in_vocabulary`` past it, for
+    # POST /tags and for a whole POST /tags/import). Every tag route is paginated and
+    # searched server-side, so the cap bounds the model's width, not a response's size.
+    max_tags: int = Field(default=20_000, ge=1)
 
     # Clip tensors (DESIGN section 5).
     clip_seconds: float = 10.0

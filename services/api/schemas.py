@@ -136,6 +136,8 @@ class TagOut(BaseModel):
     name: str
     description: str
     group: str | None
+    # The broader tag's name (None: none); the model does not read it.
+    parent: str | None = None
     created_at: datetime
 
 
@@ -146,6 +148,7 @@ class TagCreate(RequestBody):
     name: str
     description: str = ""
     group: str | None = None
+    parent: str | None = None
 
 
 class LabelCreate(RequestBody):

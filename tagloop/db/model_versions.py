@@ -6,6 +6,8 @@ Exactly one version is promoted at a time.
 
 from __future__ import annotations
 
+import threading
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -38,6 +40,39 @@ def group_threshold_of() -> Any:
     """SQL for a version's cut on a group's top probability (``metrics.holdout.
     group_threshold``), NULL where none is fitted."""
     return ModelVersion.metrics[("holdout", "group_threshold")].as_float()
+
+
+# (database, version id, its created_at) -> its trained tags. A version's training data is
+# fixed once it has predictions, so this never goes stale; the created_at tells a version
+# from another of the same id in a recreated database.
+_TRAINED: dict[tuple[str, int, str], frozenset[str]] = {}
+_TRAINED_ENTRIES = 16
+_TRAINED_LOCK = threading.Lock()  # the API's routes run in a thread pool
+
+
+def trained_tags(
+    session: Session, *, version_id: int, created_at: datetime | None
+) -> frozenset[str] | None:
+    """Tags with at least one positive label in the version's training data
+    (``metrics.train_positives``, written at the end of its round); None when the version
+    has not recorded them (older versions): then every tag counts as trained. Read once per
+    process and version: with 10,000 tags the map is some 200 KB of JSON."""
+    key = (str(session.get_bind().engine.url), version_id, str(created_at))
+    with _TRAINED_LOCK:
+        cached = _TRAINED.get(key)
+    if cached is not None:
+        return cached
+    positives = session.scalar(
+        select(ModelVersion.metrics["train_positives"]).where(ModelVersion.id == version_id)
+    )
+    if not isinstance(positives, dict):
+        return None
+    trained = frozenset(t for t, n in positives.items() if isinstance(n, int) and n > 0)
+    with _TRAINED_LOCK:
+        while len(_TRAINED) >= _TRAINED_ENTRIES:
+            _TRAINED.pop(next(iter(_TRAINED)))
+        _TRAINED[key] = trained
+    return trained
 
 
 def precheck_thresholds(session: Session) -> tuple[dict[int, float], dict[int, float]]:

@@ -111,6 +111,10 @@ class Tag(Base):
     name_key: Mapped[str] = mapped_column(String(512), unique=True)
     description: Mapped[str] = mapped_column(Text, default="")
     group: Mapped[str | None] = mapped_column(String(128))
+    # The broader tag of a taxonomy ("labrador" under "dog"): kept for import and export and
+    # for people browsing the vocabulary; the model does not read it (``group`` is what
+    # makes tags exclusive).
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("tag.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(TS, default=utcnow)
 
 

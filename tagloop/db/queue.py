@@ -28,11 +28,12 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import and_, delete, func, insert, or_, select, text, update
 from sqlalchemy.orm import Session, aliased
 
-from tagloop.db.model_versions import decision_threshold_of, group_threshold_of
+from tagloop.db.model_versions import decision_threshold_of, group_threshold_of, trained_tags
 from tagloop.db.models import Clip, Label, ModelVersion, Prediction, QueueItem, utcnow
 from tagloop.db.tags import unstorable
 from tagloop.errors import Conflict, InvalidInput, NotFound
@@ -444,12 +445,15 @@ def complete(
 class Suggestions:
     """A clip's latest prediction, as the labeling queue shows it."""
 
-    top_tags: list[object]  # as the scorer stored them, else []
+    top_tags: list[dict[str, Any]]  # as the scorer stored them, else []
     # Where the predicting version's probabilities should count as yes (fitted on the
     # holdout, ``training.thresholds``); None before one is fitted.
     decision_threshold: float | None
     # The same for a group's likeliest tag (groups only, ``fit_group_threshold``).
     group_threshold: float | None = None
+    # Tags with a positive label in the predicting version's training data (None: the
+    # version did not record them, or there is no prediction): the others are not suggested.
+    trained_tags: frozenset[str] | None = None
 
 
 def clip_with_suggestions(session: Session, *, clip_id: int) -> tuple[Clip, Suggestions]:
@@ -467,18 +471,31 @@ def clip_with_suggestions(session: Session, *, clip_id: int) -> tuple[Clip, Sugg
         .scalar_subquery()
     )
     row = session.execute(
-        select(Clip, Prediction.top_tags, decision_threshold_of(), group_threshold_of())
+        select(
+            Clip,
+            Prediction.top_tags,
+            decision_threshold_of(),
+            group_threshold_of(),
+            ModelVersion.id,
+            ModelVersion.created_at,
+        )
         .outerjoin(Prediction, Prediction.id == latest)
         .outerjoin(ModelVersion, ModelVersion.id == Prediction.model_version_id)
         .where(Clip.id == clip_id)
     ).one_or_none()
     if row is None:
         raise NotFound(f"clip {clip_id} does not exist", code="clip_not_found")
-    clip, top_tags, threshold, group_threshold = row
+    clip, top_tags, threshold, group_threshold, version_id, created_at = row
+    trained = (
+        None
+        if version_id is None
+        else trained_tags(session, version_id=int(version_id), created_at=created_at)
+    )
     return clip, Suggestions(
         list(top_tags or []),
         None if threshold is None else float(threshold),
         None if group_threshold is None else float(group_threshold),
+        trained,
     )
 
 

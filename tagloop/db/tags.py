@@ -11,19 +11,22 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, and_, case, func, or_, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from tagloop.db.models import Tag
 from tagloop.errors import Conflict, InvalidInput
 from tagloop.vocabulary import TagVocabulary
 
 MAX_NAME = 128
-# Every GET /tags returns every tag with its description, so both are bounded.
+# A page of GET /tags carries every tag's description, so both are bounded.
 MAX_DESCRIPTION = 1000
-MAX_TAGS = 5000
+# The default cap (``Settings.max_tags`` is the one the API applies).
+MAX_TAGS = 20_000
 MAX_KEY = 512  # the name_key column; NFKC can lengthen a name (one character becomes up to 18)
 
 
@@ -57,12 +60,100 @@ def tag_key(name: str) -> str:
     return " ".join(folded.split())
 
 
+def name_of(session: Session, tag_id: int) -> str | None:
+    return session.scalar(select(Tag.name).where(Tag.id == tag_id))
+
+
 def count_tags(session: Session) -> int:
     return int(session.scalar(select(func.count()).select_from(Tag)) or 0)
 
 
 def list_tags(session: Session) -> list[Tag]:
     return list(session.scalars(select(Tag).order_by(Tag.id)))
+
+
+@dataclass(frozen=True)
+class TagRow:
+    """A tag as the routes show it: with its parent's name (None: no parent)."""
+
+    tag: Tag
+    parent: str | None
+
+
+@dataclass(frozen=True)
+class SearchPosition:
+    """Where a page of a search ended: the last tag's rank (0 exact, 1 prefix, 2 substring),
+    the length of its key and its id; the next page starts after it."""
+
+    rank: int
+    length: int
+    id: int
+
+
+def escape_like(text: str) -> str:
+    """``text`` as a LIKE pattern that matches itself ("tag_1" has a wildcard ``_``)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _with_parents(session: Session, query: Select[Any]) -> list[TagRow]:
+    parent = aliased(Tag)
+    rows = session.execute(
+        query.add_columns(parent.name).outerjoin(parent, parent.id == Tag.parent_id)
+    )
+    return [TagRow(tag=t, parent=p) for t, p in rows]
+
+
+def page_tags(session: Session, *, limit: int, after_id: int | None = None) -> list[TagRow]:
+    """At most ``limit`` tags in creation order (the model's column order) after ``after_id``."""
+    query = select(Tag).order_by(Tag.id).limit(limit)
+    if after_id is not None:
+        query = query.where(Tag.id > after_id)
+    return _with_parents(session, query)
+
+
+def search_rank(key: str) -> Any:
+    """SQL: 0 where a tag's key is ``key``, 1 where it starts with it, else 2."""
+    return case(
+        (Tag.name_key == key, 0),
+        (Tag.name_key.like(escape_like(key) + "%", escape="\\"), 1),
+        else_=2,
+    )
+
+
+def search_tags(
+    session: Session, q: str, *, limit: int, after: SearchPosition | None = None
+) -> list[tuple[TagRow, SearchPosition]]:
+    """Tags whose name holds ``q`` ignoring case and spacing (the ``tag_key`` of both): the
+    exact match first, then names that start with ``q``, then the others that hold it; in
+    each, shorter names first, then creation order. At most ``limit`` after ``after``, each
+    with its position (the next page's ``after``). Both databases order the same: the keys
+    are computed in Python and compared as plain strings."""
+    key = tag_key(q)
+    rank = search_rank(key)
+    length = func.length(Tag.name_key)
+    query = (
+        select(Tag)
+        .add_columns(rank, length)
+        .where(Tag.name_key.like("%" + escape_like(key) + "%", escape="\\"))
+        .order_by(rank, length, Tag.id)
+        .limit(limit)
+    )
+    if after is not None:
+        query = query.where(
+            or_(
+                rank > after.rank,
+                and_(rank == after.rank, length > after.length),
+                and_(rank == after.rank, length == after.length, Tag.id > after.id),
+            )
+        )
+    parent = aliased(Tag)
+    rows = session.execute(
+        query.add_columns(parent.name).outerjoin(parent, parent.id == Tag.parent_id)
+    )
+    return [
+        (TagRow(tag=t, parent=p), SearchPosition(rank=int(r), length=int(n), id=t.id))
+        for t, r, n, p in rows
+    ]
 
 
 def find_tags(session: Session, names: Iterable[str]) -> dict[str, Tag]:
@@ -81,35 +172,63 @@ def find_tags(session: Session, names: Iterable[str]) -> dict[str, Tag]:
     return {n: t for n, t in found.items() if t is not None}
 
 
-def create_tag(
-    session: Session, *, name: str, description: str = "", group: str | None = None
-) -> Tag:
-    """Add a tag; ``tag_exists`` (409) when a tag of the same name ignoring case and spacing
-    exists; ``invalid_tag_name`` / ``invalid_tag_description`` for text a database cannot
-    hold, or longer than ``MAX_NAME`` / ``MAX_DESCRIPTION`` characters;
-    ``too_many_tags_in_vocabulary`` past ``MAX_TAGS`` tags."""
-    name = normalize_name(name)
-    key = tag_key(name)
-    group = normalize_name(group, what="tag group") if group and group.strip() else None
+def check_description(description: str) -> str:
+    """The description trimmed; ``invalid_tag_description`` for text a database cannot hold
+    or longer than ``MAX_DESCRIPTION`` characters."""
     if unstorable(description):
         raise InvalidInput(
             "a tag description must not hold NUL or lone surrogate characters",
             code="invalid_tag_description",
         )
-    if len(description.strip()) > MAX_DESCRIPTION:
+    text = description.strip()
+    if len(text) > MAX_DESCRIPTION:
         raise InvalidInput(
-            f"a tag description is at most {MAX_DESCRIPTION} characters, "
-            f"got {len(description.strip())}",
+            f"a tag description is at most {MAX_DESCRIPTION} characters, got {len(text)}",
             code="invalid_tag_description",
         )
-    if count_tags(session) >= MAX_TAGS:
+    return text
+
+
+def check_room(session: Session, *, adding: int, max_tags: int) -> None:
+    """``too_many_tags_in_vocabulary`` when ``adding`` more tags would pass ``max_tags``."""
+    have = count_tags(session)
+    if have + adding > max_tags:
         raise InvalidInput(
-            f"the vocabulary holds at most {MAX_TAGS} tags", code="too_many_tags_in_vocabulary"
+            f"the vocabulary holds at most {max_tags} tags; it has {have}, "
+            f"{adding} more would pass that",
+            code="too_many_tags_in_vocabulary",
         )
+
+
+def create_tag(
+    session: Session,
+    *,
+    name: str,
+    description: str = "",
+    group: str | None = None,
+    parent: str | None = None,
+    max_tags: int = MAX_TAGS,
+) -> Tag:
+    """Add a tag; ``tag_exists`` (409) when a tag of the same name ignoring case and spacing
+    exists; ``invalid_tag_name`` / ``invalid_tag_description`` for text a database cannot
+    hold, or longer than ``MAX_NAME`` / ``MAX_DESCRIPTION`` characters;
+    ``unknown_parent`` when ``parent`` names no tag; ``too_many_tags_in_vocabulary`` past
+    ``max_tags`` tags."""
+    name = normalize_name(name)
+    key = tag_key(name)
+    group = normalize_name(group, what="tag group") if group and group.strip() else None
+    text = check_description(description)
+    parent_id = None
+    if parent and parent.strip():
+        found = find_tags(session, [normalize_name(parent, what="parent tag")])
+        if not found:
+            raise InvalidInput(f"parent tag {parent!r} does not exist", code="unknown_parent")
+        parent_id = next(iter(found.values())).id
+    check_room(session, adding=1, max_tags=max_tags)
     existing = session.scalar(select(Tag.name).where(Tag.name_key == key))
     if existing is not None:
         raise Conflict(_exists_message(name, existing), code="tag_exists")
-    tag = Tag(name=name, name_key=key, description=description.strip(), group=group)
+    tag = Tag(name=name, name_key=key, description=text, group=group, parent_id=parent_id)
     session.add(tag)
     try:
         session.flush()

@@ -27,6 +27,7 @@ from tagloop.db.engine import session_scope
 from tagloop.db.models import Clip, Job, ModelVersion, Prediction, QueueItem
 from tests.conftest import REPO, VIDEOS
 from tests.integration.stack_helpers import running_stack, stack_settings
+from tests.integration.test_labels import add_clips
 
 pytestmark = pytest.mark.e2e
 
@@ -308,8 +309,8 @@ def test_only_admins_create_tags_from_the_label_page(seeded: Seeded) -> None:
     click(at, "Submit")
     assert labels_of(seeded, clip)[-1]["tags"] == ["cat", "zebra"]
     assert labels_of(seeded, clip)[-1]["annotator"] == "admin"
-    names = [t["name"] for t in seeded.admin.request("GET", "/api/v1/tags").json()["items"]]
-    assert "zebra" in names
+    found = seeded.admin.request("GET", "/api/v1/tags", params={"q": "zebra"}).json()["items"]
+    assert [t["name"] for t in found] == ["zebra"]
 
     queue_clips(seeded.settings, seeded.clips)
     at = open_page("views/label.py", seeded.annotator_token)
@@ -692,10 +693,8 @@ def test_tags_page_lists_and_admins_create(seeded: Seeded) -> None:
     )
     at.form_submit_button[0].click().run()
     assert "Created tag 'yak'" in texts(at.success)
-    tags = {
-        t["name"]: t["group"] for t in seeded.admin.request("GET", "/api/v1/tags").json()["items"]
-    }
-    assert tags["yak"] == "animal"
+    (yak,) = seeded.admin.request("GET", "/api/v1/tags", params={"q": "yak"}).json()["items"]
+    assert (yak["name"], yak["group"]) == ("yak", "animal")
 
 
 def test_ingest_page_lists_the_video(seeded: Seeded) -> None:
@@ -705,3 +704,81 @@ def test_ingest_page_lists_the_video(seeded: Seeded) -> None:
     assert metrics["ready"] == "1" and metrics["failed"] == "0"
     table = at.dataframe[0].value
     assert table["file"].tolist() == [VIDEO.name] and table["clips"].tolist() == [len(seeded.clips)]
+
+
+def found_buttons(at: AppTest) -> list[str]:
+    """The labels of the "Find a tag" answers (each checks one tag)."""
+    return [b.label for b in at.button if b.key and b.key.startswith("found_")]
+
+
+def test_label_page_finds_any_of_10000_tags_by_typing_one_at_a_time(seeded: Seeded) -> None:
+    """Issue 22: with a 10,000-tag vocabulary the page never holds it: typing searches the
+    API (exact name first, then prefix, then the rest), each answer checks one tag, the tag
+    box offers no "Select N matches", and a tag the model never saw a positive of is neither
+    suggested nor pre-checked. Kept last in this module: it adds 10,000 tags."""
+    rows = [{"name": f"tag_{i:04d}"} for i in range(10_000)]
+    rows += [{"name": "xtag_0999"}, {"name": "tag_0999 extra"}]
+    done = seeded.admin.request("POST", "/api/v1/tags/import", json=rows).json()
+    assert done["created"] == len(rows)
+    # Two clips of their own (no media: the page says so), predicted like the others.
+    clip, other = add_clips(seeded.settings.database_url, 2, sha="f")
+    promoted = seeded.versions[1]
+    with session_scope(seeded.settings.database_url) as s:
+        s.execute(delete(QueueItem).where(QueueItem.status.in_(("queued", "leased"))))
+        for c in (clip, other):
+            top = [{"tag": "cat", "p": 0.91}, {"tag": "dog", "p": 0.22}]
+            s.add(Prediction(clip_id=c, model_version_id=promoted, top_tags=top, uncertainty=0.3))
+    queue_clips(seeded.settings, [clip])
+    at = open_page("views/label.py", new_annotator(seeded.settings, "finder"))
+    assert shown_clip(at) == clip
+    (box,) = at.multiselect
+    assert box.value == ["cat"] and len(box.options) <= 20  # never the vocabulary
+    assert box.proto.select_all == 0  # 0: no "Select all" / "Select N matches", ever
+    assert found_buttons(at) == []
+
+    (find,) = [t for t in at.text_input if t.label == "Find a tag"]
+    find.set_value("TAG_0999").run()
+    assert found_buttons(at) == ["☐ tag_0999", "☐ tag_0999 extra", "☐ xtag_0999"]
+    click(at, "☐ tag_0999")
+    assert at.multiselect[0].value == ["cat", "tag_0999"]  # that one tag, nothing else
+    assert found_buttons(at)[0] == "☑ tag_0999"
+
+    # A prefix of a hundred tags: ten shown, one added per click.
+    (find,) = [t for t in at.text_input if t.label == "Find a tag"]
+    find.set_value("tag_01").run()
+    assert found_buttons(at) == [f"☐ tag_{i:04d}" for i in range(100, 110)]
+    assert "The first 10 matches" in texts(at.caption)
+    click(at, "☐ tag_0105")
+    assert at.multiselect[0].value == ["cat", "tag_0999", "tag_0105"]
+    click(at, "Submit")
+    (label,) = [lb for lb in labels_of(seeded, clip) if lb["annotator"] == "finder"]
+    assert label["tags"] == ["cat", "tag_0999", "tag_0105"]
+
+    # A version that never saw a positive of cat: cat (91 %) is neither shown nor checked.
+    with session_scope(seeded.settings.database_url) as s:
+        version = ModelVersion(
+            status="ready",
+            vocabulary=[{"name": n, "group": g} for n, g in TAGS],
+            config={"kind": "probe"},
+            metrics={"train_positives": {"cat": 0, "dog": 3, "indoor": 0, "outdoor": 0}},
+            n_train=3,
+        )
+        s.add(version)
+        s.flush()
+        s.execute(
+            update(Prediction)
+            .where(Prediction.clip_id == other)
+            .values(model_version_id=version.id)
+        )
+        fresh = version.id
+    try:
+        queue_clips(seeded.settings, [other])
+        at = open_page("views/label.py", new_annotator(seeded.settings, "cautious"))
+        assert shown_clip(at) == other
+        assert at.multiselect[0].value == []
+        suggested = [b.label for b in at.button if b.key and b.key.startswith("suggest_")]
+        assert suggested == ["☐ dog · 22%"]
+    finally:
+        with session_scope(seeded.settings.database_url) as s:
+            s.execute(delete(Prediction).where(Prediction.model_version_id == fresh))
+            s.execute(delete(ModelVersion).where(ModelVersion.id == fresh))

@@ -101,7 +101,7 @@ def test_suggestions_come_from_the_latest_prediction(api: ApiHarness, db_url: st
         )
     fill(db_url, [clip])
     body = api.client.get(NEXT, headers=api.annotator).json()
-    assert body["suggestions"] == [{"tag": "dog", "p": 0.8}]
+    assert body["suggestions"] == [{"tag": "dog", "p": 0.8, "group": None}]  # with its group
     assert body["decision_threshold"] is None  # no holdout threshold fitted yet
     assert body["group_threshold"] is None
 
@@ -136,7 +136,7 @@ def test_suggestions_carry_the_threshold_fitted_for_their_version(
         )
     fill(db_url, [clip])
     body = api.client.get(NEXT, headers=api.annotator).json()
-    assert body["suggestions"] == [{"tag": "dog", "p": 0.3}]
+    assert body["suggestions"] == [{"tag": "dog", "p": 0.3, "group": None}]
     assert body["decision_threshold"] == 0.27
     assert body["group_threshold"] == 0.31
 

@@ -13,6 +13,9 @@ import streamlit as st
 from ui.api_client import ApiError
 from ui.components import get_json, require_client, show_error, show_jobs
 
+# Bars in the AP-per-tag chart: past this many tags, the weakest and the strongest half each.
+AP_SHOWN = 40
+
 st.title("Dashboard")
 client = require_client()
 stats: dict[str, Any] = get_json(client, "/api/v1/stats")
@@ -207,8 +210,11 @@ if stats["caller"]["role"] == "admin":
                     f"{marked['queued']} waiting to be labeled."
                 )
 
-promoted = next(
-    (v for v in get_json(client, "/api/v1/models") if v["id"] == rnd["promoted_version_id"]), None
+# The promoted version in full (GET /models lists summaries, without per-tag metrics).
+promoted = (
+    None
+    if rnd["promoted_version_id"] is None
+    else get_json(client, f"/api/v1/models/{int(rnd['promoted_version_id'])}")
 )
 if promoted is not None:
     metrics = promoted["metrics"]
@@ -216,6 +222,12 @@ if promoted is not None:
     with ap_col:
         st.subheader(f"AP per tag (v{promoted['id']})")
         ap = {t: v for t, v in (metrics.get("ap_per_tag") or {}).items() if v is not None}
+        if len(ap) > AP_SHOWN:
+            # Thousands of bars say nothing: the weakest and the strongest tags do.
+            ranked = sorted(ap.items(), key=lambda kv: kv[1])
+            half = AP_SHOWN // 2
+            ap = dict(ranked[:half] + ranked[-half:])
+            st.caption(f"The {half} weakest and {half} strongest of {len(ranked)} tags.")
         if ap:
             st.bar_chart(pd.DataFrame({"AP": ap}), horizontal=True)
         else:

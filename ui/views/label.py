@@ -8,6 +8,11 @@ option. Only admins may type new tags into the box (only they can create tags).
 When the holdout (the random audit sample) has clips waiting, a sidebar toggle labels from
 its queue instead of the active-learning one.
 
+A vocabulary of 10,000 tags is never fetched whole: "Find a tag" searches the API as one
+types (the exact name first, then names that start with it), and each of its answers is a
+button that checks one tag; no control selects a whole result set. The model's suggestions
+come first, and the API leaves out tags its training data had no positive of.
+
 What the annotator checks and unchecks belongs to the lease (ui/label_draft.py): it survives
 reruns, visits to other pages and a browser reload, and goes when the clip is labeled,
 skipped or handed back on sign-out. The sidebar's controls keep their values across pages too.
@@ -22,7 +27,7 @@ import streamlit as st
 from tagloop.client import TagloopClient
 from tagloop.suggestions import prechecked_tags
 from tagloop.training.thresholds import DEFAULT_THRESHOLD
-from ui.api_client import ApiError, is_admin
+from ui.api_client import ApiError, is_admin, search_tags, tag_exists
 from ui.components import fetch_media, get_json, require_client, show_error
 from ui.label_draft import choose_tags, draft_tags, forget_lease, hold_lease, toggle_tag, write_url
 from ui.label_timer import seconds_on, start_timer
@@ -35,6 +40,8 @@ HOLDOUT = "holdout"
 # keyed element the class ``st-key-<key>``).
 TAGS_BOX = "label_tags_box"
 SUBMIT = "label_submit"
+# Search answers shown under "Find a tag", each a button that checks one tag.
+FOUND_SHOWN = 10
 # The sidebar's pre-check controls (kept across pages, like the tags).
 FITTED_CUTS = "label_fitted_cuts"
 OWN_CUT = "label_own_cut"
@@ -101,9 +108,12 @@ def _done(lease_id: str, message: str) -> None:
 
 
 def _create_missing_tags(client: TagloopClient, wanted: list[str], known: set[str]) -> bool:
-    """POST /tags for new names typed into the picker; annotators are told to ask an admin."""
+    """POST /tags for new names typed into the picker (those neither shown on the page nor
+    found by the API); annotators are told to ask an admin."""
     for name in [t for t in wanted if t not in known]:
         try:
+            if tag_exists(client, name):
+                continue
             client.request("POST", "/api/v1/tags", json={"name": name})
         except ApiError as exc:
             if exc.http_status == 403:
@@ -225,9 +235,9 @@ if item is None:
     st.stop()
 
 clip, lease_id = item["clip"], item["lease_id"]
-groups = {t["name"]: t.get("group") for t in get_json(client, "/api/v1/tags")["items"]}
-vocabulary = list(groups)
-suggestions = [s for s in item["suggestions"] if s["tag"] in groups]
+# Best first, each with its tag's group (the API leaves out tags the model never saw).
+suggestions: list[dict[str, Any]] = list(item["suggestions"])
+groups: dict[str, str | None] = {s["tag"]: s.get("group") for s in suggestions}
 key = _tags_key(lease_id)
 if queue == HOLDOUT:
     # The holdout grades the model and fits its threshold: pre-checked guesses that people
@@ -291,16 +301,50 @@ with right:
             type="primary" if on else "secondary",
             width="stretch",
         )
+    query = st.text_input(
+        "Find a tag",
+        key=f"label_find_{lease_id}",
+        max_chars=128,
+        live=True,
+        placeholder="Type part of a tag's name",
+        help="Searches the whole vocabulary: the exact name first, then names that start "
+        "with what you typed, then the others that hold it. Click a tag to check it.",
+    )
+    try:
+        found = search_tags(client, query or "", limit=FOUND_SHOWN + 1)
+    except ApiError as exc:
+        show_error(exc, what="search")
+        found = []
+    for i, t in enumerate(found[:FOUND_SHOWN]):
+        name = str(t["name"])
+        on = name in chosen
+        st.button(
+            f"{'☑' if on else '☐'} {name}" + (f" ({t['group']})" if t["group"] else ""),
+            key=f"found_{lease_id}_{i}",
+            on_click=toggle_tag,
+            args=(lease_id, name),
+            type="primary" if on else "secondary",
+            width="stretch",
+        )
+    if len(found) > FOUND_SHOWN:
+        st.caption(f"The first {FOUND_SHOWN} matches; type more to narrow them down.")
+    elif query and query.strip() and not found:
+        st.caption(f"No tag holds '{query.strip()}'.")
+    groups.update({str(t["name"]): t["group"] for t in found})
     admin = is_admin()
     with st.container(key=TAGS_BOX):
         st.multiselect(
             "Tags",
-            options=sorted(set(vocabulary) | set(chosen)),
+            # The model's suggestions first, then what the search found; never the whole
+            # vocabulary, and no "Select all" / "Select N matches".
+            options=list(dict.fromkeys([*chosen, *groups])),
             key=key,
             on_change=_choose_from_box,
             args=(lease_id, key),
             accept_new_options=admin,
-            placeholder="Pick tags, or type a new one" if admin else "Pick tags",
+            filter_mode="contains",
+            select_all=False,
+            placeholder="Checked tags; type a new one to create it" if admin else "Checked tags",
         )
     submit_col, skip_col = st.columns(2)
     submit = submit_col.button(
@@ -315,7 +359,7 @@ with right:
         skip_why = st.button("Skip with reason", key=f"skip_why_{lease_id}", width="stretch")
     st.html(ENTER_SUBMITS, unsafe_allow_javascript=True)
 
-if submit and _create_missing_tags(client, chosen, set(vocabulary)):
+if submit and _create_missing_tags(client, chosen, set(groups)):
     seconds = round(seconds_on(lease_id), 2)
     body: dict[str, Any] = {"tags": chosen, "seconds_spent": seconds, "lease_id": lease_id}
     if not chosen:

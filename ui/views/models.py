@@ -166,8 +166,10 @@ choice = st.selectbox(
     "Version", [v["id"] for v in reversed(versions)], format_func=lambda i: f"v{i}"
 )
 chosen = next(v for v in versions if v["id"] == choice)
-with st.expander(f"v{choice} metrics", expanded=False):
-    st.json(chosen["metrics"])
+# The version in full, per-tag metrics included (the list above has summaries): fetched only
+# when asked for, since with 10,000 tags it is a megabyte.
+if st.toggle(f"Show all of v{choice}'s metrics, per tag too", key="models_show_metrics"):
+    st.json(get_json(client, f"/api/v1/models/{choice}")["metrics"], expanded=False)
 if chosen["status"] == "promoted":
     st.caption(f"v{choice} is serving.")
 elif chosen["status"] not in ("ready", "retired"):

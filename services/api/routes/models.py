@@ -28,17 +28,23 @@ from tagloop.pipeline.dispatch import dispatch
 router = APIRouter(prefix="/api/v1/models", tags=["models"])
 
 
-class ModelVersionOut(BaseModel):
-    """A version. ``metrics.stop_set`` is summarised (``n_clips``, ``compared_with``): the
-    stored decisions stay in the database. ``macro_ap``/``micro_f1`` are on the holdout when it
-    measured the version, else on validation; ``stop_kappa``: agreement with the previous
-    version on the stop set (the stopping rule, see /api/v1/stats)."""
+# Metrics with an entry per tag: a version's detail has them, the list does not (with 10,000
+# tags each was a 10,000-entry map, about 800 KB per version on every GET /models).
+PER_TAG_METRICS = ("ap_per_tag", "positives", "train_positives")
 
-    model_config = ConfigDict(from_attributes=True)
+
+class ModelVersionSummary(BaseModel):
+    """A version as GET /models lists it: its size does not grow with the vocabulary.
+    ``n_tags``: the vocabulary's size; ``metrics`` without the per-tag maps (``ap_per_tag``,
+    ``positives``, ``train_positives``, also under ``holdout``), which GET /models/{id}
+    has. ``stop_set`` is summarised (``n_clips``, ``compared_with``): the stored decisions
+    stay in the database. ``macro_ap``/``micro_f1`` are on the holdout when it measured the
+    version, else on validation; ``stop_kappa``: agreement with the previous version on the
+    stop set (the stopping rule, see /api/v1/stats)."""
 
     id: int
     status: str
-    vocabulary: list[Any]
+    n_tags: int
     config: dict[str, Any]
     metrics: dict[str, Any]
     n_train: int
@@ -53,12 +59,27 @@ class ModelVersionOut(BaseModel):
     stop_kappa: float | None = None
 
 
+class ModelVersionOut(ModelVersionSummary):
+    """One version in full: its ``vocabulary`` (``{"name", "group"}`` per model column) and
+    every metric, the per-tag maps included."""
+
+    vocabulary: list[Any]
+
+
 def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) else None
 
 
-def version_out(version: ModelVersion) -> ModelVersionOut:
-    """The response body of a version: small multi-label and stopping fields up front."""
+def _without_per_tag(metrics: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in metrics.items() if k not in PER_TAG_METRICS}
+    if isinstance(out.get("holdout"), dict):
+        out["holdout"] = _without_per_tag(out["holdout"])
+    return out
+
+
+def version_out(version: ModelVersion, *, summary: bool = False) -> ModelVersionOut:
+    """The response body of a version: small multi-label and stopping fields up front;
+    ``summary``: without its vocabulary and per-tag metrics (``vocabulary`` is empty)."""
     metrics = dict(version.metrics or {})
     stop_set = metrics.get("stop_set")
     if isinstance(stop_set, dict):
@@ -68,12 +89,14 @@ def version_out(version: ModelVersion) -> ModelVersionOut:
         }
     holdout = metrics.get("holdout")
     measured = holdout if isinstance(holdout, dict) else metrics
+    vocabulary = list(version.vocabulary or [])
     return ModelVersionOut(
         id=version.id,
         status=version.status,
-        vocabulary=list(version.vocabulary),
+        n_tags=len(vocabulary),
+        vocabulary=[] if summary else vocabulary,
         config=dict(version.config or {}),
-        metrics=metrics,
+        metrics=_without_per_tag(metrics) if summary else metrics,
         n_train=version.n_train,
         created_at=version.created_at,
         macro_ap=_number(measured.get("macro_ap")),
@@ -150,9 +173,18 @@ def list_pretraining(_: CallerDep, session: SessionDep) -> list[PretrainRunOut]:
     ]
 
 
-@router.get("", response_model=list[ModelVersionOut])
+@router.get("", response_model=list[ModelVersionSummary])
 def list_models(_: CallerDep, session: SessionDep) -> list[ModelVersionOut]:
-    return [version_out(v) for v in version_repo.list_versions(session)]
+    """Every version, oldest first, as a summary: no vocabulary and no per-tag metrics
+    (GET /models/{id} has them), so the list does not grow with the vocabulary."""
+    return [version_out(v, summary=True) for v in version_repo.list_versions(session)]
+
+
+@router.get("/{version_id}", response_model=ModelVersionOut)
+def get_model(version_id: PathId, _: CallerDep, session: SessionDep) -> ModelVersionOut:
+    """One version in full: its vocabulary and every metric, per tag too. 404
+    ``model_not_found``."""
+    return version_out(version_repo.get_version(session, version_id))
 
 
 @router.post("/{version_id}/promote", response_model=ModelVersionOut)

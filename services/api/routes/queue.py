@@ -4,14 +4,17 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Query, Response, status
+from sqlalchemy.orm import Session
 
 from services.api.deps import CallerDep, SenderDep, SessionDep, SettingsDep
 from services.api.loop_events import after_queue_change
 from services.api.schemas import ClipOut, LeaseOut, QueueNext, QueueReason, SkipRequest
 from tagloop.db import queue as queue_repo
+from tagloop.db import tags as tag_repo
+from tagloop.suggestions import trained_suggestions
 
 router = APIRouter(prefix="/api/v1/queue", tags=["queue"])
 
@@ -19,6 +22,17 @@ router = APIRouter(prefix="/api/v1/queue", tags=["queue"])
 def _aware(ts: datetime) -> datetime:
     # SQLite hands datetimes back naive; every stored time is UTC.
     return ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
+
+
+def _shown_suggestions(session: Session, found: queue_repo.Suggestions) -> list[dict[str, Any]]:
+    """The stored top tags the predicting version knows (a positive label in its training
+    data: of a tag it never saw it knows nothing), best first, each with its ``group``: the
+    page pre-checks at most one tag per group and need not fetch the vocabulary for that."""
+    shown = trained_suggestions(found.top_tags, trained=found.trained_tags)
+    tags = tag_repo.find_tags(session, [str(s["tag"]) for s in shown])
+    return [
+        {**s, "group": tags[str(s["tag"])].group if str(s["tag"]) in tags else None} for s in shown
+    ]
 
 
 @router.get(
@@ -58,7 +72,7 @@ def next_item(
         clip=ClipOut.model_validate(clip),
         lease_id=item.lease_id,
         lease_expires_at=_aware(item.lease_expires_at),
-        suggestions=suggestions.top_tags,
+        suggestions=_shown_suggestions(session, suggestions),
         decision_threshold=suggestions.decision_threshold,
         group_threshold=suggestions.group_threshold,
         reason=QueueReason(strategy=item.strategy, score=item.score, rank=item.rank),
