@@ -11,6 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from ui.api_client import ApiError
+from ui.charts import curve_frame
 from ui.components import get_json, require_client, show_error, show_jobs
 
 # Bars in the AP-per-tag chart: past this many tags, the weakest and the strongest half each.
@@ -64,17 +65,6 @@ if stats["caller"]["role"] == "admin" and st.button(
         st.success(f"Training job {job['job_id']} queued.")
     except ApiError as exc:
         show_error(exc, what="retrain")
-
-
-def curve_frame(points: list[dict[str, Any]]) -> pd.DataFrame:
-    """One row per label count, the newest version's when several share one (a round that
-    was not promoted, a retrain on the same labels): a chart with two y values at one x drew
-    nothing. Label counts as integers, so the axis reads 15, not 15.000000."""
-    frame = pd.DataFrame(points)
-    if "version_id" in frame:
-        frame = frame.sort_values("version_id")
-    frame = frame.drop_duplicates("n_labels", keep="last").sort_values("n_labels")
-    return frame.astype({"n_labels": "int64"})
 
 
 st.subheader("Learning curve")
