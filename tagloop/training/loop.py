@@ -331,10 +331,16 @@ def _init_probe(
 
 
 def _candidate_probe(
-    config: FusionConfig, *, vocab: TagVocabulary, backbone: Backbone | None
+    config: FusionConfig,
+    *,
+    vocab: TagVocabulary,
+    backbone: Backbone | None,
+    init: tuple[dict[str, torch.Tensor] | None, TagVocabulary | None] | None = None,
 ) -> LinearProbe:
-    """A fresh probe for ``config``, on the backbone's frozen branches when there is one."""
-    model = build_model(PROBE_KIND, vocab_size=len(vocab), config=config)
+    """A probe for ``config`` (warm-started from ``init`` where it fits: ``_init_probe``), on
+    the backbone's frozen branches when there is one (a probe always reloads them: its warm
+    start may predate the backbone)."""
+    model = _init_probe(config, vocab=vocab, init=init)
     if not isinstance(model, LinearProbe):
         raise InvalidInput("a probe candidate must build a LinearProbe", code="bad_model_kind")
     if backbone:
@@ -386,13 +392,9 @@ def train_probe_candidates(
         if best is None or key > best[0]:  # ties keep the earlier (configured first)
             best = (key, candidate)
     chosen = config if best is None else best[1]
-    model = _init_probe(chosen, vocab=vocab, init=init if chosen == config else None)
-    if not isinstance(model, LinearProbe):
-        raise InvalidInput("a probe candidate must build a LinearProbe", code="bad_model_kind")
-    if backbone:
-        # A probe reloads the branch weights: its warm start may predate the backbone.
-        apply_backbone(model, backbone, load=True)
-        model.set_uses_branches(True)
+    model = _candidate_probe(
+        chosen, vocab=vocab, backbone=backbone, init=init if chosen == config else None
+    )
     result = train_probe(
         model, train, val, vocab=vocab, options=options, progress=None, refit_on=refit_on
     )
