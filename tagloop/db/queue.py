@@ -325,24 +325,14 @@ def skip(
     now = now or utcnow()
     reason = clean_skip_reason(reason)
     _check_lease_id(lease_id)
-    taken = session.execute(
-        update(QueueItem)
-        .where(
-            QueueItem.lease_id == lease_id,
-            QueueItem.annotator == annotator,
-            QueueItem.status == "leased",
-            QueueItem.lease_expires_at > now,
-        )
-        .values(status="skipped", skip_reason=reason, skipped_at=now)
-        .execution_options(synchronize_session=False)
+    row = _end_live_lease(
+        session,
+        lease_id=lease_id,
+        annotator=annotator,
+        now=now,
+        values={"status": "skipped", "skip_reason": reason, "skipped_at": now},
     )
-    row = _own_lease(session, lease_id=lease_id, annotator=annotator)
-    if taken.rowcount == 1:  # type: ignore[attr-defined]
-        session.refresh(row)
-        return row, _park_if_skipped_enough(session, clip_id=row.clip_id, park_after=park_after)
-    if row.status in ("leased", "expired"):
-        raise Conflict("this lease has expired; ask for the next clip", code="lease_expired")
-    raise Conflict(f"this lease is already closed ({row.status})", code="lease_closed")
+    return row, _park_if_skipped_enough(session, clip_id=row.clip_id, park_after=park_after)
 
 
 def release(
@@ -355,6 +345,20 @@ def release(
     """
     now = now or utcnow()
     _check_lease_id(lease_id)
+    row = _end_live_lease(
+        session, lease_id=lease_id, annotator=annotator, now=now, values={"lease_expires_at": now}
+    )
+    expire_leases(session, now=now)
+    session.refresh(row)
+    return row
+
+
+def _end_live_lease(
+    session: Session, *, lease_id: str, annotator: str, now: datetime, values: dict[str, Any]
+) -> QueueItem:
+    """Write ``values`` on the caller's lease if it is still live (one conditional UPDATE, so
+    two requests cannot both end it); the refreshed row. ``lease_expired`` / ``lease_closed``
+    (409) when it is no longer held."""
     taken = session.execute(
         update(QueueItem)
         .where(
@@ -363,12 +367,11 @@ def release(
             QueueItem.status == "leased",
             QueueItem.lease_expires_at > now,
         )
-        .values(lease_expires_at=now)
+        .values(**values)
         .execution_options(synchronize_session=False)
     )
     row = _own_lease(session, lease_id=lease_id, annotator=annotator)
     if taken.rowcount == 1:  # type: ignore[attr-defined]
-        expire_leases(session, now=now)
         session.refresh(row)
         return row
     if row.status in ("leased", "expired"):
