@@ -182,6 +182,12 @@ class Settings(BaseSettings):
     # Local single-user mode (`tagloop up` sets it): the UI signs in with <data>/admin.token.
     # Off by default, so a UI served to others (docker-compose) never hands out the admin token.
     ui_single_user: bool = False
+    # The Label page holds its lease this long (at most ``lease_seconds``) and renews it every
+    # ``ui_lease_heartbeat_seconds`` while the browser tab is open and the clip was on the Label
+    # page within ``lease_seconds``: a closed tab lets go of its clip within the hold, an idle
+    # open tab after ``lease_seconds`` as before (ui/lease_heartbeat.py).
+    ui_lease_hold_seconds: float = Field(default=120.0, ge=10.0)
+    ui_lease_heartbeat_seconds: float = Field(default=30.0, ge=1.0)
     api_url: str = ""  # default: http://<api_host>:<api_port>
     # uvicorn worker processes for the API under `tagloop up` (one per core is typical).
     api_workers: int = 1

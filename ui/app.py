@@ -16,7 +16,9 @@ import streamlit as st
 # `streamlit run` puts ui/ on sys.path, not the repo root that holds the ui package.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from tagloop.config import get_settings
 from ui.label_timer import pause_timer
+from ui.lease_heartbeat import keep_leases, lease_timing
 
 st.set_page_config(page_title="tagloop", layout="wide")
 pages = [
@@ -30,4 +32,15 @@ pages = [
 page = st.navigation(pages)
 if page.title != "Label":
     pause_timer()  # a clip's seconds_spent counts only while the Label page shows it
+
+
+# The browser reruns this every beat while the tab is open, on every page: the clips this
+# session leased stay held; a closed tab lets them go within the hold (ui/lease_heartbeat.py).
+# Before page.run(): a page that stops early (st.stop) must not skip setting up the beat.
+@st.fragment(run_every=lease_timing(get_settings()).heartbeat_s)
+def _lease_heartbeat() -> None:
+    keep_leases()
+
+
+_lease_heartbeat()
 page.run()

@@ -198,6 +198,20 @@ class LeaseOut(BaseModel):
     needs_review: bool = False
 
 
+class LeaseRenewed(LeaseOut):
+    """A renewed lease and when it ends now."""
+
+    lease_expires_at: datetime
+
+
+class RenewRequest(RequestBody):
+    """Hold the lease this many seconds from now (``TAGLOOP_LEASE_SECONDS`` when left out):
+    from 10 (or the lease's length, when that is shorter) to ``TAGLOOP_LEASE_SECONDS``, else
+    422 ``invalid_hold_seconds``."""
+
+    seconds: float | None = None
+
+
 class SkipRequest(RequestBody):
     """``unclear``, ``not_applicable`` or the annotator's own words."""
 

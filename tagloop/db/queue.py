@@ -2,7 +2,9 @@
 
 A row moves queued -> leased -> done (labeled) or skipped; a lease that runs out, or that its
 holder releases (signing out), becomes ``expired`` and a fresh ``queued`` copy of the row takes
-its place, so the clip returns to the queue while the history keeps who let it lapse. A clip is
+its place, so the clip returns to the queue while the history keeps who let it lapse. Its
+holder may renew a live lease (``renew``: the UI holds leases briefly and renews them while
+its page is open, so a closed browser tab lets go of its clip soon). A clip is
 never leased to two annotators at once: at most one queued-or-leased row exists per clip, and
 taking a row is atomic:
 
@@ -24,6 +26,7 @@ is parked (``clip.needs_review``) and leaves every queue.
 from __future__ import annotations
 
 import hashlib
+import math
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -45,6 +48,9 @@ MAX_SKIP_REASON = 500
 # Rows a refill replaces; leased rows survive a refill so nobody loses the clip in front of them.
 _REFILL_LOCK = "tagloop.queue.refill"
 _TAKE_ATTEMPTS = 3
+# The shortest hold a client may ask for (check_hold_seconds): a heartbeat that renews more
+# often than this is the client's business, a shorter hold would only churn the queue.
+MIN_HOLD_SECONDS = 10.0
 
 
 def new_lease_id() -> str:
@@ -198,6 +204,22 @@ def _take_write_lock(session: Session, *, now: datetime) -> None:
     )
 
 
+def check_hold_seconds(seconds: float | None, *, lease_seconds: float) -> float:
+    """How long a client asks to hold a lease: ``lease_seconds`` when it does not say, else a
+    finite number from ``MIN_HOLD_SECONDS`` (or ``lease_seconds`` when that is shorter) to
+    ``lease_seconds``; ``invalid_hold_seconds`` otherwise. A client may hold a lease for
+    less than the configured lease (and renew it), never for longer."""
+    if seconds is None:
+        return lease_seconds
+    low = min(MIN_HOLD_SECONDS, lease_seconds)
+    if not math.isfinite(seconds) or not low <= seconds <= lease_seconds:
+        raise InvalidInput(
+            f"a lease is held for {low:g} to {lease_seconds:g} seconds, got {seconds!r}",
+            code="invalid_hold_seconds",
+        )
+    return float(seconds)
+
+
 def lease_next(
     session: Session,
     *,
@@ -325,7 +347,7 @@ def skip(
     now = now or utcnow()
     reason = clean_skip_reason(reason)
     _check_lease_id(lease_id)
-    row = _end_live_lease(
+    row = _update_live_lease(
         session,
         lease_id=lease_id,
         annotator=annotator,
@@ -345,7 +367,7 @@ def release(
     """
     now = now or utcnow()
     _check_lease_id(lease_id)
-    row = _end_live_lease(
+    row = _update_live_lease(
         session, lease_id=lease_id, annotator=annotator, now=now, values={"lease_expires_at": now}
     )
     expire_leases(session, now=now)
@@ -353,12 +375,39 @@ def release(
     return row
 
 
-def _end_live_lease(
+def renew(
+    session: Session,
+    *,
+    lease_id: str,
+    annotator: str,
+    seconds: float,
+    now: datetime | None = None,
+) -> QueueItem:
+    """Hold a live lease ``seconds`` from now (the UI's heartbeat, while its page is open):
+    the lease then ends at ``now + seconds``, earlier or later than before. Returns the row.
+    ``lease_expired`` / ``lease_closed`` (409) when it is no longer held, so a lease that ran
+    out stays with whoever has the clip now."""
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise InvalidInput(
+            "a lease is held for a positive number of seconds", code="invalid_hold_seconds"
+        )
+    now = now or utcnow()
+    _check_lease_id(lease_id)
+    return _update_live_lease(
+        session,
+        lease_id=lease_id,
+        annotator=annotator,
+        now=now,
+        values={"lease_expires_at": now + timedelta(seconds=seconds)},
+    )
+
+
+def _update_live_lease(
     session: Session, *, lease_id: str, annotator: str, now: datetime, values: dict[str, Any]
 ) -> QueueItem:
     """Write ``values`` on the caller's lease if it is still live (one conditional UPDATE, so
-    two requests cannot both end it); the refreshed row. ``lease_expired`` / ``lease_closed``
-    (409) when it is no longer held."""
+    two requests cannot both end it, and a renewal cannot revive a lease that ran out); the
+    refreshed row. ``lease_expired`` / ``lease_closed`` (409) when it is no longer held."""
     taken = session.execute(
         update(QueueItem)
         .where(

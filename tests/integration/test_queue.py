@@ -1,5 +1,5 @@
 """The labeling queue on SQLite and PostgreSQL: rank order, 204 when empty, the same lease on
-a reload, skip, expiry, labels closing leases, refills, and no clip ever leased twice under
+a reload, skip, release, short holds and their renewal, expiry, labels closing leases, refills, and no clip ever leased twice under
 concurrent annotators hitting a real uvicorn server."""
 
 from __future__ import annotations
@@ -195,6 +195,148 @@ def test_release_hands_the_clip_back_without_a_skip(api: ApiHarness, db_url: str
     assert statuses(db_url) == {clips[0]: ["expired", "leased"], clips[1]: ["queued"]}
     export = api.client.get("/api/v1/export", headers=api.admin, params={"format": "jsonl"})
     assert '"skips": [{' not in export.text
+
+
+def _ends_in(body: dict[str, object]) -> float:
+    """Seconds from now until the lease in ``body`` ends."""
+    from datetime import datetime
+
+    return (datetime.fromisoformat(str(body["lease_expires_at"])) - utcnow()).total_seconds()
+
+
+def test_renew_holds_the_callers_live_lease(api: ApiHarness, db_url: str) -> None:
+    """Issue 20: the UI asks for short holds and renews them while its tab is open."""
+    clips = add_clips(db_url, 3)
+    fill(db_url, clips)
+    short = api.client.get(NEXT, headers=api.annotator, params={"hold_seconds": 30})
+    assert short.status_code == 200, short.text
+    lease = short.json()
+    assert 25 < _ends_in(lease) <= 30
+    # Without hold_seconds a new lease is held the configured lease_seconds (600).
+    other = add_annotator(api, "other")
+    assert 590 < _ends_in(api.client.get(NEXT, headers=other).json()) <= 600
+    # Asking again gives the same lease back, its end unchanged by the new hold_seconds.
+    again = api.client.get(NEXT, headers=api.annotator, params={"hold_seconds": 500}).json()
+    assert again["lease_id"] == lease["lease_id"] and _ends_in(again) <= 30
+
+    renew = f"/api/v1/queue/{lease['lease_id']}/renew"
+    r = api.client.post(renew, headers=api.annotator, json={"seconds": 120})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["lease_id"], body["clip_id"], body["status"]) == (
+        lease["lease_id"],
+        clips[0],
+        "leased",
+    )
+    assert 115 < _ends_in(body) <= 120 and body["lease_expires_at"].endswith(("Z", "+00:00"))
+    assert 590 < _ends_in(api.client.post(renew, headers=api.annotator).json()) <= 600
+    # A renewal may also shorten the hold (the client asked for it).
+    assert 5 < _ends_in(api.client.post(renew, headers=api.annotator, json={"seconds": 10}).json())
+    assert api.client.post(renew).status_code == 401
+    r = api.client.post(renew, headers=other, json={"seconds": 60})
+    assert r.status_code == 404 and r.json()["error"]["code"] == "lease_not_found"
+    r = api.client.post("/api/v1/queue/no-such-lease/renew", headers=api.annotator)
+    assert r.status_code == 404 and r.json()["error"]["code"] == "lease_not_found"
+    # A label closes the lease: renewing it is 409 lease_closed.
+    r = api.client.post(
+        f"/api/v1/clips/{clips[0]}/labels",
+        headers=api.annotator,
+        json={"tags": ["dog"], "lease_id": lease["lease_id"]},
+    )
+    assert r.status_code == 201 and r.json()["lease_closed"] is True
+    r = api.client.post(renew, headers=api.annotator, json={"seconds": 60})
+    assert r.status_code == 409 and r.json()["error"]["code"] == "lease_closed"
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ({"seconds": 9.5}, "invalid_hold_seconds"),
+        ({"seconds": 601}, "invalid_hold_seconds"),
+        ({"seconds": -10}, "invalid_hold_seconds"),
+        ('{"seconds": NaN}', "validation_error"),
+        ('{"seconds": 1e999}', "validation_error"),
+        ({"seconds": "soon"}, "validation_error"),
+    ],
+)
+def test_renew_and_next_refuse_holds_out_of_bounds(
+    api: ApiHarness, db_url: str, body: dict[str, object] | str, code: str
+) -> None:
+    clip = add_clips(db_url, 1)[0]
+    fill(db_url, [clip])
+    lease = api.client.get(NEXT, headers=api.annotator).json()
+    renew = f"/api/v1/queue/{lease['lease_id']}/renew"
+    if isinstance(body, str):
+        hdr = {**api.annotator, "Content-Type": "application/json"}
+        r = api.client.post(renew, headers=hdr, content=body)
+    else:
+        r = api.client.post(renew, headers=api.annotator, json=body)
+    assert r.status_code == 422 and r.json()["error"]["code"] == code, r.text
+    # The refused renewal changed nothing: the lease still ends when it did.
+    assert 590 < _ends_in(api.client.get(NEXT, headers=api.annotator).json()) <= 600
+    # The same bounds for a new lease's hold (a query string has NaN and inf too), checked
+    # before the caller's lease is looked up.
+    for bad in ["9", "601", "nan", "inf", "-1"]:
+        r = api.client.get(NEXT, headers=api.annotator, params={"hold_seconds": bad})
+        assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_hold_seconds"
+    r = api.client.get(NEXT, headers=api.annotator, params={"hold_seconds": "soon"})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "validation_error"
+
+
+def test_renew_never_revives_an_expired_lease(api: ApiHarness, db_url: str) -> None:
+    clip = add_clips(db_url, 1)[0]
+    fill(db_url, [clip])
+    lease = api.client.get(NEXT, headers=api.annotator, params={"hold_seconds": 10}).json()
+    with session_scope(db_url) as s:  # the hold ran out (nobody swept it yet)
+        row = s.scalar(select(QueueItem).where(QueueItem.lease_id == lease["lease_id"]))
+        assert row is not None
+        row.lease_expires_at = utcnow() - timedelta(seconds=1)
+    renew = f"/api/v1/queue/{lease['lease_id']}/renew"
+    r = api.client.post(renew, headers=api.annotator, json={"seconds": 60})
+    assert r.status_code == 409 and r.json()["error"]["code"] == "lease_expired"
+    # The clip went back to the queue: someone else gets it, and the old lease stays dead.
+    other = add_annotator(api, "other")
+    taken = api.client.get(NEXT, headers=other).json()
+    assert taken["clip"]["id"] == clip and taken["lease_id"] != lease["lease_id"]
+    r = api.client.post(renew, headers=api.annotator)
+    assert r.status_code == 409 and r.json()["error"]["code"] == "lease_expired"
+    assert statuses(db_url) == {clip: ["expired", "leased"]}
+
+
+def test_repository_renew_moves_the_end_of_a_live_lease_only(db_url: str, tmp_path: Path) -> None:
+    make_api(tmp_path, db_url)
+    clip = add_clips(db_url, 1)[0]
+    fill(db_url, [clip])
+    t0 = utcnow()
+    with session_scope(db_url) as s:
+        held = queue_repo.lease_next(s, annotator="x", lease_seconds=20, now=t0)
+        assert held is not None and held.lease_id is not None
+        lease_id = held.lease_id
+    with session_scope(db_url) as s:
+        row = queue_repo.renew(
+            s, lease_id=lease_id, annotator="x", seconds=300, now=t0 + timedelta(seconds=15)
+        )
+        assert row.status == "leased" and row.lease_expires_at is not None
+        end = row.lease_expires_at.replace(tzinfo=None)
+        assert end == (t0 + timedelta(seconds=315)).replace(tzinfo=None)
+    with pytest.raises(NotFound) as missing, session_scope(db_url) as s:
+        queue_repo.renew(s, lease_id=lease_id, annotator="y", seconds=60)
+    assert missing.value.code == "lease_not_found"
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(InvalidInput), session_scope(db_url) as s:
+            queue_repo.renew(s, lease_id=lease_id, annotator="x", seconds=bad)
+    # Past its (renewed) end the lease cannot be renewed, though nobody swept it yet.
+    with pytest.raises(Conflict) as late, session_scope(db_url) as s:
+        queue_repo.renew(
+            s, lease_id=lease_id, annotator="x", seconds=60, now=t0 + timedelta(seconds=316)
+        )
+    assert late.value.code == "lease_expired"
+    assert statuses(db_url) == {clip: ["leased"]}
+    with session_scope(db_url) as s:
+        queue_repo.release(s, lease_id=lease_id, annotator="x")
+    with pytest.raises(Conflict) as gone, session_scope(db_url) as s:
+        queue_repo.renew(s, lease_id=lease_id, annotator="x", seconds=60)
+    assert gone.value.code == "lease_expired"  # released: ended as if it ran out
 
 
 def test_label_submit_closes_the_lease(api: ApiHarness, db_url: str) -> None:

@@ -25,12 +25,14 @@ from typing import Any
 import streamlit as st
 
 from tagloop.client import TagloopClient
+from tagloop.config import get_settings
 from tagloop.suggestions import prechecked_tags
 from tagloop.training.thresholds import DEFAULT_THRESHOLD
 from ui.api_client import ApiError, is_admin, search_tags, tag_exists
 from ui.components import fetch_media, get_json, require_client, show_error
 from ui.label_draft import choose_tags, draft_tags, forget_lease, hold_lease, toggle_tag, write_url
 from ui.label_timer import seconds_on, start_timer
+from ui.lease_heartbeat import lease_timing, mark_shown
 
 state = st.session_state
 # What the annotator picks -> what the API stores (``other`` sends the typed words instead).
@@ -89,9 +91,12 @@ def _choose_from_box(lease_id: str, key: str) -> None:
 
 def _lease_next(client: TagloopClient, queue: str) -> dict[str, Any] | None:
     """Lease the next clip of ``queue`` (the API gives back the lease this annotator already
-    holds there)."""
+    holds there), held briefly: the heartbeat renews it while the tab is open."""
+    hold = lease_timing(get_settings()).hold_s
     try:
-        resp = client.request("GET", "/api/v1/queue/next", params={"queue": queue})
+        resp = client.request(
+            "GET", "/api/v1/queue/next", params={"queue": queue, "hold_seconds": hold}
+        )
     except ApiError as exc:
         show_error(exc)
         st.stop()
@@ -265,6 +270,7 @@ with left:
         st.video(media, format="video/mp4", autoplay=True, muted=True, loop=True)
     # The clip is on screen from this run on (not from when it was leased).
     start_timer(lease_id)
+    mark_shown(lease_id)
     st.caption(
         f"clip {clip['id']} · video {clip['video_id']} · "
         f"{clip['start_s']:.1f}-{clip['end_s']:.1f} s · audio: {clip['has_audio']}"

@@ -1,5 +1,5 @@
-"""The labeling queue: lease the next clip, skip it or release it. Labels close leases
-(routes/labels.py)."""
+"""The labeling queue: lease the next clip, renew, skip or release the lease. Labels close
+leases (routes/labels.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,15 @@ from sqlalchemy.orm import Session
 
 from services.api.deps import CallerDep, SenderDep, SessionDep, SettingsDep
 from services.api.loop_events import after_queue_change
-from services.api.schemas import ClipOut, LeaseOut, QueueNext, QueueReason, SkipRequest
+from services.api.schemas import (
+    ClipOut,
+    LeaseOut,
+    LeaseRenewed,
+    QueueNext,
+    QueueReason,
+    RenewRequest,
+    SkipRequest,
+)
 from tagloop.db import queue as queue_repo
 from tagloop.db import tags as tag_repo
 from tagloop.suggestions import trained_suggestions
@@ -46,6 +54,7 @@ def next_item(
     settings: SettingsDep,
     sender: SenderDep,
     queue: Annotated[Literal["al", "holdout"], Query()] = "al",
+    hold_seconds: Annotated[float | None, Query()] = None,
 ) -> QueueNext | Response:
     """Lease the best free clip to the caller (or give back the lease they already hold).
 
@@ -53,11 +62,13 @@ def next_item(
     thresholds fitted on the holdout at which to pre-check them, when there are) and why
     the clip was chosen; 204 when nothing is queued for the caller (then a refill is asked
     for). ``queue=holdout`` serves the audit sample's own queue instead of active learning.
-    A clip the caller skipped is never offered to them again.
+    A clip the caller skipped is never offered to them again. ``hold_seconds``: how long a
+    newly taken lease is held (10 to ``TAGLOOP_LEASE_SECONDS``, the default; 422
+    ``invalid_hold_seconds`` otherwise); a client that asks for short holds renews them
+    (``POST /queue/{lease_id}/renew``), so a client that goes away lets go of the clip soon.
     """
-    item = queue_repo.lease_next(
-        session, annotator=caller.name, lease_seconds=settings.lease_seconds, lane=queue
-    )
+    hold = queue_repo.check_hold_seconds(hold_seconds, lease_seconds=settings.lease_seconds)
+    item = queue_repo.lease_next(session, annotator=caller.name, lease_seconds=hold, lane=queue)
     if item is None:
         session.commit()
         if queue == "al":
@@ -79,6 +90,34 @@ def next_item(
     )
     # The lease must be durable before the client sees its id; the session dependency's
     # own commit runs after the response is sent.
+    session.commit()
+    return out
+
+
+@router.post("/{lease_id}/renew", response_model=LeaseRenewed)
+def renew_item(
+    lease_id: str,
+    caller: CallerDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    body: Annotated[RenewRequest | None, Body()] = None,
+) -> LeaseRenewed:
+    """Hold the caller's live lease ``seconds`` from now (default ``TAGLOOP_LEASE_SECONDS``;
+    10 to that, else 422 ``invalid_hold_seconds``): the UI's heartbeat while its page is
+    open. 409 ``lease_expired`` / ``lease_closed`` when the lease is no longer held (it is
+    never revived), 404 ``lease_not_found`` for anyone else's."""
+    seconds = queue_repo.check_hold_seconds(
+        body.seconds if body else None, lease_seconds=settings.lease_seconds
+    )
+    row = queue_repo.renew(session, lease_id=lease_id, annotator=caller.name, seconds=seconds)
+    if row.lease_expires_at is None:  # a live lease always has its end
+        raise RuntimeError(f"queue item {row.id} is leased without an end")
+    out = LeaseRenewed(
+        lease_id=lease_id,
+        clip_id=row.clip_id,
+        status=row.status,
+        lease_expires_at=_aware(row.lease_expires_at),
+    )
     session.commit()
     return out
 
