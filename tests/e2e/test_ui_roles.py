@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +27,8 @@ from tagloop.auth import create_token
 from tagloop.client import TagloopClient
 from tagloop.config import Settings, get_settings
 from tagloop.db.engine import session_scope
-from tagloop.db.models import Clip, ModelVersion, QueueItem
-from tests.conftest import REPO
+from tagloop.db.models import Clip, ModelVersion, QueueItem, utcnow
+from tests.conftest import REPO, free_port
 from tests.e2e.test_ui_apptest import TAGS, queue_clips
 from tests.e2e.test_ui_browser import (
     CHROMIUM,
@@ -43,6 +44,9 @@ pytestmark = pytest.mark.e2e
 
 PAGES = ["Label", "Dashboard", "Clips", "Models", "Tags", "Ingest"]
 AWAY_S = 6.0  # seconds the annotator spends on the Dashboard while holding a lease
+# A UI of its own for the closed-tab test: the shortest hold the API grants, a fast heartbeat.
+HOLD_S = 10.0
+BEAT_S = 2.0
 
 
 @dataclass
@@ -352,6 +356,85 @@ def test_chosen_tags_survive_every_page_and_a_reload(ui_stack: UiStack, page: An
         # again, which this one, labeled by another test, is not).
         mine = [r.status for r in rows if r.annotator == "keep"]
         assert mine == ["expired"], mine
+
+
+def lease_end(stack: UiStack, annotator: str) -> datetime | None:
+    """When the annotator's lease ends (past or not: nobody may have swept it yet); None when
+    they hold none."""
+    with session_scope(stack.settings.database_url) as s:
+        end = s.scalar(
+            select(QueueItem.lease_expires_at).where(
+                QueueItem.annotator == annotator, QueueItem.status == "leased"
+            )
+        )
+    return None if end is None else end.replace(tzinfo=UTC)  # SQLite hands back naive UTC
+
+
+def holds_live_lease(stack: UiStack, annotator: str) -> bool:
+    end = lease_end(stack, annotator)
+    return end is not None and end > utcnow()
+
+
+def test_a_closed_tab_hands_the_clip_back_within_the_hold(ui_stack: UiStack, browser: Any) -> None:
+    """Issue 20: the Label page holds its clip briefly and the open tab keeps renewing the
+    hold, on any page; closing the tab lets the clip go within the hold, not the 600 s lease.
+    A UI process of its own (same API) with a 10 s hold and a 2 s heartbeat."""
+    from playwright.sync_api import expect
+
+    clip = ui_stack.clips[1]
+    free_queue(ui_stack.settings)
+    token = new_token(ui_stack.settings, "tab")
+    short = ui_stack.settings.model_copy(
+        update={
+            "ui_port": free_port(),
+            "ui_lease_hold_seconds": HOLD_S,
+            "ui_lease_heartbeat_seconds": BEAT_S,
+        }
+    )
+    with running_stack(short, ["ui"]):
+        ui_url = f"http://127.0.0.1:{short.ui_port}"
+        wait_until(lambda: _ui_up(ui_url), timeout_s=60, what="the short-hold UI")
+        context = browser.new_context(viewport={"width": 1400, "height": 900})
+        page = context.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        try:
+            page.goto(ui_url)
+            sign_in(page, token)
+            expect(page.get_by_text("The queue is empty")).to_be_visible()
+            queue_clips(ui_stack.settings, [clip])
+            page.get_by_role("button", name="Check again").click()
+            expect(page.get_by_text(f"clip {clip} · video")).to_be_visible()
+            settle(page)
+            first_end = lease_end(ui_stack, "tab")
+            assert first_end is not None
+            assert first_end - utcnow() <= timedelta(seconds=HOLD_S)  # a short hold, not 600 s
+
+            # On another page for longer than the hold: the heartbeat keeps the lease.
+            visit(page, "Dashboard")
+            wait_until(
+                lambda: utcnow() > first_end + timedelta(seconds=BEAT_S),
+                timeout_s=HOLD_S + 10,
+                what="the first hold to pass",
+            )
+            assert holds_live_lease(ui_stack, "tab"), (lease_end(ui_stack, "tab"), utcnow())
+            assert leased(ui_stack) == 1
+        finally:
+            context.close()  # the tab closes: no more beats
+        closed_at = utcnow()
+        wait_until(
+            lambda: not holds_live_lease(ui_stack, "tab"),
+            timeout_s=HOLD_S + 2 * BEAT_S + 5,
+            what="the closed tab's lease to end",
+        )
+        end = lease_end(ui_stack, "tab")
+        assert end is not None and end <= closed_at + timedelta(seconds=HOLD_S), (end, closed_at)
+    # The clip is free for the next person now, long before the 600 s lease would end.
+    with TagloopClient(ui_stack.settings.api_url, new_token(ui_stack.settings, "next")) as nxt:
+        taken = nxt.request("GET", "/api/v1/queue/next").json()
+    assert taken["clip"]["id"] == clip
+    with session_scope(ui_stack.settings.database_url) as s:
+        mine = s.scalars(select(QueueItem.status).where(QueueItem.annotator == "tab")).all()
+    assert list(mine) == ["expired"]
 
 
 def test_admin_sees_the_admin_controls_and_signs_out(ui_stack: UiStack, page: Any) -> None:

@@ -16,6 +16,8 @@ come first, and the API leaves out tags its training data had no positive of.
 What the annotator checks and unchecks belongs to the lease (ui/label_draft.py): it survives
 reruns, visits to other pages and a browser reload, and goes when the clip is labeled,
 skipped or handed back on sign-out. The sidebar's controls keep their values across pages too.
+The lease itself is held briefly and renewed while the tab is open (ui/lease_heartbeat.py), so
+a closed tab hands the clip back within ``TAGLOOP_UI_LEASE_HOLD_SECONDS``.
 """
 
 from __future__ import annotations
