@@ -7,9 +7,13 @@ unchecked). The choice lives here instead, in plain session keys keyed by lease 
 tag box is filled from it on every run. A browser reload starts a new session with nothing in
 it, so a choice made by hand is also written to the page's address (``?draft=<digest of the
 lease id>&tag=cat&tag=music``): the reloaded page reads it back for the same lease, which the
-API gives back to the same annotator. The address carries a digest, never the lease id, and a
-draft made by nobody's hand (the pre-checked suggestions) is not written at all, so it keeps
-following the threshold controls.
+API gives back to the same annotator. The address carries a digest, never the lease id, and
+tags checked by nobody's hand (the pre-checked suggestions) are not written, so they keep
+following the threshold controls (``prechecked=1`` says so when the address holds only the
+groups below).
+
+The groups the annotator marked unsure (``unsure=scene``: not "none of these", just unknown)
+belong to the draft the same way.
 
 Leases this session took are remembered too: signing out hands them back (``release_held``).
 """
@@ -17,6 +21,7 @@ Leases this session took are remembered too: signing out hands them back (``rele
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -24,10 +29,13 @@ import streamlit as st
 
 from tagloop.client import ApiError, TagloopClient
 
-DRAFTS = "label_drafts"  # lease id -> {"tags": [...], "by_hand": bool}
+DRAFTS = "label_drafts"  # lease id -> {"tags": [...], "by_hand": bool, "unsure": [...]}
 HELD = "label_held"  # lease ids this session was given and has not closed
 URL_LEASE = "draft"
 URL_TAG = "tag"
+URL_UNSURE = "unsure"
+URL_PRECHECKED = "prechecked"  # "1": the tags follow the pre-check (none chosen by hand)
+_URL_KEYS = (URL_LEASE, URL_TAG, URL_UNSURE, URL_PRECHECKED)
 
 
 def lease_digest(lease_id: str) -> str:
@@ -40,23 +48,30 @@ def _drafts() -> dict[str, dict[str, Any]]:
     return drafts
 
 
-def _from_url(lease_id: str) -> list[str] | None:
-    """The tags the address keeps for ``lease_id`` (after a reload), or None."""
+def _from_url(lease_id: str) -> dict[str, Any]:
+    """The draft the address keeps for ``lease_id`` (after a reload); an untouched one when
+    it keeps none."""
     params = st.query_params
     if params.get(URL_LEASE) != lease_digest(lease_id):
-        return None
-    return [t for t in params.get_all(URL_TAG) if t]
+        return {"tags": [], "by_hand": False, "unsure": []}
+    unsure = [g for g in params.get_all(URL_UNSURE) if g]
+    if params.get(URL_PRECHECKED) == "1":
+        return {"tags": [], "by_hand": False, "unsure": unsure}
+    return {"tags": [t for t in params.get_all(URL_TAG) if t], "by_hand": True, "unsure": unsure}
+
+
+def _draft(lease_id: str) -> dict[str, Any]:
+    """The draft of ``lease_id``: this session's, else the address's."""
+    drafts = _drafts()
+    if lease_id not in drafts:
+        drafts[lease_id] = _from_url(lease_id)
+    return drafts[lease_id]
 
 
 def draft_tags(lease_id: str, *, prechecked: list[str]) -> list[str]:
     """The tags to show checked for ``lease_id``: the annotator's own choice (this session's,
     else the address's after a reload), else ``prechecked``."""
-    drafts = _drafts()
-    draft = drafts.get(lease_id)
-    if draft is None:
-        restored = _from_url(lease_id)
-        draft = {"tags": restored or [], "by_hand": restored is not None}
-        drafts[lease_id] = draft
+    draft = _draft(lease_id)
     if not draft["by_hand"]:
         # Follow the threshold controls until the annotator changes the selection by hand.
         draft["tags"] = list(prechecked)
@@ -65,36 +80,66 @@ def draft_tags(lease_id: str, *, prechecked: list[str]) -> list[str]:
 
 def choose_tags(lease_id: str, tags: list[str]) -> None:
     """The annotator set the selection of ``lease_id`` by hand."""
-    _drafts()[lease_id] = {"tags": list(dict.fromkeys(tags)), "by_hand": True}
+    draft = _draft(lease_id)
+    draft["tags"], draft["by_hand"] = list(dict.fromkeys(tags)), True
 
 
 def toggle_tag(lease_id: str, tag: str) -> None:
     """Check ``tag`` on ``lease_id``, or uncheck it when it is checked."""
-    chosen = list(_drafts().get(lease_id, {}).get("tags", []))
+    chosen = list(_draft(lease_id)["tags"])
     choose_tags(lease_id, [t for t in chosen if t != tag] if tag in chosen else [*chosen, tag])
 
 
+def draft_unsure(lease_id: str) -> list[str]:
+    """The groups the annotator marked unsure on ``lease_id``."""
+    return list(_draft(lease_id)["unsure"])
+
+
+def choose_unsure(lease_id: str, groups: list[str]) -> None:
+    """The annotator marked ``groups`` unsure on ``lease_id`` (and no others)."""
+    _draft(lease_id)["unsure"] = list(dict.fromkeys(groups))
+
+
+def conflicting_groups(
+    tags: Sequence[str], unsure: Sequence[str], *, groups: Mapping[str, str | None]
+) -> list[str]:
+    """The groups of ``unsure`` that a tag of ``tags`` belongs to (``groups``: tag -> its
+    group, as far as the page knows): the API refuses a label that chooses a tag of a group
+    and calls that group unsure (``conflicting_unsure_group``)."""
+    chosen = {groups.get(t) for t in tags}
+    return [g for g in unsure if g in chosen]
+
+
 def write_url(lease_id: str) -> None:
-    """Put a by-hand draft of ``lease_id`` in the address (so a reload keeps it); clear the
-    address of any other. Touches the address only when it changes."""
+    """Put the annotator's own part of ``lease_id``'s draft (tags checked by hand, unsure
+    groups) in the address, so a reload keeps it; clear the address of any other. Touches the
+    address only when it changes."""
     draft = _drafts().get(lease_id)
-    if draft is None or not draft["by_hand"]:
+    if draft is None or not (draft["by_hand"] or draft["unsure"]):
         clear_url()
         return
+    by_hand = bool(draft["by_hand"])
+    # An empty tag list with by_hand: unchecked everything on purpose; the digest says so.
+    want = {
+        URL_TAG: list(draft["tags"]) if by_hand else [],
+        URL_UNSURE: list(draft["unsure"]),
+        URL_PRECHECKED: [] if by_hand else ["1"],
+    }
     params = st.query_params
-    digest, tags = lease_digest(lease_id), list(draft["tags"])
-    if params.get(URL_LEASE) == digest and params.get_all(URL_TAG) == tags:
+    digest = lease_digest(lease_id)
+    if params.get(URL_LEASE) == digest and all(params.get_all(k) == v for k, v in want.items()):
         return
     params[URL_LEASE] = digest
-    if tags:
-        params[URL_TAG] = tags
-    else:  # unchecked everything on purpose: the digest alone says so
-        params.pop(URL_TAG, None)
+    for key, values in want.items():
+        if values:
+            params[key] = values
+        else:
+            params.pop(key, None)
 
 
 def clear_url() -> None:
     params = st.query_params
-    for key in (URL_LEASE, URL_TAG):
+    for key in _URL_KEYS:
         if key in params:
             del params[key]
 

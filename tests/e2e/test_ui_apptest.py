@@ -509,6 +509,65 @@ def test_label_page_keeps_the_chosen_tags_across_pages_and_a_reload(seeded: Seed
         s.execute(delete(QueueItem).where(QueueItem.status.in_(("queued", "leased"))))
 
 
+def test_label_page_marks_a_group_unsure(seeded: Seeded) -> None:
+    """Issue 19: a group with no checked tag means "none of these" unless the annotator marks
+    it unsure. The mark belongs to the lease (it survives a reload, while the tags keep
+    following the pre-check), a checked tag of a marked group is refused before the API would
+    refuse it, and the stored label carries the unsure group."""
+    clip, nxt = seeded.clips[2], seeded.clips[0]
+    free_all(seeded.settings)
+    token = new_annotator(seeded.settings, "unsure")
+    queue_clips(seeded.settings, [clip, nxt])
+    at = open_page("app.py", token)
+    assert shown_clip(at) == clip and at.multiselect[0].value == ["cat"]
+    assert [m.label for m in at.multiselect] == ["Tags"]  # no group on the page: no box
+    (find,) = [t for t in at.text_input if t.label == "Find a tag"]
+    find.set_value("door").run()  # indoor and outdoor, group "scene"
+    assert [m.label for m in at.multiselect] == ["Tags", "Not sure about"]
+    assert at.multiselect[1].options == ["scene"] and at.multiselect[1].value == []
+    at.multiselect[1].set_value(["scene"]).run()
+    assert not at.exception, [e.value for e in at.exception]
+
+    # The address keeps the mark, and says the tags still follow the pre-check.
+    params = dict(at.query_params)
+    assert (params["unsure"], params["prechecked"]) == ("scene", "1"), params
+    assert "tag" not in params
+    for page in ["dashboard", "label"]:
+        at.switch_page(f"views/{page}.py").run()
+        assert not at.exception, (page, [e.value for e in at.exception])
+    assert at.multiselect[1].value == ["scene"]
+    reloaded = AppTest.from_file(str(REPO / "ui" / "app.py"), default_timeout=TIMEOUT)
+    reloaded.query_params = params
+    reloaded.session_state["token"] = token
+    reloaded.run()
+    assert not reloaded.exception, [e.value for e in reloaded.exception]
+    assert shown_clip(reloaded) == clip
+    assert reloaded.multiselect[0].value == ["cat"]  # the pre-check, not a choice by hand
+    assert reloaded.multiselect[1].value == ["scene"]  # shown though no scene tag is on screen
+
+    # A scene tag checked while scene is marked unsure: the page says so and sends nothing.
+    (find,) = [t for t in reloaded.text_input if t.label == "Find a tag"]
+    find.set_value("door").run()
+    click(reloaded, "☐ indoor (scene)")
+    assert "Not sure about scene, yet a tag of it is checked" in texts(reloaded.warning)
+    click(reloaded, "Submit")
+    assert "Not submitted: scene is both checked and marked unsure" in texts(reloaded.error)
+    assert [lb for lb in labels_of(seeded, clip) if lb["annotator"] == "unsure"] == []
+
+    click(reloaded, "☑ indoor (scene)")
+    assert not texts(reloaded.warning)
+    click(reloaded, "Submit")
+    assert f"Labeled clip {clip} as cat in" in texts(reloaded.success)
+    assert "not sure about scene" in texts(reloaded.success)
+    (label,) = [lb for lb in labels_of(seeded, clip) if lb["annotator"] == "unsure"]
+    assert (label["tags"], label["unsure_groups"]) == (["cat"], ["scene"])
+    # The mark went with the lease: the next clip starts clean, and so does the address.
+    assert shown_clip(reloaded) == nxt
+    assert [m.label for m in reloaded.multiselect] == ["Tags"]
+    assert not {"draft", "unsure", "prechecked"} & set(reloaded.query_params)
+    free_all(seeded.settings)
+
+
 def test_dashboard_counts_curve_ap_alphas_and_retrain(seeded: Seeded) -> None:
     stats = seeded.admin.request("GET", "/api/v1/stats").json()
     at = open_page("views/dashboard.py", seeded.annotator_token)

@@ -16,6 +16,9 @@ come first, and the API leaves out tags its training data had no positive of.
 What the annotator checks and unchecks belongs to the lease (ui/label_draft.py): it survives
 reruns, visits to other pages and a browser reload, and goes when the clip is labeled,
 skipped or handed back on sign-out. The sidebar's controls keep their values across pages too.
+A label is complete: a tag left unchecked is a no, and a group with no checked tag means
+"none of these", unless the annotator picks the group under "Not sure about" (sent as
+``unsure_groups``; a group marked there takes no checked tag, as the API requires).
 The lease itself is held briefly and renewed while the tab is open (ui/lease_heartbeat.py), so
 a closed tab hands the clip back within ``TAGLOOP_UI_LEASE_HOLD_SECONDS``.
 """
@@ -32,7 +35,17 @@ from tagloop.suggestions import prechecked_tags
 from tagloop.training.thresholds import DEFAULT_THRESHOLD
 from ui.api_client import ApiError, is_admin, search_tags, tag_exists
 from ui.components import fetch_media, get_json, require_client, show_error
-from ui.label_draft import choose_tags, draft_tags, forget_lease, hold_lease, toggle_tag, write_url
+from ui.label_draft import (
+    choose_tags,
+    choose_unsure,
+    conflicting_groups,
+    draft_tags,
+    draft_unsure,
+    forget_lease,
+    hold_lease,
+    toggle_tag,
+    write_url,
+)
 from ui.label_timer import seconds_on, start_timer
 from ui.lease_heartbeat import lease_timing, mark_shown
 
@@ -89,6 +102,37 @@ def _keep_widget(key: str) -> None:
 
 def _choose_from_box(lease_id: str, key: str) -> None:
     choose_tags(lease_id, list(state[key]))
+
+
+def _unsure_key(lease_id: str) -> str:
+    return f"label_unsure_{lease_id}"
+
+
+def _choose_unsure_from_box(lease_id: str, key: str) -> None:
+    choose_unsure(lease_id, list(state[key]))
+
+
+def _unsure_box(lease_id: str, shown_groups: list[str]) -> list[str]:
+    """The "Not sure about" box: the groups of the tags on the page (and those already
+    marked), kept with the lease's draft like the tags. Returns the groups marked unsure."""
+    unsure = draft_unsure(lease_id)
+    options = list(dict.fromkeys([*unsure, *shown_groups]))
+    if not options:
+        return unsure
+    key = _unsure_key(lease_id)
+    state[key] = unsure
+    st.multiselect(
+        "Not sure about",
+        options=options,
+        key=key,
+        on_change=_choose_unsure_from_box,
+        args=(lease_id, key),
+        placeholder="Groups you cannot tell on this clip",
+        help="A group with no checked tag means none of its tags applies; mark it here when "
+        "you cannot tell instead, and the model learns nothing about that group from this "
+        "clip. A group marked here takes no checked tag.",
+    )
+    return unsure
 
 
 def _lease_next(client: TagloopClient, queue: str) -> dict[str, Any] | None:
@@ -354,6 +398,14 @@ with right:
             select_all=False,
             placeholder="Checked tags; type a new one to create it" if admin else "Checked tags",
         )
+    unsure = _unsure_box(lease_id, sorted({g for g in groups.values() if g}))
+    # The API refuses a tag of a group also marked unsure (conflicting_unsure_group).
+    conflicts = conflicting_groups(chosen, unsure, groups=groups)
+    if conflicts:
+        st.warning(
+            f"Not sure about {', '.join(conflicts)}, yet a tag of it is checked: uncheck the "
+            "tag or the group before submitting."
+        )
     submit_col, skip_col = st.columns(2)
     submit = submit_col.button(
         "Submit", key=SUBMIT, type="primary", shortcut="Enter", width="stretch"
@@ -367,20 +419,26 @@ with right:
         skip_why = st.button("Skip with reason", key=f"skip_why_{lease_id}", width="stretch")
     st.html(ENTER_SUBMITS, unsafe_allow_javascript=True)
 
-if submit and _create_missing_tags(client, chosen, set(groups)):
+if submit and conflicts:
+    st.error(f"Not submitted: {', '.join(conflicts)} is both checked and marked unsure.")
+elif submit and _create_missing_tags(client, chosen, set(groups)):
     seconds = round(seconds_on(lease_id), 2)
     body: dict[str, Any] = {"tags": chosen, "seconds_spent": seconds, "lease_id": lease_id}
     if not chosen:
         body["none_apply"] = True  # "none of the tags apply", said on purpose
+    if unsure:
+        body["unsure_groups"] = unsure  # unknown, not "none of these"
     try:
         client.request("POST", f"/api/v1/clips/{clip['id']}/labels", json=body)
     except ApiError as exc:
         show_error(exc, what="submit")
     else:
         state.setdefault("seconds_per_clip", []).append(seconds)
+        unsure_note = f"; not sure about {', '.join(unsure)}" if unsure else ""
         _done(
             lease_id,
-            f"Labeled clip {clip['id']} as {', '.join(chosen) or 'nothing'} in {seconds:.1f} s.",
+            f"Labeled clip {clip['id']} as {', '.join(chosen) or 'nothing'} in {seconds:.1f} s"
+            f"{unsure_note}.",
         )
         st.rerun()
 if skip:
