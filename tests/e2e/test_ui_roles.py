@@ -39,6 +39,7 @@ from tests.e2e.test_ui_browser import (
     ingested_ui_settings,
 )
 from tests.integration.stack_helpers import running_stack, wait_until
+from tests.integration.test_labels import add_clips
 
 pytestmark = pytest.mark.e2e
 
@@ -381,7 +382,9 @@ def test_a_closed_tab_hands_the_clip_back_within_the_hold(ui_stack: UiStack, bro
     A UI process of its own (same API) with a 10 s hold and a 2 s heartbeat."""
     from playwright.sync_api import expect
 
-    clip = ui_stack.clips[1]
+    # A clip of its own, never labeled (the module's clips are): a lapsed lease on a labeled
+    # clip is not queued again.
+    (clip,) = add_clips(ui_stack.settings.database_url, 1, sha="e")
     free_queue(ui_stack.settings)
     token = new_token(ui_stack.settings, "tab")
     short = ui_stack.settings.model_copy(
