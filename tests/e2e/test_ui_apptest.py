@@ -509,65 +509,6 @@ def test_label_page_keeps_the_chosen_tags_across_pages_and_a_reload(seeded: Seed
         s.execute(delete(QueueItem).where(QueueItem.status.in_(("queued", "leased"))))
 
 
-def test_label_page_marks_a_group_unsure(seeded: Seeded) -> None:
-    """Issue 19: a group with no checked tag means "none of these" unless the annotator marks
-    it unsure. The mark belongs to the lease (it survives a reload, while the tags keep
-    following the pre-check), a checked tag of a marked group is refused before the API would
-    refuse it, and the stored label carries the unsure group."""
-    clip, nxt = seeded.clips[2], seeded.clips[0]
-    free_all(seeded.settings)
-    token = new_annotator(seeded.settings, "unsure")
-    queue_clips(seeded.settings, [clip, nxt])
-    at = open_page("app.py", token)
-    assert shown_clip(at) == clip and at.multiselect[0].value == ["cat"]
-    assert [m.label for m in at.multiselect] == ["Tags"]  # no group on the page: no box
-    (find,) = [t for t in at.text_input if t.label == "Find a tag"]
-    find.set_value("door").run()  # indoor and outdoor, group "scene"
-    assert [m.label for m in at.multiselect] == ["Tags", "Not sure about"]
-    assert at.multiselect[1].options == ["scene"] and at.multiselect[1].value == []
-    at.multiselect[1].set_value(["scene"]).run()
-    assert not at.exception, [e.value for e in at.exception]
-
-    # The address keeps the mark, and says the tags still follow the pre-check.
-    params = dict(at.query_params)
-    assert (params["unsure"], params["prechecked"]) == ("scene", "1"), params
-    assert "tag" not in params
-    for page in ["dashboard", "label"]:
-        at.switch_page(f"views/{page}.py").run()
-        assert not at.exception, (page, [e.value for e in at.exception])
-    assert at.multiselect[1].value == ["scene"]
-    reloaded = AppTest.from_file(str(REPO / "ui" / "app.py"), default_timeout=TIMEOUT)
-    reloaded.query_params = params
-    reloaded.session_state["token"] = token
-    reloaded.run()
-    assert not reloaded.exception, [e.value for e in reloaded.exception]
-    assert shown_clip(reloaded) == clip
-    assert reloaded.multiselect[0].value == ["cat"]  # the pre-check, not a choice by hand
-    assert reloaded.multiselect[1].value == ["scene"]  # shown though no scene tag is on screen
-
-    # A scene tag checked while scene is marked unsure: the page says so and sends nothing.
-    (find,) = [t for t in reloaded.text_input if t.label == "Find a tag"]
-    find.set_value("door").run()
-    click(reloaded, "☐ indoor (scene)")
-    assert "Not sure about scene, yet a tag of it is checked" in texts(reloaded.warning)
-    click(reloaded, "Submit")
-    assert "Not submitted: scene is both checked and marked unsure" in texts(reloaded.error)
-    assert [lb for lb in labels_of(seeded, clip) if lb["annotator"] == "unsure"] == []
-
-    click(reloaded, "☑ indoor (scene)")
-    assert not texts(reloaded.warning)
-    click(reloaded, "Submit")
-    assert f"Labeled clip {clip} as cat in" in texts(reloaded.success)
-    assert "not sure about scene" in texts(reloaded.success)
-    (label,) = [lb for lb in labels_of(seeded, clip) if lb["annotator"] == "unsure"]
-    assert (label["tags"], label["unsure_groups"]) == (["cat"], ["scene"])
-    # The mark went with the lease: the next clip starts clean, and so does the address.
-    assert shown_clip(reloaded) == nxt
-    assert [m.label for m in reloaded.multiselect] == ["Tags"]
-    assert not {"draft", "unsure", "prechecked"} & set(reloaded.query_params)
-    free_all(seeded.settings)
-
-
 def test_dashboard_counts_curve_ap_alphas_and_retrain(seeded: Seeded) -> None:
     stats = seeded.admin.request("GET", "/api/v1/stats").json()
     at = open_page("views/dashboard.py", seeded.annotator_token)
@@ -774,7 +715,8 @@ def test_label_page_finds_any_of_10000_tags_by_typing_one_at_a_time(seeded: Seed
     """Issue 22: with a 10,000-tag vocabulary the page never holds it: typing searches the
     API (exact name first, then prefix, then the rest), each answer checks one tag, the tag
     box offers no "Select N matches", and a tag the model never saw a positive of is neither
-    suggested nor pre-checked. Kept last in this module: it adds 10,000 tags."""
+    suggested nor pre-checked. Kept at the end of this module: it adds 10,000 tags (and
+    clips of its own, as the one test after it does)."""
     rows = [{"name": f"tag_{i:04d}"} for i in range(10_000)]
     rows += [{"name": "xtag_0999"}, {"name": "tag_0999 extra"}]
     done = seeded.admin.request("POST", "/api/v1/tags/import", json=rows).json()
@@ -841,3 +783,68 @@ def test_label_page_finds_any_of_10000_tags_by_typing_one_at_a_time(seeded: Seed
         with session_scope(seeded.settings.database_url) as s:
             s.execute(delete(Prediction).where(Prediction.model_version_id == fresh))
             s.execute(delete(ModelVersion).where(ModelVersion.id == fresh))
+
+
+def test_label_page_marks_a_group_unsure(seeded: Seeded) -> None:
+    """Issue 19: a group with no checked tag means "none of these" unless the annotator marks
+    it unsure. The mark belongs to the lease (it survives a reload, while the tags keep
+    following the pre-check), a checked tag of a marked group is refused before the API would
+    refuse it, and the stored label carries the unsure group."""
+    # Clips of their own, predicted like the others (the other tests count the module's
+    # videos and unlabeled clips: this test runs last).
+    clip, nxt = add_clips(seeded.settings.database_url, 2, sha="u")
+    with session_scope(seeded.settings.database_url) as s:
+        for c in (clip, nxt):
+            top = [{"tag": "cat", "p": 0.91}, {"tag": "dog", "p": 0.22}]
+            s.add(Prediction(clip_id=c, model_version_id=seeded.versions[1], top_tags=top))
+    free_all(seeded.settings)
+    token = new_annotator(seeded.settings, "unsure")
+    queue_clips(seeded.settings, [clip, nxt])
+    at = open_page("app.py", token)
+    assert shown_clip(at) == clip and at.multiselect[0].value == ["cat"]
+    assert [m.label for m in at.multiselect] == ["Tags"]  # no group on the page: no box
+    (find,) = [t for t in at.text_input if t.label == "Find a tag"]
+    find.set_value("door").run()  # indoor and outdoor, group "scene"
+    assert [m.label for m in at.multiselect] == ["Tags", "Not sure about"]
+    assert at.multiselect[1].options == ["scene"] and at.multiselect[1].value == []
+    at.multiselect[1].set_value(["scene"]).run()
+    assert not at.exception, [e.value for e in at.exception]
+
+    # The address keeps the mark, and says the tags still follow the pre-check.
+    params = dict(at.query_params)
+    assert (params["unsure"], params["prechecked"]) == ("scene", "1"), params
+    assert "tag" not in params
+    for page in ["dashboard", "label"]:
+        at.switch_page(f"views/{page}.py").run()
+        assert not at.exception, (page, [e.value for e in at.exception])
+    assert at.multiselect[1].value == ["scene"]
+    reloaded = AppTest.from_file(str(REPO / "ui" / "app.py"), default_timeout=TIMEOUT)
+    reloaded.query_params = params
+    reloaded.session_state["token"] = token
+    reloaded.run()
+    assert not reloaded.exception, [e.value for e in reloaded.exception]
+    assert shown_clip(reloaded) == clip
+    assert reloaded.multiselect[0].value == ["cat"]  # the pre-check, not a choice by hand
+    assert reloaded.multiselect[1].value == ["scene"]  # shown though no scene tag is on screen
+
+    # A scene tag checked while scene is marked unsure: the page says so and sends nothing.
+    (find,) = [t for t in reloaded.text_input if t.label == "Find a tag"]
+    find.set_value("door").run()
+    click(reloaded, "☐ indoor (scene)")
+    assert "Not sure about scene, yet a tag of it is checked" in texts(reloaded.warning)
+    click(reloaded, "Submit")
+    assert "Not submitted: scene is both checked and marked unsure" in texts(reloaded.error)
+    assert [lb for lb in labels_of(seeded, clip) if lb["annotator"] == "unsure"] == []
+
+    click(reloaded, "☑ indoor (scene)")
+    assert "Not sure about scene" not in texts(reloaded.warning)
+    click(reloaded, "Submit")
+    assert f"Labeled clip {clip} as cat in" in texts(reloaded.success)
+    assert "not sure about scene" in texts(reloaded.success)
+    (label,) = [lb for lb in labels_of(seeded, clip) if lb["annotator"] == "unsure"]
+    assert (label["tags"], label["unsure_groups"]) == (["cat"], ["scene"])
+    # The mark went with the lease: the next clip starts clean, and so does the address.
+    assert shown_clip(reloaded) == nxt
+    assert [m.label for m in reloaded.multiselect] == ["Tags"]
+    assert not {"draft", "unsure", "prechecked"} & set(reloaded.query_params)
+    free_all(seeded.settings)
