@@ -19,7 +19,7 @@ those labels), the best linear reference (``predict_linear``: logistic regressio
 inner CV on mean frame pixels + log-mel statistics) and the same regression on the clips'
 ImageNet EfficientNet-Lite0 keyframe embeddings (the served probe's visual features). On
 AV-CIFAR and AV-digits-alt those are what ingestion stores, from keyframes decoded from the
-mp4 at 128 px; AV digits and the long-tailed set carry only 32x32 model frames (the former's
+mp4 at 224 px; AV digits and the long-tailed set carry only 32x32 model frames (the former's
 cache predates keyframes, the latter is rendered without video), so both the served model and
 the pretrained probe use the service's fallback there: keyframes taken from the 32x32 frames
 and upscaled (``ensure_visual_embeddings``). Metrics per run: accuracy per exclusive
@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from tagloop.features.visual_embedding import EMBED_SIDE
 from tests.benchmarks.common import REPO, WORK, finish_accuracy_plot, shown_path
 from tests.benchmarks.suite_models import (
     Prediction,
@@ -77,10 +78,10 @@ SET_EMBEDDINGS = {
 }
 EMBEDDING_NOTES = {
     "keyframes": "what ingestion stores: 2 keyframes decoded from the clip's mp4 straight to "
-    "128 px (pipeline.clip_extraction, as process_video)",
+    f"{EMBED_SIDE} px (pipeline.clip_extraction, as process_video)",
     "frames": "the service's fallback for clips stored without one (ensure_visual_embeddings): "
-    "2 of the 8 stored 32x32 model frames upscaled to 128 px, blurrier than keyframes; no "
-    "keyframes in this set's cache",
+    f"2 of the 8 stored 32x32 model frames upscaled to {EMBED_SIDE} px, blurrier than "
+    "keyframes; no keyframes in this set's cache",
 }
 
 

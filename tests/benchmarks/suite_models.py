@@ -12,7 +12,7 @@
   log-mel statistics.
 
 The embeddings: where a set has videos behind it, what ingestion stores (keyframes decoded from
-the source at 128 px, ``suite_tensors``); else what the service computes for a clip stored
+the source at 224 px, ``suite_tensors``); else what the service computes for a clip stored
 without one (``ensure_visual_embeddings``: keyframes taken from the 32x32 model frames and
 upscaled), once per set (:func:`frame_embeddings`).
 
