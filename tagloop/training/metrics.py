@@ -71,6 +71,26 @@ def group_accuracy(
     return out
 
 
+def group_nll(
+    probs: np.ndarray, targets: np.ndarray, known: np.ndarray, *, vocab: TagVocabulary
+) -> dict[str, float | None]:
+    """Group -> mean negative log-likelihood (nats) of the decided outcome, a tag or "none",
+    under the group's full distribution (``with_none``); None: no decided clip. How much the
+    model's confidence can be trusted: a model that is sure and wrong scores far above
+    ``log(K + 1)``, the NLL of saying nothing. Probabilities are floored at ``1e-7``."""
+    out: dict[str, float | None] = {}
+    for group, columns in vocab.group_indices.items():
+        truth = group_truth(targets, known, columns)
+        rows = truth >= 0
+        if not rows.any():
+            out[group] = None
+            continue
+        full = with_none(probs[rows][:, columns])
+        picked = np.take_along_axis(full, truth[rows][:, None], axis=1)[:, 0]
+        out[group] = float(np.mean(-np.log(np.clip(picked, 1e-7, 1.0))))
+    return out
+
+
 def f1_scores(
     probs: np.ndarray,
     targets: np.ndarray,
@@ -225,7 +245,8 @@ def evaluate_predictions(
     tags ``map``, ``micro_f1``, ``macro_f1``, ``gap`` (GAP@``gap_top_k``); ``ap_per_tag`` (every
     tag, grouped ones one-vs-rest on clips where their group is labeled) and ``macro_ap``, its
     mean over the tags with a defined AP (``map`` stays the ungrouped-only mean for older
-    readers); ``positives`` (tag -> known positives); ``ece`` over every labeled decision.
+    readers); ``positives`` (tag -> known positives); ``ece`` over every labeled decision;
+    ``nll`` (group -> mean negative log-likelihood of the decided outcome) and ``mean_nll``.
     Values are floats, or None where there is nothing to measure.
     """
     probs, targets, known = check_arrays(probs, targets, known, vocab=vocab)
@@ -242,6 +263,8 @@ def evaluate_predictions(
     every_ap = [ap for ap in ap_per_tag.values() if ap is not None]
     micro, macro = f1_scores(probs, targets, known, columns=ungrouped, threshold=threshold)
     confidence, correct = decision_confidence(probs, targets, known, vocab=vocab)
+    nll = group_nll(probs, targets, known, vocab=vocab)
+    defined_nll = [v for v in nll.values() if v is not None]
     return {
         "n_clips": int(probs.shape[0]),
         "accuracy": accuracy,
@@ -256,4 +279,6 @@ def evaluate_predictions(
         "macro_ap": float(np.mean(every_ap)) if every_ap else None,
         "positives": positives_per_tag(targets, known, vocab=vocab),
         "ece": expected_calibration_error(confidence, correct, n_bins=n_bins),
+        "nll": nll,
+        "mean_nll": float(np.mean(defined_nll)) if defined_nll else None,
     }

@@ -17,6 +17,7 @@ from tagloop.training.metrics import (
     f1_scores,
     global_average_precision,
     group_accuracy,
+    group_nll,
     positives_per_tag,
     rare_tags,
 )
@@ -75,6 +76,31 @@ def test_group_accuracy_skips_unlabeled_clips() -> None:
     known[2, :4] = False
     accuracy = group_accuracy(probs, targets, known, vocab=VOCAB)
     assert accuracy == {"animal": 0.5, "scene": 0.0}
+
+
+def test_group_nll_hand_values_with_none_as_an_outcome() -> None:
+    probs = np.array(
+        [
+            [0.5, 0.25, 0.9, 0.0, 0, 0, 0],  # animal: cat; scene: P(none) = 0.1
+            [0.5, 0.25, 0.0, 0.0, 0, 0, 0],  # animal: none (P 0.25); scene undecided
+        ]
+    )
+    targets = np.zeros_like(probs)
+    targets[0, 0] = 1.0
+    known = np.ones_like(targets, dtype=bool)
+    known[1, 2:4] = False  # scene undecided on clip 1
+    nll = group_nll(probs, targets, known, vocab=VOCAB)
+    assert nll["animal"] == pytest.approx((-math.log(0.5) - math.log(0.25)) / 2)
+    assert nll["scene"] == pytest.approx(-math.log(0.1))  # clip 0 is "none" in scene
+    # A sure wrong answer is floored, not infinite; no decided clip is None.
+    sure_wrong = group_nll(
+        np.array([[0.0, 1.0, 0, 0, 0, 0, 0]]), targets[:1], known[:1], vocab=VOCAB
+    )
+    assert sure_wrong["animal"] == pytest.approx(-math.log(1e-7))
+    known[:, 0:2] = False
+    assert group_nll(probs, targets, known, vocab=VOCAB)["animal"] is None
+    report = evaluate_predictions(probs, targets, np.ones_like(known), vocab=VOCAB)
+    assert report["mean_nll"] == pytest.approx(np.mean(list(report["nll"].values())))
 
 
 def test_f1_hand_values() -> None:
