@@ -1,9 +1,11 @@
 """A scoring run stores top tags only among the tags its version was trained on (issue 22).
 
 A real round on labels that cover a few digits of a vocabulary with forty never-labeled
-independent tags (which a round on few labels scores about 0.5), then a real scoring run: every
-stored top tag has a positive label in the version's training data, and a clip gets
-min(k, trained tags) of them. In-process on SQLite with real demo clips."""
+independent tags, then a real scoring run: every stored top tag has a positive label in the
+version's training data, and a clip gets min(k, trained tags) of them. (This probe round scores
+the forty near 0, and before the change the fifth slot went to one of them; with 10,000 such
+tags the probe scores them all exactly 0.5, ahead of every trained tag below it.) In-process on
+SQLite with real demo clips."""
 
 from __future__ import annotations
 
