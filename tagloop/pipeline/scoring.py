@@ -1,7 +1,8 @@
 """Scoring the pool with the promoted model and refilling the labeling queue.
 
-score_pool stores one prediction per (clip, promoted version): top tags, the uncertainty of
-the configured strategy, and the fused embedding (batched .npy blobs, ``key#row``).
+score_pool stores one prediction per (clip, promoted version): top tags (ranked among the
+tags the version has a positive label of, ``trained_columns``), the uncertainty of the
+configured strategy, and the fused embedding (batched .npy blobs, ``key#row``).
 refill_queue turns those scores into a diverse, per-video-capped batch; before any model
 exists it builds the seed batch by k-center on cheap descriptors instead, and clips the
 ranking version has not scored yet (a first promotion's whole pool, new uploads) fill what
@@ -13,7 +14,7 @@ from __future__ import annotations
 import io
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -99,12 +100,19 @@ def score_pool(*, settings: Settings, job_id: int | None = None, task_id: str | 
                 version_id, artifact_uri, after = version.id, version.artifact_uri, 0
                 model = load_artifact(store.get_bytes(artifact_uri))
                 counts = _counts_if_needed(settings, session, model.vocab)
+                # Top tags are ranked among the tags the version has a positive label of.
+                columns = trained_columns(
+                    model.vocab.tags,
+                    version_repo.trained_tags(
+                        session, version_id=version.id, created_at=version.created_at
+                    ),
+                )
             batch = _unscored_batch(
                 session, version_id=version_id, after=after, limit=settings.score_batch_size
             )
         if not batch:
             break
-        _score_batch(settings, store, model, version_id, batch, tag_counts=counts)
+        _score_batch(settings, store, model, version_id, batch, tag_counts=counts, columns=columns)
         after = batch[-1][0]
         done += len(batch)
         if job_id is not None:
@@ -134,8 +142,10 @@ def _score_batch(
     batch: list[tuple[int, str]],
     *,
     tag_counts: np.ndarray | None = None,
+    columns: np.ndarray | None = None,
 ) -> None:
-    """Predict one page of clips and store their predictions and embeddings."""
+    """Predict one page of clips and store their predictions and embeddings; ``columns``:
+    the tags top tags are ranked among (``trained_columns``), None for all."""
     from tagloop.features.clip_tensor import load_clip_tensors
     from tagloop.pipeline.training import audio_frames_of
     from tagloop.selection import get_strategy
@@ -184,7 +194,9 @@ def _score_batch(
                 Prediction(
                     clip_id=clip_id,
                     model_version_id=version_id,
-                    top_tags=top_tags(preds.probs[row], model.vocab.tags, vocab=model.vocab),
+                    top_tags=top_tags(
+                        preds.probs[row], model.vocab.tags, vocab=model.vocab, columns=columns
+                    ),
                     uncertainty=float(uncertainty[row]),
                     embedding_uri=f"{emb_key}#{row}",
                 )
@@ -244,19 +256,42 @@ def uncertainty_of(
     )
 
 
+def trained_columns(tags: Sequence[str], trained: Collection[str] | None) -> np.ndarray | None:
+    """Column indices ``(T,)`` of ``tags`` that are in ``trained`` (the tags with a positive
+    label in a version's training data, ``db.model_versions.trained_tags``), ascending; None
+    when ``trained`` is None (a version that did not record them: every tag counts)."""
+    if trained is None:
+        return None
+    return np.asarray([j for j, t in enumerate(tags) if t in trained], dtype=np.int64)
+
+
 def top_tags(
     probs: np.ndarray,
     tags: Sequence[str],
     *,
     k: int = TOP_TAGS,
     vocab: TagVocabulary | None = None,
+    columns: np.ndarray | None = None,
 ) -> list[dict[str, object]]:
-    """The k most probable tags, ``[{"tag", "p"}]`` best first. With ``vocab`` (whose tags
-    are ``tags``) a grouped tag's item also has ``"p_none"``: its group's P(none)
-    (``none_outcome``), which the top k alone cannot give once a group is cut off."""
+    """The k most probable tags, ``[{"tag", "p"}]`` best first, ties by column. With ``vocab``
+    (whose tags are ``tags``) a grouped tag's item also has ``"p_none"``: its group's P(none)
+    (``none_outcome``, over all the group's columns), which the top k alone cannot give once a
+    group is cut off.
+
+    columns: the only columns ranked (``trained_columns``), None for all. After a round on few
+    labels every tag without a positive scores about 0.5; ranked with the others they would
+    fill the top k and push out the tags the model knows (issue 22)."""
     from tagloop.none_outcome import none_probability
 
-    order = np.argsort(-probs, kind="stable")[:k]
+    candidates = np.arange(probs.shape[-1]) if columns is None else np.asarray(columns)
+    values = probs[candidates]
+    if 0 < k < values.size:
+        # The k-th largest value, then every candidate at least as large (ties included) in
+        # a stable sort: the same order as a stable sort of all, without sorting 10,000.
+        kth = np.partition(values, values.size - k)[values.size - k]
+        keep = np.flatnonzero(values >= kth)
+        candidates, values = candidates[keep], values[keep]
+    order = candidates[np.argsort(-values, kind="stable")[: max(k, 0)]]
     out: list[dict[str, object]] = []
     for j in order.tolist():
         item: dict[str, object] = {"tag": tags[j], "p": round(float(probs[j]), 4)}

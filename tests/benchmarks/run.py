@@ -36,6 +36,7 @@ BENCHMARKS = [
     "bench_loop",
     "bench_suite",
     "bench_api_fuzz",
+    "bench_scale_paper",
 ]
 
 
