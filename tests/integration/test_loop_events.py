@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import select
 
 from tagloop.auth import create_token
+from tagloop.db import loop_state
 from tagloop.db import queue as queue_repo
 from tagloop.db.engine import session_scope
 from tagloop.db.models import Clip, Job, Label, ModelVersion, Prediction, QueueItem, Video, utcnow
@@ -355,17 +356,18 @@ def test_only_clips_with_sound_count_towards_a_pretraining_run(api: ApiHarness) 
 
     silent = add_scored_pool(db, [0.5] * 4)
     with session_scope(db) as s:
-        assert loop.new_clips_since_pretrain(s) == 0
+        assert loop_state.new_clips_since_pretrain(s) == 0
     assert not pretrain_planned()  # a silent pool never starts a run that can only fail
     with session_scope(db) as s:
         for c in silent[:3]:
             s.get(Clip, c).has_audio = True  # type: ignore[union-attr]
-        assert loop.new_clips_since_pretrain(s) == 3
+        assert loop_state.new_clips_since_pretrain(s) == 3
     assert pretrain_planned()
     [run] = jobs(db, loop.PRETRAIN_JOB)
     with session_scope(db) as s:
-        assert loop.new_clips_since_pretrain(s) == 0  # counted from the run's watermark
-        assert loop.clips_at_last_pretrain(s) == 3  # what the next run's growth counts against
+        assert loop_state.new_clips_since_pretrain(s) == 0  # counted from the run's watermark
+        # what the next run's growth counts against
+        assert loop_state.clips_at_last_pretrain(s) == 3
     assert not pretrain_planned() and len(jobs(db, loop.PRETRAIN_JOB)) == 1
     assert run.params["trigger"] == "tick"
     assert run.params["pool_clips"] == 3
