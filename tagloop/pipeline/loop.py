@@ -159,14 +159,113 @@ def _plan(session: Session, actions: LoopActions, *, trigger: str, new_labels: i
     return LoopPlan(tuple(tasks))
 
 
-def plan_tick(session: Session, *, settings: Settings, now: datetime | None = None) -> LoopPlan:
-    """Beat's tick: everything the state says is due."""
+# --- The events: one function per row of the module's table ---------------------------------
+
+
+def on_label(session: Session, *, settings: Settings) -> LoopPlan:
+    """A label was saved (API): refill, if the queue is low."""
+    return _refill_if_low(session, settings=settings, trigger="label")
+
+
+def on_skip(session: Session, *, settings: Settings) -> LoopPlan:
+    """A clip was skipped (API): refill, if the queue is low."""
+    return _refill_if_low(session, settings=settings, trigger="skip")
+
+
+def on_queue_empty(session: Session, *, settings: Settings) -> LoopPlan:
+    """``queue/next`` found nothing for an annotator (API): the queue is low for them however
+    many rows are queued (every queued clip may be one they skipped), so refill if some
+    offerable clip is not queued."""
+    return _refill_if_low(session, settings=settings, trigger="queue_empty", caller_starved=True)
+
+
+def on_holdout_marked(session: Session, *, settings: Settings) -> LoopPlan:
+    """Clips moved into the holdout (API) and so left the active-learning queue: refill, if
+    the queue is low."""
+    return _refill_if_low(session, settings=settings, trigger="holdout")
+
+
+def on_clip_reviewed(session: Session, *, settings: Settings) -> LoopPlan:
+    """An admin un-parked a clip (API): it is offerable again, so refill, if the queue is
+    low."""
+    return _refill_if_low(session, settings=settings, trigger="review")
+
+
+def on_clips_ready(session: Session, *, settings: Settings) -> LoopPlan:
+    """A video's clips are ready (media worker): the promoted version scores them (they enter
+    the queue at their rank); before any model, a low queue takes them into its seed batch."""
+    return _score_or_refill(session, settings=settings, trigger="new_clips")
+
+
+def on_promote(session: Session, *, settings: Settings) -> LoopPlan:
+    """An admin promoted a version or rolled back to one (API): it scores what it has not
+    scored (the score job refills at its end)."""
+    return _score_or_refill(session, settings=settings, trigger="promote")
+
+
+def on_round_finished(session: Session, *, settings: Settings, promoted: bool) -> LoopPlan:
+    """A training round ended (train worker). Promoted: the new version scores what it has not
+    scored. Not promoted: the scores stand, so refill if the queue is low."""
+    if promoted:
+        return _score_or_refill(session, settings=settings, trigger="promoted")
+    return _refill_if_low(session, settings=settings, trigger="round_rejected")
+
+
+def on_pretrain_finished(session: Session, *, settings: Settings) -> LoopPlan:
+    """A pretraining run finished (pretrain worker): before any model the seed batch is
+    k-center on its embeddings, so rebuild it now (once a model serves, its scores rank the
+    queue, and a live refill will read the new embeddings anyway)."""
+    if state_db.has_promoted_version(session):
+        return LoopPlan()
+    if state_db.live_job(session, kind=REFILL_JOB, settings=settings):
+        return LoopPlan()
+    return _plan(session, LoopActions(refill=True), trigger="pretrained", new_labels=0)
+
+
+def on_score_finished(session: Session, *, settings: Settings) -> LoopPlan:
+    """A scoring run ended (score worker): new scores, new ranks, so always refill, even
+    while another refill is live (that one may have read the scores from before this run).
+    The score's task runs this refill itself, in its own process."""
+    job = state_db.create_refill_job(session, trigger="scored")
+    session.flush()
+    return LoopPlan(((REFILL_QUEUE, job.id),))
+
+
+def on_tick(session: Session, *, settings: Settings, now: datetime | None = None) -> LoopPlan:
+    """Beat's tick, every ``loop_tick_seconds``: everything the state says is due."""
     state = read_state(session, settings=settings, now=now)
     actions = decide(state, LoopPolicy.from_settings(settings))
     return _plan(session, actions, trigger="tick", new_labels=state.new_labels)
 
 
-def plan_refill_if_low(
+def on_manual_train(session: Session, *, settings: Settings) -> LoopPlan:
+    """An admin asks for a round on all labels so far (API): one round at a time, so a live
+    one refuses it (``Conflict`` ``training_running``)."""
+    running = state_db.live_job(session, kind=TRAIN_JOB, settings=settings)
+    if running is not None:
+        raise Conflict(
+            f"training round job {running.id} is {running.status}; wait for it to finish",
+            code="training_running",
+        )
+    return LoopPlan(((TRAIN, create_train_job(session, trigger="manual").id),))
+
+
+def on_manual_pretrain(session: Session, *, settings: Settings) -> LoopPlan:
+    """An admin asks for a pretraining run (API): one at a time (``Conflict``
+    ``pretrain_running``)."""
+    running = state_db.live_job(session, kind=PRETRAIN_JOB, settings=settings)
+    if running is not None:
+        raise Conflict(
+            f"pretraining job {running.id} is {running.status}; wait for it to finish",
+            code="pretrain_running",
+        )
+    return LoopPlan(((PRETRAIN, create_pretrain_job(session, trigger="manual").id),))
+
+
+# --- What several events share ------------------------------------------------------------
+
+
+def _refill_if_low(
     session: Session,
     *,
     settings: Settings,
@@ -174,7 +273,7 @@ def plan_refill_if_low(
     caller_starved: bool = False,
     now: datetime | None = None,
 ) -> LoopPlan:
-    """After a label, a skip, an empty answer or a rejected round: refill a low queue.
+    """Refill a low queue (a label, a skip, an empty answer, a rejected round, ...).
 
     ``caller_starved``: the queue had nothing for this annotator (every queued clip is one
     they skipped), so a refill is due however many rows are queued. Otherwise the cheap count
@@ -194,44 +293,11 @@ def plan_refill_if_low(
     return _plan(session, LoopActions(refill=refill), trigger=trigger, new_labels=0)
 
 
-def plan_pretrained(session: Session, *, settings: Settings) -> LoopPlan:
-    """A pretraining run finished: before any model the seed batch is k-center on its
-    embeddings, so rebuild it now (once a model serves, its scores rank the queue)."""
-    if state_db.has_promoted_version(session):
-        return LoopPlan()
-    if state_db.live_job(session, kind=REFILL_JOB, settings=settings):
-        return LoopPlan()
-    return _plan(session, LoopActions(refill=True), trigger="pretrained", new_labels=0)
-
-
-def plan_score(session: Session, *, settings: Settings, trigger: str) -> LoopPlan:
-    """New clips are ready, or a version was promoted: score what the promoted version has
-    not scored (the job refills at its end); before any model, refill a low queue instead."""
+def _score_or_refill(session: Session, *, settings: Settings, trigger: str) -> LoopPlan:
+    """Score what the promoted version has not scored (the job refills at its end); before
+    any model, refill a low queue instead."""
     if not state_db.has_promoted_version(session):
-        return plan_refill_if_low(session, settings=settings, trigger=trigger)
+        return _refill_if_low(session, settings=settings, trigger=trigger)
     if state_db.live_job(session, kind=SCORE_JOB, settings=settings):
         return LoopPlan()  # the running job loops until nothing is left unscored
     return _plan(session, LoopActions(score=True), trigger=trigger, new_labels=0)
-
-
-def plan_manual_train(session: Session, *, settings: Settings) -> LoopPlan:
-    """An admin asks for a round on all labels so far: one round at a time, so a live one
-    refuses it (``Conflict`` ``training_running``)."""
-    running = state_db.live_job(session, kind=TRAIN_JOB, settings=settings)
-    if running is not None:
-        raise Conflict(
-            f"training round job {running.id} is {running.status}; wait for it to finish",
-            code="training_running",
-        )
-    return LoopPlan(((TRAIN, create_train_job(session, trigger="manual").id),))
-
-
-def plan_manual_pretrain(session: Session, *, settings: Settings) -> LoopPlan:
-    """An admin asks for a pretraining run: one at a time (``Conflict`` ``pretrain_running``)."""
-    running = state_db.live_job(session, kind=PRETRAIN_JOB, settings=settings)
-    if running is not None:
-        raise Conflict(
-            f"pretraining job {running.id} is {running.status}; wait for it to finish",
-            code="pretrain_running",
-        )
-    return LoopPlan(((PRETRAIN, create_pretrain_job(session, trigger="manual").id),))

@@ -200,13 +200,13 @@ def test_rounds_count_labels_since_the_last_round(api: ApiHarness) -> None:
     with session_scope(db) as s:
         s.add(Label(clip_id=clips[0], annotator="a", tags=["dog"]))
     with session_scope(db) as s:
-        assert not loop.plan_tick(s, settings=settings).tasks[:1] or all(
-            name != "tagloop.ml.train" for name, _ in loop.plan_tick(s, settings=settings).tasks
+        assert not loop.on_tick(s, settings=settings).tasks[:1] or all(
+            name != "tagloop.ml.train" for name, _ in loop.on_tick(s, settings=settings).tasks
         )
     with session_scope(db) as s:
         s.add(Label(clip_id=clips[1], annotator="a", tags=["dog"]))
     with session_scope(db) as s:
-        plan = loop.plan_tick(s, settings=settings)
+        plan = loop.on_tick(s, settings=settings)
         assert [n for n, _ in plan.tasks if n == "tagloop.ml.train"] == ["tagloop.ml.train"]
     [round_job] = jobs(db, loop.TRAIN_JOB)
     assert round_job.params["new_labels"] == 2 and round_job.params["label_watermark"] > 0
@@ -214,7 +214,7 @@ def test_rounds_count_labels_since_the_last_round(api: ApiHarness) -> None:
     with session_scope(db) as s:
         s.get(Job, round_job.id).status = "failed"  # type: ignore[union-attr]
     with session_scope(db) as s:
-        plan = loop.plan_tick(s, settings=settings)
+        plan = loop.on_tick(s, settings=settings)
         assert all(name != "tagloop.ml.train" for name, _ in plan.tasks)
     # A manual round while one is live is refused with a code.
     r = api.client.post("/api/v1/models/train", headers=api.admin)
@@ -352,7 +352,7 @@ def test_only_clips_with_sound_count_towards_a_pretraining_run(api: ApiHarness) 
 
     def pretrain_planned() -> bool:
         with session_scope(db) as s:
-            return any(n == PRETRAIN for n, _ in loop.plan_tick(s, settings=settings).tasks)
+            return any(n == PRETRAIN for n, _ in loop.on_tick(s, settings=settings).tasks)
 
     silent = add_scored_pool(db, [0.5] * 4)
     with session_scope(db) as s:
