@@ -1,34 +1,63 @@
-"""The loop's state machine: what makes the service train, score and refill the queue.
+"""The loop's rule: which event makes the service train, score, refill the queue or pretrain.
 
 Annotators are served from the active-learning queue (lane ``al``). Every event that changes
-what they should see leads to at most three actions. Each action is one job of its kind at a
-time (the job table is the lock); each is idempotent, so a duplicate does no harm.
+what they should see is one function here, named for the event (the table's entry point): it
+reads the state (``tagloop.db.loop_state``), creates the jobs that are due and returns them as
+a ``LoopPlan``. The caller (an API route, a worker's task, beat's tick) only sends the plan,
+through ``tagloop.pipeline.dispatch``. Each action is one job of its kind at a time (the job
+table is the lock); each is idempotent, so a duplicate does no harm.
 
-=====================================  =====================================================
-event                                  action
-=====================================  =====================================================
-label or skip (API)                    refill, if the queue is low
-``queue/next`` found nothing (API)     refill, if the queue is low
-clips ready (media worker)             score (a model is promoted), else refill if low
-promote or roll back (round or admin)  score what that version has not scored, then refill
-pretraining run finished               rebuild the seed batch on its embeddings (no model yet)
-round not promoted                     refill, if the queue is low
-beat tick, every ``loop_tick_seconds``   train if due; score if unscored clips; refill if low;
-                                       pretrain if ``pretrain_after_new_clips`` clips are new
-                                       and ``pretrain_growth`` of the last run's pool
-=====================================  =====================================================
+==================================  ========================  ==================================
+event                               entry point               plan
+==================================  ========================  ==================================
+label saved (API)                   ``on_label``              refill, if the queue is low
+clip skipped (API)                  ``on_skip``               refill, if the queue is low
+``queue/next`` found nothing (API)  ``on_queue_empty``        refill, if some offerable clip is
+                                                              not queued (the queue is low for
+                                                              that annotator, whatever its size)
+clips moved into the holdout (API)  ``on_holdout_marked``     refill, if the queue is low
+parked clip reviewed (API)          ``on_clip_reviewed``      refill, if the queue is low
+clips ready (media worker)          ``on_clips_ready``        score, if a model is promoted and
+                                                              no score job is live; before any
+                                                              model, refill if the queue is low
+promote or roll back (API)          ``on_promote``            score, as for clips ready
+round finished, promoted            ``on_round_finished``     score, as for clips ready
+round finished, not promoted        ``on_round_finished``     refill, if the queue is low
+pretraining run finished            ``on_pretrain_finished``  refill before any model (the seed
+                                                              batch on its embeddings), unless a
+                                                              refill is live
+score finished (score worker)       ``on_score_finished``     refill, always, even while another
+                                                              is live; the scoring task runs it
+beat tick (``loop_tick_seconds``)   ``on_tick``               train if due; score if unscored
+                                                              clips; refill if low; pretrain if
+                                                              due
+admin asks for a round (API)        ``on_manual_train``       train; refused while one is live
+admin asks for pretraining (API)    ``on_manual_pretrain``    pretrain; refused while one is live
+==================================  ========================  ==================================
 
 - **low**: fewer than ``queue_low_water`` rows queued while some offerable clip is not in the
   queue (ready, in the pool, unlabeled, not parked, not leased, not cooling down after a
   skip). A refill ranks by the promoted version's scores, or builds the diverse seed batch
   before any model exists. Clips the ranking version has not scored fill the rest of the
-  batch by the seed rule, so a promotion keeps the seed batch until its scores exist.
+  batch by the seed rule, so a promotion keeps the seed batch until its scores exist. Every
+  refill also gives the holdout's own lane back its clips whose skip cool-down is over (the
+  loop never ranks that lane; ``tagloop.db.holdout``).
+- **refill after an event**: an event never waits for scoring: older scores refill a low queue
+  now, and the score job refills again when it ends. The tick leaves a low queue to the score
+  job it starts, and refills at most once per ``refill_min_interval_seconds``.
 - **score**: the promoted version has not scored some ready, unlabeled clip. A score job
-  always ends with a refill (a refill job of its own, trigger ``scored``, run by the score's
-  task), since new scores change the ranking.
+  always ends with a refill (a refill job of its own, trigger ``scored``, created by
+  ``on_score_finished`` and run by the score's task), since new scores change the ranking.
 - **train (due)**: ``retrain_min_labels`` labels on pool clips arrived since the last round
   started (its label watermark, whatever its outcome), no round is running, and the last one
   started at least ``retrain_every_minutes`` ago. A round without new labels never starts.
+- **pretrain (due)**: ``pretrain_after_new_clips`` clips with sound became ready since the last
+  run started, and at least ``pretrain_growth`` of that run's pool (``pretrain_after_new_clips``
+  0: pretraining runs only on request).
+- After every round, promoted or not, the round's task also re-measures the older versions on
+  today's holdout labels (``pipeline.holdout_eval.refresh_holdout_metrics``), inline and
+  without a job: it changes versions' metrics, not what annotators see, so it is no action of
+  the loop.
 
 The tick is the safety net under the event paths: whatever an event missed (a worker that
 died, a race between a scoring run and new clips), the next tick sees in the state and acts.
