@@ -1,4 +1,6 @@
-"""Thin task wrappers: parse ids, call one tagloop.pipeline function, map errors.
+"""Thin task wrappers: parse ids, call one tagloop.pipeline function, map errors. What follows
+a task (scores, refills) is the loop's to say: the task calls the event's ``loop.on_*`` and
+sends the plan through ``tagloop.pipeline.dispatch``.
 
 InvalidMedia never reaches here (the pipeline ends such a video ``failed`` with its code);
 TransientError is retried with backoff; anything else fails the video with a code after the
@@ -65,9 +67,8 @@ def process_video(self: Task, video_id: int, job_id: int) -> str:
         )
         return "failed"
     if status == "ready":
-        # New clips: the promoted version scores them (they enter the queue at their rank),
-        # or, before any model, a low queue gets them in its seed batch.
-        _plan_and_send(settings, trigger="new_clips", score=True)
+        with session_scope(settings.database_url) as session:
+            dispatch(session, SENDER, loop.on_clips_ready(session, settings=settings))
     return status
 
 
@@ -108,8 +109,9 @@ def train(self: Task, job_id: int) -> int | None:
     except Exception as exc:
         _fail(settings, job_id, exc, what="training")
         return None
-    trigger = "promoted" if outcome.promoted else "round_rejected"
-    _plan_and_send(settings, trigger=trigger, score=outcome.promoted)
+    with session_scope(settings.database_url) as session:
+        plan = loop.on_round_finished(session, settings=settings, promoted=outcome.promoted)
+        dispatch(session, SENDER, plan)
     try:  # older versions on today's holdout labels: a failure here must not undo the round
         refresh_holdout_metrics(settings=settings)
     except Exception:
@@ -130,7 +132,7 @@ def pretrain(self: Task, job_id: int) -> str | None:
         _fail(settings, job_id, exc, what="pretraining")
         return None
     with session_scope(settings.database_url) as session:
-        dispatch(session, SENDER, loop.plan_pretrained(session, settings=settings))
+        dispatch(session, SENDER, loop.on_pretrain_finished(session, settings=settings))
     return str(outcome["artifact_uri"])
 
 
@@ -146,10 +148,11 @@ def score(self: Task, job_id: int) -> int:
     except Exception as exc:
         _fail(settings, job_id, exc, what="scoring")
         raise
-    # The refill task below, run in this process. It runs even while another refill is live:
-    # that one may have read the scores from before this run.
-    params = {"trigger": "scored"}
-    refill_queue(pipeline.create_job(settings=settings, kind=loop.REFILL_JOB, params=params))
+    # The loop's refill after a score (a job of its own), run here by the refill task below.
+    with session_scope(settings.database_url) as session:
+        plan = loop.on_score_finished(session, settings=settings)
+    for _, refill_job_id in plan.tasks:
+        refill_queue(refill_job_id)
     return n
 
 
@@ -172,7 +175,7 @@ def tick() -> int:
     (``tagloop.pipeline.loop``). Returns the number of tasks sent."""
     settings = get_settings()
     with session_scope(settings.database_url) as session:
-        plan = loop.plan_tick(session, settings=settings)
+        plan = loop.on_tick(session, settings=settings)
         dispatch(session, SENDER, plan)
     return len(plan.tasks)
 
@@ -191,17 +194,6 @@ class BrokerSender:
 
 
 SENDER = BrokerSender()
-
-
-def _plan_and_send(settings: Settings, *, trigger: str, score: bool) -> None:
-    """What follows a video or a round: score (which refills at its end), else refill if low.
-    A task that cannot be sent ends its job ``failed``; the next tick retries."""
-    with session_scope(settings.database_url) as session:
-        if score:
-            plan = loop.plan_score(session, settings=settings, trigger=trigger)
-        else:
-            plan = loop.plan_refill_if_low(session, settings=settings, trigger=trigger)
-        dispatch(session, SENDER, plan)
 
 
 def _fail(settings: Settings, job_id: int, exc: Exception, *, what: str) -> None:

@@ -1,34 +1,63 @@
-"""The loop's state machine: what makes the service train, score and refill the queue.
+"""The loop's rule: which event makes the service train, score, refill the queue or pretrain.
 
 Annotators are served from the active-learning queue (lane ``al``). Every event that changes
-what they should see leads to at most three actions. Each action is one job of its kind at a
-time (the job table is the lock); each is idempotent, so a duplicate does no harm.
+what they should see is one function here, named for the event (the table's entry point): it
+reads the state (``tagloop.db.loop_state``), creates the jobs that are due and returns them as
+a ``LoopPlan``. The caller (an API route, a worker's task, beat's tick) only sends the plan,
+through ``tagloop.pipeline.dispatch``. Each action is one job of its kind at a time (the job
+table is the lock); each is idempotent, so a duplicate does no harm.
 
-=====================================  =====================================================
-event                                  action
-=====================================  =====================================================
-label or skip (API)                    refill, if the queue is low
-``queue/next`` found nothing (API)     refill, if the queue is low
-clips ready (media worker)             score (a model is promoted), else refill if low
-promote or roll back (round or admin)  score what that version has not scored, then refill
-pretraining run finished               rebuild the seed batch on its embeddings (no model yet)
-round not promoted                     refill, if the queue is low
-beat tick, every ``loop_tick_seconds``   train if due; score if unscored clips; refill if low;
-                                       pretrain if ``pretrain_after_new_clips`` clips are new
-                                       and ``pretrain_growth`` of the last run's pool
-=====================================  =====================================================
+==================================  ========================  ==================================
+event                               entry point               plan
+==================================  ========================  ==================================
+label saved (API)                   ``on_label``              refill, if the queue is low
+clip skipped (API)                  ``on_skip``               refill, if the queue is low
+``queue/next`` found nothing (API)  ``on_queue_empty``        refill, if some offerable clip is
+                                                              not queued (the queue is low for
+                                                              that annotator, whatever its size)
+clips moved into the holdout (API)  ``on_holdout_marked``     refill, if the queue is low
+parked clip reviewed (API)          ``on_clip_reviewed``      refill, if the queue is low
+clips ready (media worker)          ``on_clips_ready``        score, if a model is promoted and
+                                                              no score job is live; before any
+                                                              model, refill if the queue is low
+promote or roll back (API)          ``on_promote``            score, as for clips ready
+round finished, promoted            ``on_round_finished``     score, as for clips ready
+round finished, not promoted        ``on_round_finished``     refill, if the queue is low
+pretraining run finished            ``on_pretrain_finished``  refill before any model (the seed
+                                                              batch on its embeddings), unless a
+                                                              refill is live
+score finished (score worker)       ``on_score_finished``     refill, always, even while another
+                                                              is live; the scoring task runs it
+beat tick (``loop_tick_seconds``)   ``on_tick``               train if due; score if unscored
+                                                              clips; refill if low; pretrain if
+                                                              due
+admin asks for a round (API)        ``on_manual_train``       train; refused while one is live
+admin asks for pretraining (API)    ``on_manual_pretrain``    pretrain; refused while one is live
+==================================  ========================  ==================================
 
 - **low**: fewer than ``queue_low_water`` rows queued while some offerable clip is not in the
   queue (ready, in the pool, unlabeled, not parked, not leased, not cooling down after a
   skip). A refill ranks by the promoted version's scores, or builds the diverse seed batch
   before any model exists. Clips the ranking version has not scored fill the rest of the
-  batch by the seed rule, so a promotion keeps the seed batch until its scores exist.
+  batch by the seed rule, so a promotion keeps the seed batch until its scores exist. Every
+  refill also gives the holdout's own lane back its clips whose skip cool-down is over (the
+  loop never ranks that lane; ``tagloop.db.holdout``).
+- **refill after an event**: an event never waits for scoring: older scores refill a low queue
+  now, and the score job refills again when it ends. The tick leaves a low queue to the score
+  job it starts, and refills at most once per ``refill_min_interval_seconds``.
 - **score**: the promoted version has not scored some ready, unlabeled clip. A score job
-  always ends with a refill (a refill job of its own, trigger ``scored``, run by the score's
-  task), since new scores change the ranking.
+  always ends with a refill (a refill job of its own, trigger ``scored``, created by
+  ``on_score_finished`` and run by the score's task), since new scores change the ranking.
 - **train (due)**: ``retrain_min_labels`` labels on pool clips arrived since the last round
   started (its label watermark, whatever its outcome), no round is running, and the last one
   started at least ``retrain_every_minutes`` ago. A round without new labels never starts.
+- **pretrain (due)**: ``pretrain_after_new_clips`` clips with sound became ready since the last
+  run started, and at least ``pretrain_growth`` of that run's pool (``pretrain_after_new_clips``
+  0: pretraining runs only on request).
+- After every round, promoted or not, the round's task also re-measures the older versions on
+  today's holdout labels (``pipeline.holdout_eval.refresh_holdout_metrics``), inline and
+  without a job: it changes versions' metrics, not what annotators see, so it is no action of
+  the loop.
 
 The tick is the safety net under the event paths: whatever an event missed (a worker that
 died, a race between a scoring run and new clips), the next tick sees in the state and acts.
@@ -41,44 +70,24 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from sqlalchemy import ColumnElement, func, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
 from tagloop.config import Settings
-from tagloop.db import jobs as job_repo
-from tagloop.db import model_versions as version_repo
-from tagloop.db import queue as queue_repo
-from tagloop.db.models import Clip, Job, Label, Prediction, QueueItem, utcnow
+from tagloop.db import loop_state as state_db
+from tagloop.db.loop_state import (
+    PRETRAIN_JOB,
+    REFILL_JOB,
+    SCORE_JOB,
+    TRAIN_JOB,
+    LoopState,
+    create_pretrain_job,
+    create_train_job,
+    read_state,
+)
 from tagloop.errors import Conflict
 from tagloop.task_names import PRETRAIN, REFILL_QUEUE, SCORE, TRAIN
-
-TRAIN_JOB = "train"
-SCORE_JOB = "score"
-REFILL_JOB = "refill"
-PRETRAIN_JOB = "pretrain"
-
-
-@dataclass(frozen=True)
-class LoopState:
-    """What the decision needs, read from the database at one moment."""
-
-    promoted: bool
-    queued: int
-    offerable_unqueued: bool
-    unscored: bool
-    new_labels: int
-    seconds_since_round: float | None
-    training_active: bool
-    scoring_active: bool
-    refill_active: bool
-    seconds_since_refill: float | None
-    # Clips that became ready since the last pretraining run started, how many it saw when it
-    # started (0: no run, or one from before this was recorded), and whether one runs.
-    new_clips_since_pretrain: int = 0
-    clips_at_last_pretrain: int = 0
-    pretrain_active: bool = False
 
 
 @dataclass(frozen=True)
@@ -150,166 +159,6 @@ def decide(state: LoopState, policy: LoopPolicy) -> LoopActions:
     )
 
 
-# --- Reading the state ---------------------------------------------------------------------
-
-
-def offerable(
-    *,
-    now: datetime,
-    cooldown_s: float,
-    queued_too: bool = False,
-    skipped: bool | None = None,
-) -> list[ColumnElement[bool]]:
-    """Conditions on ``Clip`` for clips the AL queue may offer: ready, in the pool, unlabeled,
-    not parked, not leased, not skipped within the cool-down, and not queued already (unless
-    ``queued_too``: a refill re-ranks the queued clips with the rest). ``skipped``: only
-    clips somebody skipped before (True) or only clips nobody skipped (False)."""
-    row = aliased(QueueItem)
-    ever_skipped = select(row.id).where(row.clip_id == Clip.id, row.status == "skipped").exists()
-    extra = [] if skipped is None else [ever_skipped if skipped else ~ever_skipped]
-    open_statuses = ("leased",) if queued_too else ("queued", "leased")
-    open_row = select(row.id).where(row.clip_id == Clip.id, row.status.in_(open_statuses)).exists()
-    cooling = (
-        select(row.id)
-        .where(
-            row.clip_id == Clip.id,
-            row.status == "skipped",
-            row.skipped_at > now - timedelta(seconds=cooldown_s),
-        )
-        .exists()
-    )
-    labeled = select(Label.id).where(Label.clip_id == Clip.id).exists()
-    return [
-        Clip.status == "ready",
-        Clip.tensor_uri.is_not(None),
-        Clip.split == "pool",
-        Clip.needs_review.is_(False),
-        ~labeled,
-        ~open_row,
-        ~cooling,
-        *extra,
-    ]
-
-
-def has_offerable(session: Session, *, settings: Settings, now: datetime | None = None) -> bool:
-    where = offerable(now=now or utcnow(), cooldown_s=settings.skip_cooldown_seconds)
-    return session.scalar(select(Clip.id).where(*where).limit(1)) is not None
-
-
-def has_unscored(session: Session, *, version_id: int) -> bool:
-    """Whether ``version_id`` has not scored some ready, unlabeled clip."""
-    scored = (
-        select(Prediction.id)
-        .where(Prediction.clip_id == Clip.id, Prediction.model_version_id == version_id)
-        .exists()
-    )
-    labeled = select(Label.id).where(Label.clip_id == Clip.id).exists()
-    q = select(Clip.id).where(
-        Clip.status == "ready", Clip.tensor_uri.is_not(None), ~labeled, ~scored
-    )
-    return session.scalar(q.limit(1)) is not None
-
-
-def last_round(session: Session) -> Job | None:
-    return session.scalar(select(Job).where(Job.kind == TRAIN_JOB).order_by(Job.id.desc()).limit(1))
-
-
-def label_watermark(session: Session) -> int:
-    """The newest label id now: a round trains on labels up to about here."""
-    return int(session.scalar(select(func.max(Label.id))) or 0)
-
-
-def new_labels_since(session: Session, watermark: int) -> int:
-    """Labels on pool clips (holdout labels never train) newer than ``watermark``."""
-    q = (
-        select(func.count(Label.id))
-        .join(Clip, Clip.id == Label.clip_id)
-        .where(Label.id > watermark, Clip.split == "pool")
-    )
-    return int(session.scalar(q) or 0)
-
-
-def _age(then: datetime | None, now: datetime) -> float | None:
-    if then is None:
-        return None
-    if then.tzinfo is None:  # SQLite hands back naive UTC
-        then = then.replace(tzinfo=now.tzinfo)
-    return (now - then).total_seconds()
-
-
-def read_state(session: Session, *, settings: Settings, now: datetime | None = None) -> LoopState:
-    now = now or utcnow()
-    stale = settings.stale_job_seconds
-    promoted = version_repo.promoted_version(session)
-    round_job = last_round(session)
-    watermark = int((round_job.params or {}).get("label_watermark", 0)) if round_job else 0
-    refill_job = job_repo.latest_job(session, kind=REFILL_JOB)
-    pretrain_on = settings.pretrain_after_new_clips > 0  # else skip its two queries
-    return LoopState(
-        promoted=promoted is not None and bool(promoted.artifact_uri),
-        queued=queue_repo.count_queued(session),
-        offerable_unqueued=has_offerable(session, settings=settings, now=now),
-        unscored=promoted is not None and has_unscored(session, version_id=promoted.id),
-        new_labels=new_labels_since(session, watermark),
-        seconds_since_round=_age(round_job.created_at, now) if round_job else None,
-        training_active=job_repo.live_job(session, kind=TRAIN_JOB, stale_s=stale) is not None,
-        scoring_active=job_repo.live_job(session, kind=SCORE_JOB, stale_s=stale) is not None,
-        refill_active=job_repo.live_job(session, kind=REFILL_JOB, stale_s=stale) is not None,
-        seconds_since_refill=_age(refill_job.created_at, now) if refill_job else None,
-        **pretrain_progress(session, on=pretrain_on),
-        pretrain_active=pretrain_on
-        and job_repo.live_job(session, kind=PRETRAIN_JOB, stale_s=stale) is not None,
-    )
-
-
-def _pretrainable_clips(session: Session, *, after: int = 0) -> int:
-    """Ready clips with sound and an id above ``after``: the clips pretraining reads."""
-    q = select(func.count(Clip.id)).where(
-        Clip.id > after, Clip.status == "ready", Clip.has_audio.is_(True)
-    )
-    return int(session.scalar(q) or 0)
-
-
-def pretrain_progress(session: Session, *, on: bool = True) -> dict[str, int]:
-    """``LoopState``'s pretraining counts from one read of the last run (zeros when ``on`` is
-    False: automatic pretraining is off, so neither query runs).
-
-    new_clips_since_pretrain: ready clips with sound newer than the last run's clip watermark
-    (all, before any run). Only clips with sound count: pretraining learns from picture and
-    sound together and reads no other, so a silent pool never starts a run that could only
-    fail. clips_at_last_pretrain: the pretrainable clips when that run started (0: none
-    recorded)."""
-    if not on:
-        return {"new_clips_since_pretrain": 0, "clips_at_last_pretrain": 0}
-    run = job_repo.latest_job(session, kind=PRETRAIN_JOB)
-    params = (run.params or {}) if run else {}
-    mark = int(params.get("clip_watermark", 0))
-    return {
-        "new_clips_since_pretrain": _pretrainable_clips(session, after=mark),
-        "clips_at_last_pretrain": int(params.get("pool_clips", 0)),
-    }
-
-
-def new_clips_since_pretrain(session: Session) -> int:
-    return pretrain_progress(session)["new_clips_since_pretrain"]
-
-
-def clips_at_last_pretrain(session: Session) -> int:
-    return pretrain_progress(session)["clips_at_last_pretrain"]
-
-
-def create_pretrain_job(session: Session, *, trigger: str) -> Job:
-    """A pretraining run's job; its clip watermark is what "new clips" count from next, and
-    its pool size what the next run's growth is measured against."""
-    mark = int(session.scalar(select(func.max(Clip.id))) or 0)
-    params = {
-        "trigger": trigger,
-        "clip_watermark": mark,
-        "pool_clips": _pretrainable_clips(session),
-    }
-    return job_repo.create_job(session, kind=PRETRAIN_JOB, params=params)
-
-
 # --- Turning decisions into jobs -------------------------------------------------------------
 
 
@@ -323,20 +172,6 @@ class LoopPlan:
         return bool(self.tasks)
 
 
-def create_train_job(session: Session, *, trigger: str, new_labels: int | None = None) -> Job:
-    """A round's job; its label watermark is what the next round's "new labels" count from."""
-    watermark = label_watermark(session)
-    if new_labels is None:
-        round_job = last_round(session)
-        last = int((round_job.params or {}).get("label_watermark", 0)) if round_job else 0
-        new_labels = new_labels_since(session, last)
-    return job_repo.create_job(
-        session,
-        kind=TRAIN_JOB,
-        params={"trigger": trigger, "new_labels": new_labels, "label_watermark": watermark},
-    )
-
-
 def _plan(session: Session, actions: LoopActions, *, trigger: str, new_labels: int) -> LoopPlan:
     tasks: list[tuple[str, int]] = []
     if actions.train:
@@ -345,22 +180,121 @@ def _plan(session: Session, actions: LoopActions, *, trigger: str, new_labels: i
     if actions.pretrain:
         tasks.append((PRETRAIN, create_pretrain_job(session, trigger=trigger).id))
     if actions.score:
-        tasks.append((SCORE, job_repo.create_job(session, kind=SCORE_JOB, params={}).id))
+        tasks.append((SCORE, state_db.create_score_job(session).id))
     if actions.refill:
-        job = job_repo.create_job(session, kind=REFILL_JOB, params={"trigger": trigger})
+        job = state_db.create_refill_job(session, trigger=trigger)
         tasks.append((REFILL_QUEUE, job.id))
     session.flush()
     return LoopPlan(tuple(tasks))
 
 
-def plan_tick(session: Session, *, settings: Settings, now: datetime | None = None) -> LoopPlan:
-    """Beat's tick: everything the state says is due."""
+# --- The events: one function per row of the module's table ---------------------------------
+
+
+def on_label(session: Session, *, settings: Settings) -> LoopPlan:
+    """A label was saved (API): refill, if the queue is low."""
+    return _refill_if_low(session, settings=settings, trigger="label")
+
+
+def on_skip(session: Session, *, settings: Settings) -> LoopPlan:
+    """A clip was skipped (API): refill, if the queue is low."""
+    return _refill_if_low(session, settings=settings, trigger="skip")
+
+
+def on_queue_empty(session: Session, *, settings: Settings) -> LoopPlan:
+    """``queue/next`` found nothing for an annotator (API): the queue is low for them however
+    many rows are queued (every queued clip may be one they skipped), so refill if some
+    offerable clip is not queued."""
+    return _refill_if_low(session, settings=settings, trigger="queue_empty", caller_starved=True)
+
+
+def on_holdout_marked(session: Session, *, settings: Settings) -> LoopPlan:
+    """Clips moved into the holdout (API) and so left the active-learning queue: refill, if
+    the queue is low."""
+    return _refill_if_low(session, settings=settings, trigger="holdout")
+
+
+def on_clip_reviewed(session: Session, *, settings: Settings) -> LoopPlan:
+    """An admin un-parked a clip (API): it is offerable again, so refill, if the queue is
+    low."""
+    return _refill_if_low(session, settings=settings, trigger="review")
+
+
+def on_clips_ready(session: Session, *, settings: Settings) -> LoopPlan:
+    """A video's clips are ready (media worker): the promoted version scores them (they enter
+    the queue at their rank); before any model, a low queue takes them into its seed batch."""
+    return _score_or_refill(session, settings=settings, trigger="new_clips")
+
+
+def on_promote(session: Session, *, settings: Settings) -> LoopPlan:
+    """An admin promoted a version or rolled back to one (API): it scores what it has not
+    scored (the score job refills at its end)."""
+    return _score_or_refill(session, settings=settings, trigger="promote")
+
+
+def on_round_finished(session: Session, *, settings: Settings, promoted: bool) -> LoopPlan:
+    """A training round ended (train worker). Promoted: the new version scores what it has not
+    scored. Not promoted: the scores stand, so refill if the queue is low."""
+    if promoted:
+        return _score_or_refill(session, settings=settings, trigger="promoted")
+    return _refill_if_low(session, settings=settings, trigger="round_rejected")
+
+
+def on_pretrain_finished(session: Session, *, settings: Settings) -> LoopPlan:
+    """A pretraining run finished (pretrain worker): before any model the seed batch is
+    k-center on its embeddings, so rebuild it now (once a model serves, its scores rank the
+    queue, and a live refill will read the new embeddings anyway)."""
+    if state_db.has_promoted_version(session):
+        return LoopPlan()
+    if state_db.live_job(session, kind=REFILL_JOB, settings=settings):
+        return LoopPlan()
+    return _plan(session, LoopActions(refill=True), trigger="pretrained", new_labels=0)
+
+
+def on_score_finished(session: Session, *, settings: Settings) -> LoopPlan:
+    """A scoring run ended (score worker): new scores, new ranks, so always refill, even
+    while another refill is live (that one may have read the scores from before this run).
+    The score's task runs this refill itself, in its own process."""
+    job = state_db.create_refill_job(session, trigger="scored")
+    session.flush()
+    return LoopPlan(((REFILL_QUEUE, job.id),))
+
+
+def on_tick(session: Session, *, settings: Settings, now: datetime | None = None) -> LoopPlan:
+    """Beat's tick, every ``loop_tick_seconds``: everything the state says is due."""
     state = read_state(session, settings=settings, now=now)
     actions = decide(state, LoopPolicy.from_settings(settings))
     return _plan(session, actions, trigger="tick", new_labels=state.new_labels)
 
 
-def plan_refill_if_low(
+def on_manual_train(session: Session, *, settings: Settings) -> LoopPlan:
+    """An admin asks for a round on all labels so far (API): one round at a time, so a live
+    one refuses it (``Conflict`` ``training_running``)."""
+    running = state_db.live_job(session, kind=TRAIN_JOB, settings=settings)
+    if running is not None:
+        raise Conflict(
+            f"training round job {running.id} is {running.status}; wait for it to finish",
+            code="training_running",
+        )
+    return LoopPlan(((TRAIN, create_train_job(session, trigger="manual").id),))
+
+
+def on_manual_pretrain(session: Session, *, settings: Settings) -> LoopPlan:
+    """An admin asks for a pretraining run (API): one at a time (``Conflict``
+    ``pretrain_running``)."""
+    running = state_db.live_job(session, kind=PRETRAIN_JOB, settings=settings)
+    if running is not None:
+        raise Conflict(
+            f"pretraining job {running.id} is {running.status}; wait for it to finish",
+            code="pretrain_running",
+        )
+    return LoopPlan(((PRETRAIN, create_pretrain_job(session, trigger="manual").id),))
+
+
+# --- What several events share ------------------------------------------------------------
+
+
+def _refill_if_low(
     session: Session,
     *,
     settings: Settings,
@@ -368,13 +302,13 @@ def plan_refill_if_low(
     caller_starved: bool = False,
     now: datetime | None = None,
 ) -> LoopPlan:
-    """After a label, a skip, an empty answer or a rejected round: refill a low queue.
+    """Refill a low queue (a label, a skip, an empty answer, a rejected round, ...).
 
     ``caller_starved``: the queue had nothing for this annotator (every queued clip is one
     they skipped), so a refill is due however many rows are queued. Otherwise the cheap count
     comes first, so the hot routes pay one indexed COUNT while the queue is healthy."""
     policy = LoopPolicy.from_settings(settings)
-    if not caller_starved and queue_repo.count_queued(session) >= max(1, policy.low_water):
+    if not caller_starved and state_db.queued_count(session) >= max(1, policy.low_water):
         return LoopPlan()
     state = read_state(session, settings=settings, now=now)
     if caller_starved:
@@ -388,45 +322,11 @@ def plan_refill_if_low(
     return _plan(session, LoopActions(refill=refill), trigger=trigger, new_labels=0)
 
 
-def plan_pretrained(session: Session, *, settings: Settings) -> LoopPlan:
-    """A pretraining run finished: before any model the seed batch is k-center on its
-    embeddings, so rebuild it now (once a model serves, its scores rank the queue)."""
-    if version_repo.promoted_version(session) is not None:
-        return LoopPlan()
-    if job_repo.live_job(session, kind=REFILL_JOB, stale_s=settings.stale_job_seconds):
-        return LoopPlan()
-    return _plan(session, LoopActions(refill=True), trigger="pretrained", new_labels=0)
-
-
-def plan_score(session: Session, *, settings: Settings, trigger: str) -> LoopPlan:
-    """New clips are ready, or a version was promoted: score what the promoted version has
-    not scored (the job refills at its end); before any model, refill a low queue instead."""
-    promoted = version_repo.promoted_version(session)
-    if promoted is None:
-        return plan_refill_if_low(session, settings=settings, trigger=trigger)
-    if job_repo.live_job(session, kind=SCORE_JOB, stale_s=settings.stale_job_seconds):
+def _score_or_refill(session: Session, *, settings: Settings, trigger: str) -> LoopPlan:
+    """Score what the promoted version has not scored (the job refills at its end); before
+    any model, refill a low queue instead."""
+    if not state_db.has_promoted_version(session):
+        return _refill_if_low(session, settings=settings, trigger=trigger)
+    if state_db.live_job(session, kind=SCORE_JOB, settings=settings):
         return LoopPlan()  # the running job loops until nothing is left unscored
     return _plan(session, LoopActions(score=True), trigger=trigger, new_labels=0)
-
-
-def plan_manual_train(session: Session, *, settings: Settings) -> LoopPlan:
-    """An admin asks for a round on all labels so far: one round at a time, so a live one
-    refuses it (``Conflict`` ``training_running``)."""
-    running = job_repo.live_job(session, kind=TRAIN_JOB, stale_s=settings.stale_job_seconds)
-    if running is not None:
-        raise Conflict(
-            f"training round job {running.id} is {running.status}; wait for it to finish",
-            code="training_running",
-        )
-    return LoopPlan(((TRAIN, create_train_job(session, trigger="manual").id),))
-
-
-def plan_manual_pretrain(session: Session, *, settings: Settings) -> LoopPlan:
-    """An admin asks for a pretraining run: one at a time (``Conflict`` ``pretrain_running``)."""
-    running = job_repo.live_job(session, kind=PRETRAIN_JOB, stale_s=settings.stale_job_seconds)
-    if running is not None:
-        raise Conflict(
-            f"pretraining job {running.id} is {running.status}; wait for it to finish",
-            code="pretrain_running",
-        )
-    return LoopPlan(((PRETRAIN, create_pretrain_job(session, trigger="manual").id),))

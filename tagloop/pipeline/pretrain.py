@@ -18,9 +18,9 @@ from sqlalchemy import select
 from tagloop.config import Settings
 from tagloop.db import jobs as job_repo
 from tagloop.db.engine import session_scope
+from tagloop.db.loop_state import PRETRAIN_JOB
 from tagloop.db.models import Clip, Job
 from tagloop.errors import InvalidInput
-from tagloop.pipeline import loop
 from tagloop.storage import BlobStore
 
 if TYPE_CHECKING:
@@ -32,7 +32,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PRETRAIN_JOB = loop.PRETRAIN_JOB
 # The service's pretraining step floor (``PretrainOptions.min_steps``) unless the settings set
 # one. On the AV-digits pool (2,500 clips, 31 steps an epoch; seed 0) a probe on the frozen
 # branches at 100 labels read 0.83 / 0.88 / 0.89 after 62 / 310 / 620 steps, the service's

@@ -29,9 +29,9 @@ from tagloop.db import labels as label_repo
 from tagloop.db import model_versions as version_repo
 from tagloop.db import queue as queue_repo
 from tagloop.db.engine import session_scope
+from tagloop.db.loop_state import offerable
 from tagloop.db.models import Clip, Label, Prediction, utcnow
 from tagloop.errors import InvalidInput
-from tagloop.pipeline.loop import offerable
 from tagloop.storage import BlobStore
 from tagloop.vocabulary import TagVocabulary
 

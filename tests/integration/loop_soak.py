@@ -32,8 +32,8 @@ from sqlalchemy.orm import aliased
 from tagloop.auth import create_token
 from tagloop.config import Settings
 from tagloop.db.engine import session_scope
+from tagloop.db.loop_state import offerable
 from tagloop.db.models import Clip, Job, Label, QueueItem, utcnow
-from tagloop.pipeline.loop import offerable
 from tests.integration.stack_helpers import running_stack, wait_until
 
 SKIP_REASONS = ("unclear", "not_applicable", "the sound and the picture disagree")

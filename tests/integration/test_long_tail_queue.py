@@ -42,10 +42,10 @@ from tagloop.datasets.long_tail_spec import (
     read_fsdd_table,
 )
 from tagloop.datasets.mnist import read_idx_labels
+from tagloop.db import loop_state
 from tagloop.db import model_versions as version_repo
 from tagloop.db.engine import session_scope
 from tagloop.db.models import Job, QueueItem
-from tagloop.pipeline import loop
 from tagloop.pipeline.scoring import refill_queue
 from tests.benchmarks.bench_al_lt_small import hypergeom_tail
 from tests.integration.stack_helpers import running_stack, stack_settings, wait_until
@@ -127,7 +127,8 @@ def label_from_queue(
 def loop_jobs_live(database_url: str) -> bool:
     with session_scope(database_url) as s:
         live = s.query(Job.id).filter(
-            Job.kind.in_((loop.REFILL_JOB, loop.SCORE_JOB)), Job.status.in_(("queued", "running"))
+            Job.kind.in_((loop_state.REFILL_JOB, loop_state.SCORE_JOB)),
+            Job.status.in_(("queued", "running")),
         )
         return live.first() is not None
 
@@ -143,7 +144,7 @@ def ranked_by_promoted(database_url: str, strategy: str) -> bool:
     and the queue holds clips ranked by ``strategy``."""
     with session_scope(database_url) as s:
         promoted = version_repo.promoted_version(s)
-        if promoted is None or loop.has_unscored(s, version_id=promoted.id):
+        if promoted is None or loop_state.has_unscored(s, version_id=promoted.id):
             return False
     return not loop_jobs_live(database_url) and queue_strategies(database_url) == {strategy}
 

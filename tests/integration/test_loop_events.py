@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import select
 
 from tagloop.auth import create_token
+from tagloop.db import loop_state
 from tagloop.db import queue as queue_repo
 from tagloop.db.engine import session_scope
 from tagloop.db.models import Clip, Job, Label, ModelVersion, Prediction, QueueItem, Video, utcnow
@@ -199,13 +200,13 @@ def test_rounds_count_labels_since_the_last_round(api: ApiHarness) -> None:
     with session_scope(db) as s:
         s.add(Label(clip_id=clips[0], annotator="a", tags=["dog"]))
     with session_scope(db) as s:
-        assert not loop.plan_tick(s, settings=settings).tasks[:1] or all(
-            name != "tagloop.ml.train" for name, _ in loop.plan_tick(s, settings=settings).tasks
+        assert not loop.on_tick(s, settings=settings).tasks[:1] or all(
+            name != "tagloop.ml.train" for name, _ in loop.on_tick(s, settings=settings).tasks
         )
     with session_scope(db) as s:
         s.add(Label(clip_id=clips[1], annotator="a", tags=["dog"]))
     with session_scope(db) as s:
-        plan = loop.plan_tick(s, settings=settings)
+        plan = loop.on_tick(s, settings=settings)
         assert [n for n, _ in plan.tasks if n == "tagloop.ml.train"] == ["tagloop.ml.train"]
     [round_job] = jobs(db, loop.TRAIN_JOB)
     assert round_job.params["new_labels"] == 2 and round_job.params["label_watermark"] > 0
@@ -213,7 +214,7 @@ def test_rounds_count_labels_since_the_last_round(api: ApiHarness) -> None:
     with session_scope(db) as s:
         s.get(Job, round_job.id).status = "failed"  # type: ignore[union-attr]
     with session_scope(db) as s:
-        plan = loop.plan_tick(s, settings=settings)
+        plan = loop.on_tick(s, settings=settings)
         assert all(name != "tagloop.ml.train" for name, _ in plan.tasks)
     # A manual round while one is live is refused with a code.
     r = api.client.post("/api/v1/models/train", headers=api.admin)
@@ -351,21 +352,22 @@ def test_only_clips_with_sound_count_towards_a_pretraining_run(api: ApiHarness) 
 
     def pretrain_planned() -> bool:
         with session_scope(db) as s:
-            return any(n == PRETRAIN for n, _ in loop.plan_tick(s, settings=settings).tasks)
+            return any(n == PRETRAIN for n, _ in loop.on_tick(s, settings=settings).tasks)
 
     silent = add_scored_pool(db, [0.5] * 4)
     with session_scope(db) as s:
-        assert loop.new_clips_since_pretrain(s) == 0
+        assert loop_state.new_clips_since_pretrain(s) == 0
     assert not pretrain_planned()  # a silent pool never starts a run that can only fail
     with session_scope(db) as s:
         for c in silent[:3]:
             s.get(Clip, c).has_audio = True  # type: ignore[union-attr]
-        assert loop.new_clips_since_pretrain(s) == 3
+        assert loop_state.new_clips_since_pretrain(s) == 3
     assert pretrain_planned()
     [run] = jobs(db, loop.PRETRAIN_JOB)
     with session_scope(db) as s:
-        assert loop.new_clips_since_pretrain(s) == 0  # counted from the run's watermark
-        assert loop.clips_at_last_pretrain(s) == 3  # what the next run's growth counts against
+        assert loop_state.new_clips_since_pretrain(s) == 0  # counted from the run's watermark
+        # what the next run's growth counts against
+        assert loop_state.clips_at_last_pretrain(s) == 3
     assert not pretrain_planned() and len(jobs(db, loop.PRETRAIN_JOB)) == 1
     assert run.params["trigger"] == "tick"
     assert run.params["pool_clips"] == 3

@@ -17,13 +17,13 @@ from tagloop.auth import create_token
 from tagloop.client import ApiError, TagloopClient
 from tagloop.config import Settings
 from tagloop.datasets.av_digits import build_demo_samples, write_av_dataset
+from tagloop.db import loop_state
 from tagloop.db.engine import session_scope
 from tagloop.db.migrate import upgrade_database
 from tagloop.db.models import Clip, QueueItem
 from tagloop.features.clip_tensor import load_clip_tensors
 from tagloop.features.descriptor import describe_clip
 from tagloop.fusion import FusionConfig
-from tagloop.pipeline import loop
 from tagloop.pipeline.pretrain import pretrain_pool
 from tagloop.pipeline.scoring import refill_queue
 from tagloop.selection import seed_batch
@@ -108,7 +108,7 @@ def test_before_any_model_the_seed_batch_spans_the_pretrained_embeddings(tmp_pat
     upgrade_database(settings.database_url)
     ingest_demo(settings, labels)
     with session_scope(settings.database_url) as s:
-        job_id = loop.create_pretrain_job(s, trigger="manual").id
+        job_id = loop_state.create_pretrain_job(s, trigger="manual").id
     outcome = pretrain_pool(settings=settings, job_id=job_id)
     store = BlobStore(settings.blob_url)
     assert refill_queue(settings=settings) == settings.queue_size

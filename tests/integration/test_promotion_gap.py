@@ -17,9 +17,10 @@ from sqlalchemy import func, select
 
 from tagloop.client import TagloopClient
 from tagloop.datasets.av_digits import build_demo_samples, write_av_dataset
+from tagloop.db import loop_state
 from tagloop.db.engine import session_scope
+from tagloop.db.loop_state import offerable
 from tagloop.db.models import Clip, ModelVersion, Prediction, QueueItem, utcnow
-from tagloop.pipeline.loop import offerable
 from tagloop.pipeline.scoring import SEED_STRATEGY
 from tests.integration.stack_helpers import running_stack, stack_settings, wait_until
 
@@ -94,10 +95,8 @@ def train(client: TagloopClient) -> dict:
 def ranked_by(database_url: str, version_id: int, strategy: str) -> bool:
     """The promoted version is ``version_id``, has scored every unlabeled clip, and the queue
     holds only clips it ranked."""
-    from tagloop.pipeline import loop
-
     with session_scope(database_url) as s:
-        if loop.has_unscored(s, version_id=version_id):
+        if loop_state.has_unscored(s, version_id=version_id):
             return False
         rows = s.scalars(select(QueueItem.strategy).where(QueueItem.status == "queued"))
         return set(rows) == {strategy}

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from sqlalchemy import func, select, update
 
 from services.api.schemas import RequestBody
+from tagloop.db import loop_state
 from tagloop.db import tags as tag_repo
 from tagloop.db.engine import session_scope
 from tagloop.db.models import Clip, Label, LabelHistory
@@ -48,7 +49,7 @@ def task(clip_id: int, tags: list[str], **annotation: Any) -> dict[str, Any]:
 def new_labels(api: ApiHarness) -> tuple[int, bool]:
     """What the loop's tick sees: labels since the last round, and whether a round is due."""
     with session_scope(api.settings.database_url) as s:
-        state = loop.read_state(s, settings=api.settings)
+        state = loop_state.read_state(s, settings=api.settings)
     return state.new_labels, loop.train_due(state, loop.LoopPolicy.from_settings(api.settings))
 
 

@@ -24,6 +24,9 @@ BANNED = [
     ("tagloop", "import streamlit as st"),
     ("tagloop/pipeline", "from services.api.deps import TaskSender"),
     ("tagloop/db", "import workers.tasks"),
+    ("tagloop/db", "from celery import Celery"),
+    ("tagloop/db", "from tagloop.pipeline.loop import LoopPlan"),
+    ("tagloop/db", "from tagloop.pipeline import dispatch"),
     ("tagloop", "from ui import api_client"),
     ("tagloop/pipeline", "def f():\n    from celery import Celery\n    return Celery"),
     ("services/api", "from workers.tasks import train"),
@@ -38,6 +41,8 @@ BANNED = [
 ALLOWED = [
     ("tagloop", "from kombu import Connection"),  # broker housekeeping, no Celery
     ("tagloop/pipeline", "import torch"),
+    ("tagloop/pipeline", "from tagloop.db import loop_state"),
+    ("tagloop/db", "from tagloop.db import jobs as job_repo"),
     ("services/api", "from celery import Celery"),  # the API's sender, by task name
     ("services/api", "from tagloop.pipeline.dispatch import dispatch"),
     ("workers", "from celery import Task"),

@@ -10,7 +10,6 @@ from fastapi.responses import StreamingResponse
 
 from services.api.deps import AdminDep, CallerDep, SenderDep, SessionDep, SettingsDep, StoreDep
 from services.api.http_range import parse_range
-from services.api.loop_events import after_queue_change
 from services.api.schemas import (
     ClipDetail,
     ClipOut,
@@ -25,6 +24,8 @@ from services.api.signed_media import MediaAccessDep
 from tagloop.db import holdout as holdout_repo
 from tagloop.db import videos as video_repo
 from tagloop.errors import NotFound
+from tagloop.pipeline import loop
+from tagloop.pipeline.dispatch import dispatch
 from tagloop.storage import BlobStore
 
 router = APIRouter(prefix="/api/v1/clips", tags=["clips"])
@@ -91,7 +92,7 @@ def review_clip(
     out = ClipOut.model_validate(clip)
     session.commit()
     # An active-learning clip is offerable again: a low queue may take it at the next refill.
-    after_queue_change(session, settings, sender, trigger="review")
+    dispatch(session, sender, loop.on_clip_reviewed(session, settings=settings))
     return out
 
 

@@ -6,10 +6,11 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from services.api.deps import AdminDep, CallerDep, SenderDep, SessionDep, SettingsDep
-from services.api.loop_events import after_queue_change
 from services.api.schemas import BodyId, RequestBody
 from tagloop.db import holdout as holdout_repo
 from tagloop.errors import InvalidInput
+from tagloop.pipeline import loop
+from tagloop.pipeline.dispatch import dispatch
 
 router = APIRouter(prefix="/api/v1/holdout", tags=["holdout"])
 
@@ -55,5 +56,5 @@ def mark_holdout(
     out = HoldoutOut(marked=marked, **holdout_repo.describe_holdout(session))
     session.commit()
     # Clips left the active-learning queue: it may have run low.
-    after_queue_change(session, settings, sender, trigger="holdout")
+    dispatch(session, sender, loop.on_holdout_marked(session, settings=settings))
     return out

@@ -7,11 +7,12 @@ from fastapi.responses import JSONResponse
 
 from services.api.deps import CallerDep, SenderDep, SessionDep, SettingsDep
 from services.api.errors import error_response
-from services.api.loop_events import after_queue_change
 from services.api.schemas import LabelCreate, LabelCreated, PathId
 from tagloop.db import labels as label_repo
 from tagloop.db import queue as queue_repo
 from tagloop.errors import InvalidInput
+from tagloop.pipeline import loop
+from tagloop.pipeline.dispatch import dispatch
 
 router = APIRouter(prefix="/api/v1/clips", tags=["labels"])
 
@@ -59,5 +60,5 @@ def create_label(
     out.clip_id, out.lease_closed = clip_id, closed
     # Commit before answering: the session dependency's own commit runs after the response.
     session.commit()
-    after_queue_change(session, settings, sender, trigger="label")
+    dispatch(session, sender, loop.on_label(session, settings=settings))
     return out

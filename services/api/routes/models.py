@@ -17,7 +17,6 @@ from services.api.deps import (
     SettingsDep,
     TaskSender,
 )
-from services.api.loop_events import after_promotion
 from services.api.schemas import PathId
 from tagloop.db import jobs as job_repo
 from tagloop.db import model_versions as version_repo
@@ -127,7 +126,7 @@ def start_training(
     """Queue a training round on all labels so far; follow it at /api/v1/jobs/{job_id}.
     409 ``training_running`` while a round is queued or running; 503 ``broker_unavailable``
     when its task cannot be sent (the job then ends ``failed``: retry)."""
-    return _send_manual(session, sender, loop.plan_manual_train(session, settings=settings))
+    return _send_manual(session, sender, loop.on_manual_train(session, settings=settings))
 
 
 class PretrainRunOut(BaseModel):
@@ -152,7 +151,7 @@ def start_pretraining(
     """Queue self-supervised audio-visual pretraining on the pool's ready clips; the next
     training round starts from its branch weights. 409 ``pretrain_running`` while one is
     queued or running; 503 ``broker_unavailable`` as for a round."""
-    return _send_manual(session, sender, loop.plan_manual_pretrain(session, settings=settings))
+    return _send_manual(session, sender, loop.on_manual_pretrain(session, settings=settings))
 
 
 @router.get("/pretrain", response_model=list[PretrainRunOut])
@@ -196,5 +195,5 @@ def promote_model(
     version = version_repo.promote(session, version_id)
     out = version_out(version)
     session.commit()
-    after_promotion(session, settings, sender)
+    dispatch(session, sender, loop.on_promote(session, settings=settings))
     return out

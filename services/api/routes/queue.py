@@ -10,7 +10,6 @@ from fastapi import APIRouter, Body, Query, Response, status
 from sqlalchemy.orm import Session
 
 from services.api.deps import CallerDep, SenderDep, SessionDep, SettingsDep
-from services.api.loop_events import after_queue_change
 from services.api.schemas import (
     ClipOut,
     LeaseOut,
@@ -22,6 +21,8 @@ from services.api.schemas import (
 )
 from tagloop.db import queue as queue_repo
 from tagloop.db import tags as tag_repo
+from tagloop.pipeline import loop
+from tagloop.pipeline.dispatch import dispatch
 from tagloop.suggestions import trained_suggestions
 
 router = APIRouter(prefix="/api/v1/queue", tags=["queue"])
@@ -72,9 +73,7 @@ def next_item(
     if item is None:
         session.commit()
         if queue == "al":
-            after_queue_change(
-                session, settings, sender, trigger="queue_empty", caller_starved=True
-            )
+            dispatch(session, sender, loop.on_queue_empty(session, settings=settings))
         return Response(status_code=status.HTTP_204_NO_CONTENT)
     clip, suggestions = queue_repo.clip_with_suggestions(session, clip_id=item.clip_id)
     if item.lease_id is None or item.lease_expires_at is None:  # leased rows always have both
@@ -150,7 +149,7 @@ def skip_item(
         needs_review=parked,
     )
     session.commit()
-    after_queue_change(session, settings, sender, trigger="skip")
+    dispatch(session, sender, loop.on_skip(session, settings=settings))
     return out
 
 
