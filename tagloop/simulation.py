@@ -129,6 +129,36 @@ Measure = Callable[[FusionModel, list[LabeledClip]], tuple[float, dict[str, Any]
 MeasureFactory = Callable[[str, int], Measure]
 
 
+def _split_round(
+    labeled: list[LabeledClip], *, options: SimulationOptions
+) -> tuple[list[LabeledClip], list[LabeledClip]]:
+    """(train, val) of a round, by clip id as ``pipeline.training.split_labeled`` splits."""
+    from tagloop.training.split import assign_splits
+
+    ids = np.asarray([c.clip_id for c in labeled], dtype=np.int64)
+    is_val = assign_splits(ids, val_fraction=options.val_fraction)
+    train = [c for c, v in zip(labeled, is_val, strict=True) if not v]
+    val = [c for c, v in zip(labeled, is_val, strict=True) if v]
+    if not train or not val:
+        train = val = labeled  # as the service does with too few labels for a split
+    return train, val
+
+
+def round_columns(
+    data: SimulationSet, labeled: list[LabeledClip], *, options: SimulationOptions
+) -> np.ndarray:
+    """``(T,)`` the columns a round on ``labeled`` is trained on, as the service records them:
+    the tags with a known positive in the round's training split (``metrics.train_positives``
+    -> ``trained_tags`` -> ``trained_columns``). Selection scores only their units."""
+    from tagloop.training.metrics import positives_per_tag
+
+    train, _ = _split_round(labeled, options=options)
+    positives = positives_per_tag(
+        np.stack([c.targets for c in train]), np.stack([c.known for c in train]), vocab=data.vocab
+    )
+    return np.flatnonzero([positives[t] > 0 for t in data.vocab.tags]).astype(np.int64)
+
+
 def _train_round(
     data: SimulationSet,
     labeled: list[LabeledClip],
@@ -148,14 +178,8 @@ def _train_round(
     """
     from tagloop.training.capacity import model_kind_for
     from tagloop.training.loop import TrainOptions, train_model
-    from tagloop.training.split import assign_splits
 
-    ids = np.asarray([c.clip_id for c in labeled], dtype=np.int64)
-    is_val = assign_splits(ids, val_fraction=options.val_fraction)
-    train = [c for c, v in zip(labeled, is_val, strict=True) if not v]
-    val = [c for c, v in zip(labeled, is_val, strict=True) if v]
-    if not train or not val:
-        train = val = labeled  # as the service does with too few labels for a split
+    train, val = _split_round(labeled, options=options)
     steps_per_epoch = math.ceil(len(train) / options.train_batch_size)
     epochs = max(epochs, math.ceil(options.min_steps / steps_per_epoch))
     kind = model_kind_for(len(labeled), full_kind=options.kind, probe_below=options.probe_below)
@@ -213,9 +237,12 @@ def select_next(
     strategy: str,
     options: SimulationOptions,
     rng_seed: int,
+    columns: np.ndarray | None = None,
 ) -> np.ndarray:
     """Pool row indices ``(<= batch_size,)`` to label next, as the service's scoring and
-    refill would pick them among the ``unlabeled (U,)`` pool rows."""
+    refill would pick them among the ``unlabeled (U,)`` pool rows. columns: the model's
+    trained columns (:func:`round_columns`), the only units its uncertainty is measured on,
+    as the service's scoring does; None: every column."""
     from tagloop.pipeline.scoring import uncertainty_of
     from tagloop.selection import assemble_batch, count_tag_labels, get_strategy, score_pool
     from tagloop.selection.strategy import hash_uniform
@@ -256,7 +283,12 @@ def select_next(
                 np.stack(targets) if targets else np.zeros((0, len(data.vocab)))
             )
         scores = uncertainty_of(
-            preds, vocab=data.vocab, strategy=strategy, clip_ids=ids, tag_counts=counts
+            preds,
+            vocab=data.vocab,
+            strategy=strategy,
+            clip_ids=ids,
+            tag_counts=counts,
+            columns=columns,
         )
         embeddings = preds.embedding if options.diversity else None
     picked = assemble_batch(
@@ -372,6 +404,7 @@ def simulate_curve(
             strategy=strategy,
             options=options,
             rng_seed=seed * 1000 + round_no,
+            columns=round_columns(data, labeled, options=options),
         )
     return records
 

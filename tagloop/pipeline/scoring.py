@@ -2,7 +2,8 @@
 
 score_pool stores one prediction per (clip, promoted version): top tags (ranked among the
 tags the version has a positive label of, ``trained_columns``), the uncertainty of the
-configured strategy, and the fused embedding (batched .npy blobs, ``key#row``).
+configured strategy (over the units of those tags too), and the fused embedding (batched .npy
+blobs, ``key#row``).
 refill_queue turns those scores into a diverse, per-video-capped batch; before any model
 exists it builds the seed batch by k-center on cheap descriptors instead, and clips the
 ranking version has not scored yet (a first promotion's whole pool, new uploads) fill what
@@ -100,7 +101,8 @@ def score_pool(*, settings: Settings, job_id: int | None = None, task_id: str | 
                 version_id, artifact_uri, after = version.id, version.artifact_uri, 0
                 model = load_artifact(store.get_bytes(artifact_uri))
                 counts = _counts_if_needed(settings, session, model.vocab)
-                # Top tags are ranked among the tags the version has a positive label of.
+                # Top tags are ranked, and uncertainty measured, among the tags the version
+                # has a positive label of.
                 columns = trained_columns(
                     model.vocab.tags,
                     version_repo.trained_tags(
@@ -145,7 +147,8 @@ def _score_batch(
     columns: np.ndarray | None = None,
 ) -> None:
     """Predict one page of clips and store their predictions and embeddings; ``columns``:
-    the tags top tags are ranked among (``trained_columns``), None for all."""
+    the tags top tags are ranked and uncertainty is measured among (``trained_columns``),
+    None for all."""
     from tagloop.features.clip_tensor import load_clip_tensors
     from tagloop.pipeline.training import audio_frames_of
     from tagloop.selection import get_strategy
@@ -172,6 +175,7 @@ def _score_batch(
         strategy=settings.selection_strategy,
         clip_ids=ids,
         tag_counts=tag_counts,
+        columns=columns,
     )
     emb_key = f"embeddings/{version_id:06d}/{int(ids[0]):012d}.npy"
     buffer = io.BytesIO()
@@ -234,10 +238,14 @@ def uncertainty_of(
     strategy: str,
     clip_ids: np.ndarray,
     tag_counts: np.ndarray | None = None,
+    columns: np.ndarray | None = None,
 ) -> np.ndarray:
     """``(N,)`` scores of a strategy for predicted clips: the one place the service and
     ``tagloop simulate`` turn model outputs into selection scores. tag_counts: ``(K,)`` from
-    ``count_tag_labels`` over the labeled clips, for strategies that require them."""
+    ``count_tag_labels`` over the labeled clips, for strategies that require them. columns:
+    the version's trained columns (``trained_columns``): only their units are scored, so
+    tags its head never learned, which score the same on every clip, neither tie nor dilute
+    the ranking (issue 22); None: every column."""
     from tagloop.selection import score_pool as score_strategy
 
     modality = (
@@ -253,6 +261,7 @@ def uncertainty_of(
         modality_probs=modality,
         tag_counts=tag_counts,
         clip_ids=clip_ids,
+        columns=columns,
     )
 
 

@@ -5,6 +5,11 @@ columns plus the group's implicit "none", the mass its columns leave: ``none_out
 independent tags (each scored as a Bernoulli pair). The clip's score combines its unit scores:
 the mean by default, or the max (the clip is as interesting as its least sure unit). A group of
 one tag is a yes/no question (its tag or none), scored like an independent tag.
+
+With ``columns`` (the tags a model version was trained on) only the units the version knows
+are scored: a head never trained on a tag scores it a constant (0.5 after a round on few
+labels), the same on every clip, which would tie every clip under ``min_margin`` and dilute
+the mean of the others (issue 22).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from tagloop.selection.balance import class_balanced_weights
 from tagloop.selection.registry import COMBINE_RULES, Combine, UnitInputs, get_strategy
 from tagloop.selection.strategy import score_random, to_bernoulli
 from tagloop.selection.validate import (
+    check_columns,
     check_counts,
     check_group_sums,
     check_ids,
@@ -56,6 +62,7 @@ def score_pool(
     tag_counts: np.ndarray | None = None,
     clip_ids: np.ndarray | None = None,
     rng: np.random.Generator | int | None = None,
+    columns: np.ndarray | None = None,
 ) -> np.ndarray:
     """Scores ``(N,)`` float64 in [0, 1] for N clips; higher = more worth labeling.
 
@@ -73,6 +80,9 @@ def score_pool(
     clip_ids: ``(N,)`` int ids; with them ``random`` scores a clip by a hash of (seed, id), so
         they do not depend on row order or chunking.
     rng: a seed or Generator, used by ``random`` only.
+    columns: ``(T,)`` the columns the model knows (``pipeline.scoring.trained_columns``: the
+        tags with a positive label in its training data); only their units are scored, as if
+        the vocabulary held only those units (tag weights included). None: every column.
 
     Every other strategy treats rows independently: permuting the rows permutes the scores.
     """
@@ -102,14 +112,34 @@ def score_pool(
         if "modality_probs" in spec.requires
         else None
     )
+    groups = list(vocab.group_indices.items())
+    free = vocab.ungrouped_indices
+    if columns is not None:
+        known = np.zeros(k, dtype=bool)
+        known[check_columns(columns, k=k)] = True
+        # A group counts when any of its tags is trained, and then keeps its whole
+        # distribution, every column and "none" (none_outcome), as without columns: its
+        # softmax is fit on every clip where the group is decided, so an untrained member's
+        # probability is learned (pushed down), not a blank head's; dropping its column would
+        # move its mass into "none".
+        groups = [(g, cols) for g, cols in groups if known[cols].any()]
+        free = free[known[free]]
     weights = None
     if "tag_counts" in spec.requires:
         if tag_counts is None:
             raise InvalidInput(f"strategy {spec.name!r} needs tag_counts", code="missing_input")
-        weights = class_balanced_weights(check_counts(tag_counts, k=k))
+        counts = check_counts(tag_counts, k=k)
+        if columns is None:
+            weights = class_balanced_weights(counts)
+        else:
+            # Relative to the rarest scored tag, as on a vocabulary of the scored units alone
+            # (an unscored tag with no label would otherwise set the scale).
+            scored = np.concatenate([free, *(cols for _, cols in groups)]).astype(np.int64)
+            weights = np.ones(k)
+            weights[scored] = class_balanced_weights(counts[scored])
 
     blocks: list[np.ndarray] = []  # each (N, units in block)
-    for group, cols in vocab.group_indices.items():
+    for group, cols in groups:
         check_group_sums(p[:, cols], name="probs", group=group)
         if mc is not None:
             check_group_sums(mc[:, :, cols], name="mc_probs", group=group)
@@ -122,7 +152,6 @@ def score_pool(
             tag_weights=None if weights is None else _with_none_weight(weights[cols]),
         )
         blocks.append(spec.score_unit(units).reshape(n, 1))
-    free = vocab.ungrouped_indices
     if free.size:
         units = UnitInputs(
             probs=to_bernoulli(p[:, free]),

@@ -7,6 +7,7 @@ Every check raises :class:`tagloop.errors.InvalidInput` with a code a caller can
 - ``invalid_ids``: clip ids that are not 1-D integers, or are repeated
 - ``invalid_embeddings``: embeddings/descriptors that are not a finite ``(N, D)`` matrix
 - ``invalid_counts``: per-tag label counts that are not a finite, non-negative ``(K,)`` vector
+- ``invalid_columns``: column indices that are not 1-D integers in ``[0, K)``
 - ``invalid_argument``: an option out of range (a batch size of 0, an unknown combine rule)
 """
 
@@ -157,6 +158,22 @@ def check_counts(x: object, *, k: int | None = None, name: str = "tag_counts") -
     _check_finite(arr, name=name, code=code)
     if arr.size and arr.min() < 0:
         raise InvalidInput(f"{name} must be >= 0, found {arr.min():.6g}", code=code)
+    return arr
+
+
+def check_columns(x: object, *, k: int, name: str = "columns") -> np.ndarray:
+    """An int64 vector ``(T,)`` of column indices in ``[0, K)`` (repeats are harmless)."""
+    code = "invalid_columns"
+    arr = np.asarray(x)
+    if arr.ndim != 1:
+        raise InvalidInput(f"{name} has shape {arr.shape}, expected (T,)", code=code)
+    if arr.size and not np.issubdtype(arr.dtype, np.integer):
+        raise InvalidInput(f"{name} must be integers, got dtype {arr.dtype}", code=code)
+    arr = arr.astype(np.int64, copy=False)
+    if arr.size and (arr.min() < 0 or arr.max() >= k):
+        raise InvalidInput(
+            f"{name} must lie in [0, {k}), found [{arr.min()}, {arr.max()}]", code=code
+        )
     return arr
 
 

@@ -3,6 +3,7 @@ typicality cold start, and their wiring into the service's scoring and the simul
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -16,7 +17,8 @@ from tagloop.db.models import Base, Label
 from tagloop.errors import InvalidInput
 from tagloop.fusion import FusionConfig
 from tagloop.fusion.factory import build_model
-from tagloop.pipeline.scoring import label_counts, uncertainty_of
+from tagloop.pipeline.scoring import label_counts, trained_columns, uncertainty_of
+from tagloop.pipeline.training import split_labeled
 from tagloop.selection import (
     assemble_batch,
     class_balanced_weights,
@@ -31,8 +33,9 @@ from tagloop.selection import (
     seed_batch,
 )
 from tagloop.selection import cluster as cluster_module
-from tagloop.simulation import SimulationOptions, seed_rows, select_next
+from tagloop.simulation import SimulationOptions, round_columns, seed_rows, select_next
 from tagloop.simulation_data import SimulationSet, load_demo_set
+from tagloop.training.metrics import positives_per_tag
 from tagloop.training.predict import Predictions, predict_clips
 from tagloop.training.targets import build_targets
 from tagloop.vocabulary import TagVocabulary
@@ -462,6 +465,81 @@ def test_select_next_picks_as_the_service_would(demo: SimulationSet, strategy: s
     )
     row = {int(c): int(r) for c, r in zip(ids, unlabeled, strict=True)}
     assert got.tolist() == [row[int(c)] for c in picked]
+
+
+def _with_extra_tags(data: SimulationSet, n: int = 40) -> SimulationSet:
+    """``data`` with ``n`` more independent tags that no clip has (complete labels: known
+    negatives), as a vocabulary far larger than what its labels cover."""
+    vocab = data.vocab.extend((f"extra_{i:02d}", None) for i in range(n))
+
+    def pad(clip: Any) -> Any:
+        return replace(
+            clip,
+            targets=np.concatenate([clip.targets, np.zeros(n, dtype=clip.targets.dtype)]),
+            known=np.concatenate([clip.known, np.ones(n, dtype=bool)]),
+        )
+
+    return replace(
+        data, vocab=vocab, pool=[pad(c) for c in data.pool], test=[pad(c) for c in data.test]
+    )
+
+
+@pytest.mark.parametrize("strategy", ["entropy", "min_margin", "balanced_cluster"])
+def test_select_next_scores_the_trained_tags_as_the_service_does(
+    demo: SimulationSet, strategy: str
+) -> None:
+    """The simulation's trained columns are the service's (positives in the round's training
+    split: ``split_labeled`` -> ``train_positives`` -> ``trained_columns``), and select_next
+    measures uncertainty over them as the service's scoring does."""
+    data = _with_extra_tags(demo)
+    options = SimulationOptions(batch_size=6, per_video_cap=2, num_threads=1)
+    rows = np.arange(0, len(data.pool), 3)
+    labeled = [data.pool[i] for i in rows]
+    columns = round_columns(data, labeled, options=options)
+    train, _ = split_labeled(labeled, val_fraction=options.val_fraction)
+    positives = positives_per_tag(
+        np.stack([c.targets for c in train]), np.stack([c.known for c in train]), vocab=data.vocab
+    )
+    service = trained_columns(data.vocab.tags, {t for t, n in positives.items() if n > 0})
+    assert service is not None and np.array_equal(columns, service)
+    assert columns.size and columns.max() < 10  # digits only: no extra tag has a positive
+
+    torch.manual_seed(0)
+    model = build_model("centralnet", vocab_size=len(data.vocab), config=TINY).eval()
+    unlabeled = np.setdiff1d(np.arange(len(data.pool)), rows)
+    got = select_next(
+        model, data, unlabeled, strategy=strategy, options=options, rng_seed=0, columns=columns
+    )
+    preds = predict_clips(
+        model,
+        [data.pool[i].tensors for i in unlabeled],
+        vocab=data.vocab,
+        audio_frames=options.audio_frames,
+    )
+    ids = np.asarray([data.pool[i].clip_id for i in unlabeled], dtype=np.int64)
+    counts = count_tag_labels(np.stack([c.targets for c in labeled]))
+    scores = uncertainty_of(
+        preds,
+        vocab=data.vocab,
+        strategy=strategy,
+        clip_ids=ids,
+        tag_counts=counts if "tag_counts" in get_strategy(strategy).requires else None,
+        columns=service,
+    )
+    picked = assemble_batch(
+        clip_ids=ids,
+        scores=scores,
+        video_ids=data.pool_videos[unlabeled],
+        batch_size=6,
+        per_video_cap=2,
+        embeddings=preds.embedding,
+        top_m=min(ids.size, 5 * 6),
+        batch_rule=get_strategy(strategy).batch,
+    )
+    row = {int(c): int(r) for c, r in zip(ids, unlabeled, strict=True)}
+    assert got.tolist() == [row[int(c)] for c in picked]
+    every = select_next(model, data, unlabeled, strategy=strategy, options=options, rng_seed=0)
+    assert every.tolist() != got.tolist()  # the untrained extra tags would pick otherwise
 
 
 def test_simulation_seed_round_follows_the_seed_rule(demo: SimulationSet) -> None:
