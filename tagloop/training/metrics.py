@@ -14,7 +14,7 @@ result is plain JSON.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -54,21 +54,34 @@ def effective_known(targets: np.ndarray, known: np.ndarray, *, vocab: TagVocabul
     return out
 
 
+def _per_group(
+    probs: np.ndarray,
+    targets: np.ndarray,
+    known: np.ndarray,
+    *,
+    vocab: TagVocabulary,
+    measure: Callable[[np.ndarray, np.ndarray], float],
+) -> dict[str, float | None]:
+    """Group -> ``measure(group probs (n, K), decided outcomes (n,))`` over the clips where the
+    group is decided (None: no decided clip)."""
+    out: dict[str, float | None] = {}
+    for group, columns in vocab.group_indices.items():
+        truth = group_truth(targets, known, columns)
+        rows = truth >= 0
+        out[group] = measure(probs[rows][:, columns], truth[rows]) if rows.any() else None
+    return out
+
+
 def group_accuracy(
     probs: np.ndarray, targets: np.ndarray, known: np.ndarray, *, vocab: TagVocabulary
 ) -> dict[str, float | None]:
     """Group -> accuracy of the likeliest outcome, a tag or "none" (None: no decided clip). A
     clip whose truth is "none" is right when the model's likeliest outcome is none."""
-    out: dict[str, float | None] = {}
-    for group, columns in vocab.group_indices.items():
-        truth = group_truth(targets, known, columns)
-        rows = truth >= 0
-        if not rows.any():
-            out[group] = None
-            continue
-        predicted = likeliest_outcome(probs[rows][:, columns])
-        out[group] = float(np.mean(predicted == truth[rows]))
-    return out
+
+    def accuracy(group_probs: np.ndarray, truth: np.ndarray) -> float:
+        return float(np.mean(likeliest_outcome(group_probs) == truth))
+
+    return _per_group(probs, targets, known, vocab=vocab, measure=accuracy)
 
 
 def group_nll(
@@ -78,17 +91,12 @@ def group_nll(
     under the group's full distribution (``with_none``); None: no decided clip. How much the
     model's confidence can be trusted: a model that is sure and wrong scores far above
     ``log(K + 1)``, the NLL of saying nothing. Probabilities are floored at ``1e-7``."""
-    out: dict[str, float | None] = {}
-    for group, columns in vocab.group_indices.items():
-        truth = group_truth(targets, known, columns)
-        rows = truth >= 0
-        if not rows.any():
-            out[group] = None
-            continue
-        full = with_none(probs[rows][:, columns])
-        picked = np.take_along_axis(full, truth[rows][:, None], axis=1)[:, 0]
-        out[group] = float(np.mean(-np.log(np.clip(picked, 1e-7, 1.0))))
-    return out
+
+    def nll(group_probs: np.ndarray, truth: np.ndarray) -> float:
+        picked = np.take_along_axis(with_none(group_probs), truth[:, None], axis=1)[:, 0]
+        return float(np.mean(-np.log(np.clip(picked, 1e-7, 1.0))))
+
+    return _per_group(probs, targets, known, vocab=vocab, measure=nll)
 
 
 def f1_scores(
